@@ -1,0 +1,93 @@
+"""Starting the agent: which command, with which environment, logging where.
+
+The agent gets a deliberate environment: what a program needs to run (PATH, HOME,
+locale, temp dir), the provider keys and proxies listed here, and nothing else. The
+ACP SDK's default environment drops API keys, and its default stderr pipe can hang an
+agent that logs a lot, so tether spawns the process itself and sends stderr to a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tether.errors import AgentNotFound
+
+# The ACP JSON-RPC stream can carry whole files; asyncio's 64 KiB line limit is too small.
+STDIO_LIMIT = 50 * 1024 * 1024
+
+BASE_VARIABLES = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+    "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE",
+)  # fmt: skip
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+PROVIDER_PREFIXES = ("ANTHROPIC_", "CLAUDE_CODE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "OPENCODE_", "GOOSE_")
+PROVIDER_VARIABLES = ("OLLAMA_HOST", "OPENROUTER_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "DEEPSEEK_API_KEY")
+
+DEMO = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """A resolved ``--agent`` value."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def resolve(agent: str) -> AgentSpec:
+    """``demo`` or any command line of an ACP agent, as an argv."""
+    agent = agent.strip()
+    if agent == DEMO:
+        return AgentSpec(name="demo", argv=(sys.executable, "-m", "tether.agents.demo"))
+    try:
+        argv = tuple(shlex.split(agent))
+    except ValueError as exc:
+        raise AgentNotFound(f"cannot parse the agent command {agent!r}: {exc}") from None
+    if not argv:
+        raise AgentNotFound("the agent command is empty")
+    return AgentSpec(name=Path(argv[0]).name, argv=argv)
+
+
+def agent_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allow-listed environment the agent runs with (see module doc)."""
+    source = os.environ if source is None else source
+    keep: dict[str, str] = {}
+    for name, value in source.items():
+        if value.startswith("()"):  # exported shell functions are not configuration
+            continue
+        upper = name.upper()
+        if (
+            name in BASE_VARIABLES
+            or name.startswith("LC_")
+            or upper in PROXY_VARIABLES
+            or name.startswith(PROVIDER_PREFIXES)
+            or name in PROVIDER_VARIABLES
+        ):
+            keep[name] = value
+    return keep
+
+
+async def spawn(spec: AgentSpec, cwd: Path, log_path: Path) -> asyncio.subprocess.Process:
+    """Start the agent with piped stdin/stdout and stderr appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        try:
+            return await asyncio.create_subprocess_exec(
+                *spec.argv,
+                cwd=cwd,
+                env=agent_environment(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                limit=STDIO_LIMIT,
+                start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            raise AgentNotFound(f"cannot start agent {' '.join(spec.argv)!r}: {exc.strerror}") from None

@@ -1,0 +1,173 @@
+"""Composition root: wires a HostSession, the terminal and Remote Control together.
+
+``run_interactive`` is ``tether``; ``run_rc`` is ``tether rc``. Both end the session at
+once on Ctrl-C, SIGTERM or SIGHUP (closing the terminal): the viewer is told, the relay
+drops the session, the agent and its commands are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console as RichConsole
+
+from tether.host import agent_process
+from tether.host.console import Console, read_lines
+from tether.host.remote import Remote, check_allowed, refuse_sandbox
+from tether.host.session import HostSession
+from tether.paths import logs_dir
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DEMO_BANNER = (
+    "No agent configured: using the DEMO agent (no model behind it). "
+    'Connect a real one with --agent "COMMAND OF ANY ACP AGENT", for example '
+    '--agent "npx -y @agentclientprotocol/claude-agent-acp".'
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the CLI collected for a session."""
+
+    root: Path
+    agent: str | None = None
+    relay: str | None = None
+    sandbox: bool = False
+    skip_permissions: bool = False
+    remote: bool = False
+    as_json: bool = False
+    name: str | None = None
+
+
+def _log_path(name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return logs_dir() / f"agent-{name}-{stamp}-{os.getpid()}.log"
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _first(*waitables: asyncio.Future[object] | asyncio.Task[object]) -> None:
+    await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def _open_session(options: RunOptions, out: RichConsole) -> HostSession:
+    spec = agent_process.resolve(options.agent or agent_process.DEMO)
+    if options.agent is None:
+        out.print(f"[yellow]{DEMO_BANNER}[/yellow]", highlight=False)
+    session = HostSession(options.root, spec, _log_path(spec.name))
+    if options.name:
+        session.info["title"] = options.name
+    await session.start()
+    return session
+
+
+async def run_rc(options: RunOptions) -> int:
+    """``tether rc``: a headless session under Remote Control until stopped."""
+    if options.sandbox:
+        refuse_sandbox()
+    check_allowed(options.root, options.skip_permissions)
+    out = RichConsole(stderr=options.as_json)
+    stop = asyncio.Event()
+    _install_stop(stop)
+    session = await _open_session(options, out)
+    console = Console(session, out)
+    session.sinks.append(console)
+    remote = Remote(session, options.relay, out, as_json=options.as_json)
+    try:
+        link = await remote.start(options.skip_permissions)
+    except BaseException:
+        await session.close("Remote Control could not start")
+        raise
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    if sys.stdin is not None and not sys.stdin.closed:
+        read_lines(asyncio.get_running_loop(), lines)
+
+    async def answer_from_terminal() -> None:
+        # tether rc has no prompt line; the terminal still answers approvals.
+        while (line := await lines.get()) is not None:
+            await console.handle(line, toggle_remote=None)
+
+    stopped = asyncio.ensure_future(stop.wait())
+    answers = asyncio.ensure_future(answer_from_terminal())
+    await _first(stopped, session.ended, link.lost)  # type: ignore[arg-type]
+    code = 0
+    if link.lost.done() and not session.ended.done():
+        out.print(f"[red]Remote Control lost:[/red] {link.lost.result()}")
+        code = 1
+    reason = "the host stopped" if stop.is_set() else "the session ended"
+    answers.cancel()
+    stopped.cancel()
+    await session.close(reason)
+    await remote.stop(reason)
+    return code
+
+
+async def run_interactive(options: RunOptions) -> int:
+    """``tether``: a local chat in the terminal; /remote turns Remote Control on and off."""
+    if options.sandbox:
+        refuse_sandbox()
+    if options.remote:
+        check_allowed(options.root, options.skip_permissions)
+    out = RichConsole()
+    stop = asyncio.Event()
+    _install_stop(stop)
+    session = await _open_session(options, out)
+    console = Console(session, out)
+    session.sinks.append(console)
+    remote = Remote(session, options.relay, out)
+    out.print(f"[bold]tether[/bold] · agent [cyan]{session.agent.name}[/cyan] · {session.root}")
+    out.print("[dim]Type a prompt and press Enter. /help for commands.[/dim]")
+
+    async def toggle_remote() -> None:
+        from tether.errors import UserError
+
+        if remote.active:
+            await remote.stop()
+            out.print("Remote Control is off.")
+            return
+        try:
+            await remote.start(options.skip_permissions)
+        except UserError as exc:
+            out.print(f"[red]{exc}[/red]", highlight=False)
+
+    if options.remote:
+        await remote.start(options.skip_permissions)
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    read_lines(asyncio.get_running_loop(), lines)
+
+    async def read_input() -> None:
+        while (line := await lines.get()) is not None:
+            if not await console.handle(line, toggle_remote):
+                return
+
+    stopped = asyncio.ensure_future(stop.wait())
+    reader = asyncio.ensure_future(read_input())
+    while True:
+        waitables: list[asyncio.Future[object]] = [stopped, reader, session.ended]  # type: ignore[list-item]
+        if remote.link is not None:
+            waitables.append(remote.link.lost)  # type: ignore[arg-type]
+        await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
+        link = remote.link
+        if link is not None and link.lost.done() and not (stopped.done() or reader.done() or session.ended.done()):
+            out.print(f"[red]Remote Control lost:[/red] {link.lost.result()}")
+            await remote.stop()
+            continue
+        break
+    reason = "the host stopped" if stop.is_set() or reader.done() else "the session ended"
+    for task in (stopped, reader):
+        task.cancel()
+    with contextlib.suppress(Exception):
+        await session.close(reason)
+    await remote.stop(reason)
+    return 0

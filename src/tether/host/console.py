@@ -1,0 +1,183 @@
+"""The terminal side of a session: renders the transcript, reads prompts and answers.
+
+Rendering follows the same message stream the viewer gets. Input comes line by line from
+a reader thread (stdin blocks; the event loop must not). While an approval is pending,
+a line answers it: ``y`` allow once, ``a`` allow always, ``n`` deny, or the option's
+number. Otherwise a line is a prompt, or a command: ``/remote``, ``/stop``, ``/quit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rich.console import Console as RichConsole
+from rich.markup import escape
+
+from tether.host.approvals import ALLOW_KINDS, REJECT_KINDS
+from tether.host.session import HostSession
+from tether.protocol.messages import Append, Ended, Entry, Message, Turn
+
+ANSWER_KINDS = {"y": ("allow_once",), "a": ("allow_always",), "n": REJECT_KINDS}
+OUTPUT_TAIL = 20  # lines of command output shown in the terminal
+OUTCOME_WORDS = {"allow_once": "approved once", "allow_always": "approved always"}
+
+HELP = """Commands: /remote (Remote Control on/off), /stop (stop the turn), /quit, /help.
+While an approval is pending: y = allow once, a = allow always, n = deny, or the option's number."""
+
+
+def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+    """Feed stdin lines into ``queue`` from a daemon thread; None at end of input."""
+
+    def pump() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, name="tether-stdin", daemon=True).start()
+
+
+class Console:
+    """Terminal renderer and input handler for one session (see module doc)."""
+
+    def __init__(self, session: HostSession, out: RichConsole) -> None:
+        self.session = session
+        self.out = out
+        self._seen_status: dict[str, str] = {}
+        self._shown_diffs: set[tuple[str, str]] = set()
+        self._streaming = False
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        """Render one session message."""
+        if isinstance(message, Append):
+            self.out.print(message.text, end="", markup=False, highlight=False)
+            self._streaming = True
+            return
+        self._end_stream()
+        if isinstance(message, Entry):
+            self._entry(message.entry)
+        elif isinstance(message, Turn) and not message.running:
+            self.out.print(f"[dim]· turn ended ({escape(message.stop_reason or 'unknown')})[/dim]")
+        elif isinstance(message, Ended):
+            self.out.print(f"[bold]Session ended:[/bold] {escape(message.reason)}")
+
+    def _end_stream(self) -> None:
+        if self._streaming:
+            self.out.print()
+            self._streaming = False
+
+    def _entry(self, entry: dict[str, Any]) -> None:
+        kind = entry["type"]
+        if kind == "message":
+            self._message(entry)
+        elif kind == "tool_call":
+            self._tool_call(entry)
+        elif kind == "plan":
+            self.out.print("[bold]Plan[/bold]")
+            for item in entry["entries"]:
+                mark = {"completed": "✓", "in_progress": "›"}.get(item["status"], "·")
+                self.out.print(f"  {mark} {escape(item['content'])}")
+        elif kind == "approval":
+            self._approval(entry)
+
+    def _message(self, entry: dict[str, Any]) -> None:
+        role, text = entry["role"], escape(entry["text"])
+        if role == "user":
+            self.out.print(f"[bold cyan]you ›[/bold cyan] {text}")
+        elif role == "system":
+            self.out.print(f"[yellow]{text}[/yellow]")
+        else:
+            style = "dim italic" if role == "thought" else ""
+            self.out.print(f"[{style}]{text}[/{style}]" if style else text, end="", highlight=False)
+            self._streaming = True
+
+    def _tool_call(self, entry: dict[str, Any]) -> None:
+        call_id, status = entry["id"], entry["status"]
+        if call_id not in self._seen_status:
+            self.out.print(f"[magenta]⚙ {escape(entry['title'])}[/magenta] [dim]({escape(entry['kind'])})[/dim]")
+        for item in entry["content"]:
+            if item["type"] == "diff" and (call_id, item["path"]) not in self._shown_diffs:
+                self._shown_diffs.add((call_id, item["path"]))
+                self._diff(item)
+        if self._seen_status.get(call_id) != status and status in ("completed", "failed"):
+            for item in entry["content"]:
+                if item["type"] == "terminal" and item["output"]:
+                    tail = item["output"].rstrip("\n").splitlines()[-OUTPUT_TAIL:]
+                    self.out.print(escape("\n".join(f"  │ {line}" for line in tail)), highlight=False)
+            mark = "[green]✓ done[/green]" if status == "completed" else "[red]✗ failed[/red]"
+            self.out.print(f"  {mark}")
+        self._seen_status[call_id] = status
+
+    def _diff(self, item: dict[str, Any]) -> None:
+        old = (item["old_text"] or "").splitlines()
+        new = item["new_text"].splitlines()
+        lines = difflib.unified_diff(old, new, f"a/{item['path']}", f"b/{item['path']}", lineterm="")
+        for line in lines:
+            color = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
+            shown = escape(f"  {line}")
+            self.out.print(f"[{color}]{shown}[/{color}]" if color else shown, highlight=False)
+
+    def _approval(self, entry: dict[str, Any]) -> None:
+        if entry["state"] == "pending":
+            self.out.print(f"[bold yellow]Approve?[/bold yellow] {escape(entry['title'])}")
+            for number, option in enumerate(entry["options"], 1):
+                self.out.print(f"  [{number}] {escape(option['name'])}", markup=False)
+            self.out.print("[dim]  answer: y allow once · a allow always · n deny · or a number[/dim]")
+            return
+        if entry["state"] == "decided":
+            option = next((o for o in entry["options"] if o["option_id"] == entry["outcome"]), None)
+            kind = option["kind"] if option else ""
+            word = OUTCOME_WORDS.get(kind, "denied")
+            self.out.print(f"  → {word} ({entry['decided_by']})")
+        else:
+            self.out.print(f"  → {entry['state']}")
+
+    # -- input -------------------------------------------------------------------------
+
+    def answer(self, line: str) -> bool:
+        """Try ``line`` as an answer to the oldest pending approval; True if it was one."""
+        pending = self.session.approvals.pending()
+        if not pending:
+            return False
+        approval = pending[0]
+        word = line.strip().lower()
+        option = None
+        if word.isdigit() and 1 <= int(word) <= len(approval.options):
+            option = approval.options[int(word) - 1]
+        elif word in ANSWER_KINDS:
+            option = approval.option_of_kind(*ANSWER_KINDS[word])
+            if option is None and word == "a":
+                option = approval.option_of_kind(*ALLOW_KINDS)
+        if option is None:
+            self.out.print("[yellow]An approval is pending: answer y, a, n or an option number.[/yellow]")
+            return True
+        self.session.decide(approval.id, option.option_id, by="terminal")
+        return True
+
+    async def handle(self, line: str, toggle_remote: Callable[[], Awaitable[None]] | None) -> bool:
+        """Handle one input line; False when the user asked to quit."""
+        if self.answer(line):
+            return True
+        command = line.strip()
+        if command in ("/quit", "/exit"):
+            return False
+        if command == "/help":
+            self.out.print(HELP, markup=False)
+        elif command == "/stop":
+            await self.session.cancel()
+        elif command == "/remote":
+            if toggle_remote is None:
+                self.out.print("[yellow]/remote is only available in an interactive session.[/yellow]")
+            else:
+                await toggle_remote()
+        elif command.startswith("/"):
+            self.out.print(f"[yellow]Unknown command {escape(command)}.[/yellow] " + escape(HELP))
+        elif command and toggle_remote is not None:
+            self.session.submit_prompt(command)
+        return True

@@ -1,0 +1,157 @@
+"""Messages between host and viewer: a closed set of kinds (docs/protocol.md section 3).
+
+Each message is a frozen dataclass. ``serialize`` turns it into the JSON payload of a
+frame, ``parse`` turns a payload back into a message; both call ``check``, which
+verifies every field against the types declared in ``FIELDS``. A payload of an unknown
+kind parses to ``None`` so that newer peers can add kinds within a protocol version.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from tether.errors import LocalProtocolError, RemoteProtocolError
+
+JSON = dict[str, Any]
+
+
+class Kind(enum.StrEnum):
+    """Every message kind of protocol version 1."""
+
+    HELLO = "hello"  # viewer -> host: first message on a connection; asks for a snapshot
+    PROMPT = "prompt"  # viewer -> host: a user prompt for the agent
+    DECIDE = "decide"  # viewer -> host: the chosen option of a pending approval
+    CANCEL = "cancel"  # viewer -> host: stop the current turn
+    SNAPSHOT = "snapshot"  # host -> viewer: the whole transcript so far
+    ENTRY = "entry"  # host -> viewer: insert or replace one transcript entry
+    APPEND = "append"  # host -> viewer: append streamed text to a message entry
+    TURN = "turn"  # host -> viewer: a turn started or ended
+    ENDED = "ended"  # host -> viewer: the session is over
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Base of all messages; subclasses set KIND and FIELDS."""
+
+    KIND: ClassVar[Kind]
+    # field name -> accepted JSON types (None allowed where listed as type(None))
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {}
+
+    def check(self, error: type[Exception] = LocalProtocolError) -> None:
+        """Raise ``error`` unless every field has one of its declared types."""
+        for name, types in self.FIELDS.items():
+            value = getattr(self, name)
+            # bool is an int in Python; keep JSON's distinction.
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise error(f"{self.KIND} field {name!r} has the wrong type {type(value).__name__}")
+
+    def to_json(self) -> JSON:
+        """The message as a JSON object, ``kind`` first."""
+        return {"kind": str(self.KIND), **asdict(self)}
+
+    def serialize(self) -> bytes:
+        """The UTF-8 JSON payload carried by one or more frames."""
+        self.check()
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    KIND: ClassVar[Kind] = Kind.HELLO
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"client": (str,)}
+    client: str = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt(Message):
+    KIND: ClassVar[Kind] = Kind.PROMPT
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"text": (str,)}
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decide(Message):
+    KIND: ClassVar[Kind] = Kind.DECIDE
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"approval_id": (str,), "option_id": (str,)}
+    approval_id: str
+    option_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel(Message):
+    KIND: ClassVar[Kind] = Kind.CANCEL
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot(Message):
+    KIND: ClassVar[Kind] = Kind.SNAPSHOT
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"session": (dict,), "entries": (list,), "running": (bool,)}
+    session: JSON
+    entries: list[JSON] = field(default_factory=list)
+    running: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(Message):
+    KIND: ClassVar[Kind] = Kind.ENTRY
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"entry": (dict,)}
+    entry: JSON
+
+    def check(self, error: type[Exception] = LocalProtocolError) -> None:
+        """Also require the entry's ``id`` and ``type``."""
+        Message.check(self, error)
+        if not isinstance(self.entry.get("id"), str) or not isinstance(self.entry.get("type"), str):
+            raise error("entry needs a string id and type")
+
+
+@dataclass(frozen=True, slots=True)
+class Append(Message):
+    KIND: ClassVar[Kind] = Kind.APPEND
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"id": (str,), "text": (str,)}
+    id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Turn(Message):
+    KIND: ClassVar[Kind] = Kind.TURN
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"running": (bool,), "stop_reason": (str, type(None))}
+    running: bool
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended(Message):
+    KIND: ClassVar[Kind] = Kind.ENDED
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"reason": (str,)}
+    reason: str
+
+
+BY_KIND: dict[str, type[Message]] = {
+    cls.KIND: cls for cls in (Hello, Prompt, Decide, Cancel, Snapshot, Entry, Append, Turn, Ended)
+}
+
+
+def parse(payload: bytes) -> Message | None:
+    """Decode a reassembled payload; ``None`` for an unknown kind.
+
+    Raises RemoteProtocolError for anything that is not a well-formed message.
+    """
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RemoteProtocolError(f"payload is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        raise RemoteProtocolError("payload is not an object with a kind")
+    cls = BY_KIND.get(data.pop("kind"))
+    if cls is None:
+        return None
+    try:
+        message = cls(**data)
+    except TypeError as exc:
+        raise RemoteProtocolError(f"bad fields for {cls.KIND}: {exc}") from None
+    message.check(RemoteProtocolError)
+    return message
