@@ -7,10 +7,9 @@ and exit with status 2.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,6 +25,8 @@ app = typer.Typer(
 )
 relay_app = typer.Typer(help="Run a relay that pairs hosts and viewers.", no_args_is_help=True)
 app.add_typer(relay_app, name="relay")
+config_app = typer.Typer(help="Read and change settings (config.toml in the config folder).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 err = Console(stderr=True)
 
@@ -36,7 +37,9 @@ AgentOption = Annotated[
 RelayOption = Annotated[
     str | None, typer.Option("--relay", help="Relay URL; default: a relay inside this process on 127.0.0.1.")
 ]
-SandboxOption = Annotated[bool, typer.Option("--sandbox/--no-sandbox", help="Confine tools to the project.")]
+SandboxOption = Annotated[
+    bool | None, typer.Option("--sandbox/--no-sandbox", help="Confine tools to the project (default: config).")
+]
 SkipOption = Annotated[
     bool,
     typer.Option(
@@ -46,14 +49,41 @@ SkipOption = Annotated[
 ]
 
 
+def _options(
+    agent: str | None,
+    relay: str | None,
+    sandbox: bool | None,
+    skip_permissions: bool,
+    remote: bool,
+    as_json: bool = False,
+    name: str | None = None,
+) -> Any:
+    """RunOptions from the flags, falling back to the config file for what is not given."""
+    from tether.config import Config
+    from tether.host.app import RunOptions
+
+    try:
+        config = Config()
+        return RunOptions(
+            root=Path.cwd(),
+            agent=agent or config.get("agent.default"),
+            relay=relay or config.get("relay.url"),
+            sandbox=config.get("sandbox.default") if sandbox is None else sandbox,
+            skip_permissions=skip_permissions,
+            remote=remote or config.get("remote.auto_start"),
+            as_json=as_json,
+            name=name,
+            approval_timeout=float(config.get("approvals.timeout_seconds")),
+        )
+    except UserError as exc:
+        _fail(exc)
+
+
 def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
     try:
         code = asyncio.run(main())
     except UserError as exc:
-        err.print(f"[bold red]Error:[/bold red] {exc}", highlight=False)
-        if advice := exc.advice():
-            err.print(advice, highlight=False)
-        raise typer.Exit(2) from None
+        _fail(exc)
     except KeyboardInterrupt:
         code = 130
     raise typer.Exit(code)
@@ -65,18 +95,15 @@ def interactive(
     remote: Annotated[bool, typer.Option("--remote", help="Start with Remote Control on.")] = False,
     agent: AgentOption = None,
     relay: RelayOption = None,
-    sandbox: SandboxOption = False,
+    sandbox: SandboxOption = None,
     skip_permissions: SkipOption = False,
 ) -> None:
     """Interactive session in the current folder; /remote turns Remote Control on or off."""
     if ctx.invoked_subcommand is not None:
         return
-    from tether.host.app import RunOptions, run_interactive
+    from tether.host.app import run_interactive
 
-    options = RunOptions(
-        root=Path.cwd(), agent=agent, relay=relay, sandbox=sandbox, skip_permissions=skip_permissions, remote=remote
-    )
-    _run(lambda: run_interactive(options))
+    _run(lambda: run_interactive(_options(agent, relay, sandbox, skip_permissions, remote=remote)))
 
 
 @app.command()
@@ -85,23 +112,13 @@ def rc(
     as_json: Annotated[bool, typer.Option("--json", help='Print one JSON line {"url", "session_id"}.')] = False,
     agent: AgentOption = None,
     relay: RelayOption = None,
-    sandbox: SandboxOption = False,
+    sandbox: SandboxOption = None,
     skip_permissions: SkipOption = False,
 ) -> None:
     """Server mode: a headless remote-controlled session; prints the URL and a QR code."""
-    from tether.host.app import RunOptions, run_rc
+    from tether.host.app import run_rc
 
-    options = RunOptions(
-        root=Path.cwd(),
-        agent=agent,
-        relay=relay,
-        sandbox=sandbox,
-        skip_permissions=skip_permissions,
-        remote=True,
-        as_json=as_json,
-        name=name,
-    )
-    _run(lambda: run_rc(options))
+    _run(lambda: run_rc(_options(agent, relay, sandbox, skip_permissions, remote=True, as_json=as_json, name=name)))
 
 
 @app.command()
@@ -120,8 +137,7 @@ def trust(
             return
         print(f"Trusted {store.trust(folder or Path.cwd())}")
     except UserError as exc:
-        err.print(f"[bold red]Error:[/bold red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        _fail(exc)
 
 
 @app.command()
@@ -137,6 +153,54 @@ def untrust(
     else:
         err.print(f"{target} was not in the trusted list.")
         raise typer.Exit(1)
+
+
+def _fail(exc: UserError) -> NoReturn:
+    err.print(f"[bold red]Error:[/bold red] {exc}", highlight=False)
+    if advice := exc.advice():
+        err.print(advice, highlight=False)
+    raise typer.Exit(2)
+
+
+@config_app.command("get")
+def config_get(key: Annotated[str, typer.Argument(help="A key such as agent.default.")]) -> None:
+    """Print the value of one key."""
+    from tether.config import Config
+
+    try:
+        value = Config().get(key)
+    except UserError as exc:
+        _fail(exc)
+    print("" if value is None else str(value).lower() if isinstance(value, bool) else value)
+
+
+@config_app.command("set")
+def config_set(
+    key: Annotated[str, typer.Argument(help="A key such as agent.default.")],
+    value: Annotated[str, typer.Argument(help="The new value.")],
+) -> None:
+    """Change one key."""
+    from tether.config import Config
+
+    try:
+        Config().set(key, value)
+    except UserError as exc:
+        _fail(exc)
+    print(f"{key} = {value}")
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """Every key, its value and what it does."""
+    from tether.config import Config
+
+    try:
+        items = Config().items()
+    except UserError as exc:
+        _fail(exc)
+    for key, value in items:
+        shown = "(not set)" if value is None else str(value).lower() if isinstance(value, bool) else value
+        print(f"{key.name} = {shown}    # {key.help}")
 
 
 @relay_app.command("serve")

@@ -21,7 +21,7 @@ from rich.console import Console as RichConsole
 from tether.host import agent_process
 from tether.host.console import Console, read_lines
 from tether.host.remote import Remote, check_allowed, refuse_sandbox
-from tether.host.session import HostSession
+from tether.host.session import APPROVAL_TIMEOUT, HostSession
 from tether.paths import logs_dir
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -44,6 +44,7 @@ class RunOptions:
     remote: bool = False
     as_json: bool = False
     name: str | None = None
+    approval_timeout: float = APPROVAL_TIMEOUT
 
 
 def _log_path(name: str) -> Path:
@@ -65,7 +66,7 @@ async def _open_session(options: RunOptions, out: RichConsole) -> HostSession:
     spec = agent_process.resolve(options.agent or agent_process.DEMO)
     if options.agent is None:
         out.print(f"[yellow]{DEMO_BANNER}[/yellow]", highlight=False)
-    session = HostSession(options.root, spec, _log_path(spec.name))
+    session = HostSession(options.root, spec, _log_path(spec.name), options.approval_timeout)
     if options.name:
         session.info["title"] = options.name
     await session.start()

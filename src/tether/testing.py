@@ -1,0 +1,138 @@
+"""Public test helpers: a scripted viewer that speaks the real protocol over a socket.
+
+ViewerClient is what the web viewer does, in Python: it connects to the relay's viewer
+endpoint, says ``hello``, folds ``snapshot`` / ``entry`` / ``append`` into a local copy
+of the transcript, and sends prompts, decisions and cancel. Tests (and scripts) use it to
+drive a real host through a real relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tether.protocol.channel import Channel
+from tether.protocol.messages import Append, Cancel, Decide, Ended, Entry, Hello, Message, Prompt, Snapshot, Turn
+
+JSON = dict[str, Any]
+
+
+def viewer_socket_url(session_url: str) -> str:
+    """``http://relay/s/ID#...`` -> ``ws://relay/v1/viewer/ID``."""
+    parts = urlsplit(session_url)
+    prefix, _, session_id = parts.path.rpartition("/s/")
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, f"{prefix}/v1/viewer/{session_id}", "", ""))
+
+
+class ViewerClient:
+    """A scripted viewer (see module doc). Use ``async with ViewerClient(url) as viewer``."""
+
+    def __init__(self, session_url: str) -> None:
+        self.url = viewer_socket_url(session_url)
+        self.channel = Channel()
+        self.entries: dict[str, JSON] = {}
+        self.session: JSON = {}
+        self.running = False
+        self.stop_reasons: list[str | None] = []
+        self.ended: str | None = None
+        self.close_code: int | None = None
+        self.controls: list[JSON] = []
+        self._changed = asyncio.Condition()
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ViewerClient:
+        self._ws = await websockets.connect(self.url, compression=None, max_size=2 * 1024 * 1024)
+        self._reader = asyncio.create_task(self._read())
+        await self.send(Hello(client="tether-testing"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def send(self, message: Message) -> None:
+        assert self._ws is not None
+        for frame in self.channel.send(message):
+            await self._ws.send(frame)
+
+    async def prompt(self, text: str) -> None:
+        await self.send(Prompt(text=text))
+
+    async def decide(self, approval_id: str, option_id: str) -> None:
+        await self.send(Decide(approval_id=approval_id, option_id=option_id))
+
+    async def cancel(self) -> None:
+        await self.send(Cancel())
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for data in self._ws:
+                if isinstance(data, str):
+                    self.controls.append(json.loads(data))
+                else:
+                    message = self.channel.receive(data)
+                    if message is not None:
+                        self._apply(message)
+                async with self._changed:
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        self.close_code = self._ws.close_code
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _apply(self, message: Message) -> None:
+        match message:
+            case Snapshot(session=session, entries=entries, running=running):
+                self.session, self.running = session, running
+                self.entries = {e["id"]: e for e in entries}
+            case Entry(entry=entry):
+                self.entries[entry["id"]] = entry
+            case Append(id=entry_id, text=text):
+                self.entries[entry_id]["text"] += text
+            case Turn(running=running, stop_reason=stop_reason):
+                self.running = running
+                if not running:
+                    self.stop_reasons.append(stop_reason)
+            case Ended(reason=reason):
+                self.ended = reason
+
+    @property
+    def closed(self) -> bool:
+        return self._reader is not None and self._reader.done()
+
+    def of_type(self, kind: str) -> list[JSON]:
+        """Entries of one type, in order."""
+        return [e for e in self.entries.values() if e["type"] == kind]
+
+    def texts(self, role: str) -> list[str]:
+        """Texts of the message entries with ``role``."""
+        return [e["text"] for e in self.of_type("message") if e["role"] == role]
+
+    def pending_approval(self) -> JSON | None:
+        """The oldest pending approval entry, if any."""
+        return next((e for e in self.of_type("approval") if e["state"] == "pending"), None)
+
+    async def wait_for(self, predicate: Callable[[ViewerClient], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
+        """Wait until ``predicate(self)`` is truthy and return its value."""
+        async with asyncio.timeout(timeout), self._changed:
+            while not (result := predicate(self)):
+                if self.closed:
+                    with contextlib.suppress(Exception):
+                        if result := predicate(self):
+                            return result
+                    raise AssertionError(f"viewer closed ({self.close_code}) before the condition held")
+                await self._changed.wait()
+            return result
