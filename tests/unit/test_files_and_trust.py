@@ -67,8 +67,15 @@ def test_agent_environment_is_an_allow_list() -> None:
         "BASH_FUNC_x%%": "() { :; }",
     }
     assert {"PATH": "/bin", "HOME": "/h", "ANTHROPIC_API_KEY": "k", "OPENAI_BASE_URL": "u", "https_proxy": "p"} == (
-        agent_environment(source)
+        agent_environment(source=source)
     )
+
+
+def test_preset_environment_is_narrower() -> None:
+    """A preset passes only its own provider's variables."""
+    source = {"PATH": "/bin", "ANTHROPIC_API_KEY": "a", "OPENAI_API_KEY": "o"}
+    assert {"PATH": "/bin", "ANTHROPIC_API_KEY": "a"} == agent_environment(resolve("claude").env_prefixes, source)
+    assert {"PATH": "/bin"} == agent_environment(resolve("demo").env_prefixes, source)
 
 
 def test_agent_spec_parses_command_lines() -> None:

@@ -86,7 +86,7 @@ class HostClient:
             folder = self.files.resolve(cwd) if cwd else self.files.root
         except OutsideProject as exc:
             raise _outside(exc) from None
-        environment = agent_environment() | {v.name: v.value for v in env or []}
+        environment = agent_environment(self.session.agent.env_prefixes) | {v.name: v.value for v in env or []}
         try:
             terminal = await self.terminals.create(command, args, environment, Path(folder), output_byte_limit)
         except OSError as exc:

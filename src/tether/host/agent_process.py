@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether.agents.presets import PRESETS, Preset
 from tether.errors import AgentNotFound
 
 # The ACP JSON-RPC stream can carry whole files; asyncio's 64 KiB line limit is too small.
@@ -27,25 +27,28 @@ BASE_VARIABLES = (
     "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE",
 )  # fmt: skip
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-PROVIDER_PREFIXES = ("ANTHROPIC_", "CLAUDE_CODE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "OPENCODE_", "GOOSE_")
-PROVIDER_VARIABLES = ("OLLAMA_HOST", "OPENROUTER_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "DEEPSEEK_API_KEY")
+# An agent given as a bare command line may use any common provider; a preset names its own.
+ANY_PROVIDER = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "OPENCODE_", "GOOSE_", "OLLAMA_")
 
 DEMO = "demo"
 
 
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
-    """A resolved ``--agent`` value."""
+    """A resolved ``--agent`` value: what to run and which variables it may see."""
 
     name: str
     argv: tuple[str, ...]
+    env_prefixes: tuple[str, ...] = ANY_PROVIDER
+    preset: Preset | None = None
 
 
 def resolve(agent: str) -> AgentSpec:
-    """``demo`` or any command line of an ACP agent, as an argv."""
+    """A preset name (demo, builtin, claude, ...) or any command line of an ACP agent."""
     agent = agent.strip()
-    if agent == DEMO:
-        return AgentSpec(name="demo", argv=(sys.executable, "-m", "tether.agents.demo"))
+    if agent in PRESETS:
+        preset = PRESETS[agent]
+        return AgentSpec(name=preset.name, argv=preset.argv, env_prefixes=preset.env_prefixes, preset=preset)
     try:
         argv = tuple(shlex.split(agent))
     except ValueError as exc:
@@ -55,20 +58,20 @@ def resolve(agent: str) -> AgentSpec:
     return AgentSpec(name=Path(argv[0]).name, argv=argv)
 
 
-def agent_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
+def agent_environment(
+    prefixes: tuple[str, ...] = ANY_PROVIDER, source: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The allow-listed environment the agent runs with (see module doc)."""
     source = os.environ if source is None else source
     keep: dict[str, str] = {}
     for name, value in source.items():
         if value.startswith("()"):  # exported shell functions are not configuration
             continue
-        upper = name.upper()
         if (
             name in BASE_VARIABLES
             or name.startswith("LC_")
-            or upper in PROXY_VARIABLES
-            or name.startswith(PROVIDER_PREFIXES)
-            or name in PROVIDER_VARIABLES
+            or name.upper() in PROXY_VARIABLES
+            or (prefixes and name.startswith(prefixes))
         ):
             keep[name] = value
     return keep
@@ -82,7 +85,7 @@ async def spawn(spec: AgentSpec, cwd: Path, log_path: Path) -> asyncio.subproces
             return await asyncio.create_subprocess_exec(
                 *spec.argv,
                 cwd=cwd,
-                env=agent_environment(),
+                env=agent_environment(spec.env_prefixes),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,

@@ -1,0 +1,99 @@
+"""Presets for the ACP agents tether knows by name: one table, one entry per agent.
+
+Adding an agent is one entry in PRESETS. Each entry says how to start the agent's ACP
+entry point (with a pinned version where it is fetched by npx), which environment
+variables it needs beyond the base set, how a user logs in, and which of its session
+modes approve tool calls by themselves: with Remote Control on, those are refused and
+the session is put in ``asking_mode`` (DESIGN.md, rule 4).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+CLAUDE_ACP = "@agentclientprotocol/claude-agent-acp@0.101.0"
+CODEX_ACP = "@agentclientprotocol/codex-acp@2.6.0"
+GEMINI_CLI = "@google/gemini-cli@0.61.0"
+OPENCODE = "opencode-ai@1.18.33"
+
+# Keys every model-backed agent may need: the common providers and local servers.
+PROVIDER_KEYS = ("ANTHROPIC_", "OPENAI_", "GEMINI_", "GOOGLE_", "OLLAMA_", "OPENROUTER_", "GROQ_", "MISTRAL_")
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """How to run one named agent."""
+
+    name: str
+    argv: tuple[str, ...]
+    description: str
+    env_prefixes: tuple[str, ...] = ()
+    login: str | None = None
+    self_approving_modes: frozenset[str] = field(default_factory=frozenset)
+    asking_mode: str | None = None
+    requires: str | None = None  # the executable that must be on PATH
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            "demo",
+            (sys.executable, "-m", "tether.agents.demo"),
+            "guided tour of tether; no model, no key",
+        ),
+        Preset(
+            "builtin",
+            (sys.executable, "-m", "tether.agents.builtin"),
+            "tether's own coding agent on Anthropic or OpenAI-compatible models",
+            env_prefixes=("TETHER_AGENT_", *PROVIDER_KEYS),
+        ),
+        Preset(
+            "claude",
+            ("npx", "-y", CLAUDE_ACP),
+            "Claude Code through its ACP adapter",
+            env_prefixes=("ANTHROPIC_", "CLAUDE_", "AWS_", "VERTEX_", "CLOUD_ML_"),
+            login="claude /login   (or set ANTHROPIC_API_KEY)",
+            self_approving_modes=frozenset({"bypassPermissions", "acceptEdits", "dontAsk", "auto"}),
+            asking_mode="default",
+            requires="npx",
+        ),
+        Preset(
+            "codex",
+            ("npx", "-y", CODEX_ACP),
+            "OpenAI Codex through its ACP adapter",
+            env_prefixes=("OPENAI_", "CODEX_"),
+            login="codex login   (or set OPENAI_API_KEY)",
+            self_approving_modes=frozenset({"agent", "agent-full-access", "full-access", "auto"}),
+            asking_mode="read-only",
+            requires="npx",
+        ),
+        Preset(
+            "gemini",
+            ("npx", "-y", GEMINI_CLI, "--experimental-acp"),
+            "Gemini CLI in ACP mode",
+            env_prefixes=("GEMINI_", "GOOGLE_"),
+            login="gemini   (choose a login method; or set GEMINI_API_KEY)",
+            self_approving_modes=frozenset({"yolo", "autoEdit", "auto_edit"}),
+            asking_mode="default",
+            requires="npx",
+        ),
+        Preset(
+            "opencode",
+            ("npx", "-y", OPENCODE, "acp"),
+            "OpenCode in ACP mode",
+            env_prefixes=("OPENCODE_", *PROVIDER_KEYS),
+            login="opencode auth login",
+            requires="npx",
+        ),
+        Preset(
+            "goose",
+            ("goose", "acp"),
+            "goose in ACP mode (install goose first)",
+            env_prefixes=("GOOSE_", *PROVIDER_KEYS),
+            login="goose configure",
+            requires="goose",
+        ),
+    )
+}
