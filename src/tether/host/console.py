@@ -13,6 +13,7 @@ import difflib
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console as RichConsole
@@ -117,7 +118,10 @@ class Console:
     def _diff(self, item: dict[str, Any]) -> None:
         old = (item["old_text"] or "").splitlines()
         new = item["new_text"].splitlines()
-        lines = difflib.unified_diff(old, new, f"a/{item['path']}", f"b/{item['path']}", lineterm="")
+        path = Path(item["path"])
+        if path.is_absolute() and path.is_relative_to(self.session.root):
+            path = path.relative_to(self.session.root)
+        lines = difflib.unified_diff(old, new, f"a/{path}", f"b/{path}", lineterm="")
         for line in lines:
             color = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
             shown = escape(f"  {line}")

@@ -20,7 +20,6 @@ from tether.host.relay_link import RelayLink
 from tether.host.session import HostSession
 from tether.host.trust import TrustStore
 from tether.protocol.messages import Ended
-from tether.relay.server import EmbeddedRelay, RelayConfig
 
 
 def check_allowed(root: Path, skip_permissions: bool, trust: TrustStore | None = None) -> None:
@@ -62,6 +61,9 @@ class Remote:
         stack = contextlib.AsyncExitStack()
         try:
             if relay is None:
+                # Imported here: a session without Remote Control never loads the relay.
+                from tether.relay.server import EmbeddedRelay, RelayConfig
+
                 embedded = await stack.enter_async_context(EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0)))
                 relay = embedded.url
             link = RelayLink(self.session, relay)
