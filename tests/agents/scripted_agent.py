@@ -1,0 +1,344 @@
+"""A deterministic ACP agent for tether's tests: each prompt is one command.
+
+Run as ``python tests/agents/scripted_agent.py``; stdout carries ACP JSON-RPC only, logs
+go to stderr. Every side effect goes through the client (``fs/*``, ``terminal/*``), so
+tests see exactly what the host allows.
+
+::
+
+    say <text>                stream <text> back, one word per chunk
+    write <relpath> <text>    edit tool call with a diff, permission, fs/write_text_file if allowed;
+                              replies "wrote <relpath>" | "denied <relpath>" | "failed <relpath>: ..." | "cancelled"
+    run <shell command>       execute tool call, permission, terminal `sh -c <cmd>`; replies output + "exit <code>"
+    slow <n>                  n chunks "tick i", 100 ms apart; session/cancel stops it
+    plan                      a plan update with 3 entries
+    escape <path>             fs/write_text_file outside the project, no permission; replies "refused: <error>"
+    bigout <n>                like run, printing n bytes with an output limit of n // 2; replies "truncated=..."
+    anything else             "unknown command"
+
+Permission options are offered with ids that differ from their kinds on purpose
+(``allow``, ``always``, ``reject``, ``reject-always``): a host must choose by kind and
+answer with the agent's id. This agent never remembers an "always" answer, so every
+step asks. A permission answered ``cancelled``, or a ``session/cancel``, ends the turn
+with stop reason ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shlex
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from acp import (
+    PROTOCOL_VERSION,
+    Agent,
+    Client,
+    RequestError,
+    plan_entry,
+    run_agent,
+    start_tool_call,
+    tool_diff_content,
+    tool_terminal_ref,
+    update_agent_message_text,
+    update_plan,
+    update_tool_call,
+)
+from acp.helpers import ContentBlock, ToolCallContentVariant
+from acp.schema import (
+    AgentCapabilities,
+    DeniedOutcome,
+    Implementation,
+    InitializeResponse,
+    NewSessionResponse,
+    PermissionOption,
+    PromptResponse,
+    StopReason,
+    TextContentBlock,
+    ToolCallLocation,
+    ToolCallUpdate,
+    ToolKind,
+)
+
+log = logging.getLogger("scripted_agent")
+
+TICK = 0.1  # seconds between `slow` chunks
+OUTPUT_BYTE_LIMIT = 64 * 1024
+OPTIONS = (
+    PermissionOption(option_id="allow", name="Allow", kind="allow_once"),
+    PermissionOption(option_id="always", name="Always allow", kind="allow_always"),
+    PermissionOption(option_id="reject", name="Reject", kind="reject_once"),
+    PermissionOption(option_id="reject-always", name="Always reject", kind="reject_always"),
+)
+ALLOWING = frozenset(o.option_id for o in OPTIONS if o.kind.startswith("allow"))
+
+Decision = Literal["allowed", "denied", "cancelled"]
+
+
+class Cancelled(Exception):
+    """The client answered a permission request with ``cancelled``: end the turn."""
+
+
+def error_text(error: RequestError) -> str:
+    """``message: detail`` from an ACP error, the detail as the client gave it."""
+    detail = (error.data.get("message") or error.data.get("details")) if isinstance(error.data, dict) else None
+    return f"{error}: {detail}" if detail else str(error)
+
+
+class Turn:
+    """One prompt: parses the command and runs it against the client."""
+
+    def __init__(self, client: Client, session_id: str, cwd: Path, text: str) -> None:
+        self.client = client
+        self.session_id = session_id
+        self.cwd = cwd
+        self.text = text.strip()
+        self.call_id = f"call-{uuid.uuid4().hex[:8]}"
+        self.call_open = False
+
+    async def run(self) -> StopReason:
+        """Dispatch on the first word; a cancelled permission ends the turn as cancelled."""
+        name, _, rest = self.text.partition(" ")
+        handlers: dict[str, Callable[[str], Awaitable[None]]] = {
+            "say": self.say,
+            "write": self.write,
+            "run": self.run_command,
+            "slow": self.slow,
+            "plan": self.plan,
+            "escape": self.escape,
+            "bigout": self.bigout,
+        }
+        handler = handlers.get(name)
+        try:
+            await (handler(rest.strip()) if handler else self.reply("unknown command"))
+        except Cancelled:
+            return "cancelled"
+        return "end_turn"
+
+    async def abandon(self) -> None:
+        """After a cancel: fail the open tool call and say "cancelled" (before the prompt answer, as ACP asks)."""
+        with contextlib.suppress(ConnectionError, RequestError):
+            if self.call_open:
+                await self.finish(False)
+            await self.reply("cancelled")
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def send(self, update: Any) -> None:
+        """One ``session/update`` for this session."""
+        await self.client.session_update(session_id=self.session_id, update=update)
+
+    async def reply(self, text: str) -> None:
+        """The final agent message of a command, in one chunk."""
+        await self.send(update_agent_message_text(text))
+
+    async def ask(self, kind: ToolKind, title: str, content: list[ToolCallContentVariant] | None = None) -> bool:
+        """Request permission for the current tool call; True if an allow option was chosen."""
+        tool_call = ToolCallUpdate(tool_call_id=self.call_id, kind=kind, title=title, status="pending", content=content)
+        response = await self.client.request_permission(
+            session_id=self.session_id, tool_call=tool_call, options=list(OPTIONS)
+        )
+        if isinstance(response.outcome, DeniedOutcome):
+            raise Cancelled
+        return response.outcome.option_id in ALLOWING
+
+    async def finish(self, ok: bool, **changes: Any) -> None:
+        """Close the current tool call as completed or failed."""
+        await self.send(update_tool_call(self.call_id, status="completed" if ok else "failed", **changes))
+        self.call_open = False
+
+    async def start(self, title: str, kind: ToolKind, **fields: Any) -> None:
+        """Announce the turn's tool call as pending."""
+        await self.send(start_tool_call(self.call_id, title, kind=kind, status="pending", **fields))
+        self.call_open = True
+
+    async def terminal(self, command: str, limit: int) -> tuple[str, bool, str]:
+        """Run ``sh -c command`` in a client terminal shown in the tool call: (output, truncated, exit)."""
+        created = await self.client.create_terminal(
+            session_id=self.session_id, command="sh", args=["-c", command], cwd=str(self.cwd), output_byte_limit=limit
+        )
+        terminal_id = created.terminal_id
+        try:
+            await self.send(
+                update_tool_call(self.call_id, status="in_progress", content=[tool_terminal_ref(terminal_id)])
+            )
+            exited = await self.client.wait_for_terminal_exit(session_id=self.session_id, terminal_id=terminal_id)
+            output = await self.client.terminal_output(session_id=self.session_id, terminal_id=terminal_id)
+        finally:
+            with contextlib.suppress(ConnectionError, RequestError):
+                await self.client.release_terminal(session_id=self.session_id, terminal_id=terminal_id)
+        status = f"exit {exited.exit_code}" if exited.signal is None else f"signal {exited.signal}"
+        await self.finish(exited.exit_code == 0)
+        return output.output, output.truncated, status
+
+    async def execute(self, command: str, limit: int) -> tuple[str, bool, str] | None:
+        """Announce an execute tool call, ask, and run it; None if denied."""
+        title = f"Run `{command}`"
+        await self.start(title, "execute", raw_input={"command": command})
+        if not await self.ask("execute", title):
+            await self.finish(False)
+            return None
+        return await self.terminal(command, limit)
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def say(self, text: str) -> None:
+        """``say``: one chunk per word, whitespace kept, so the chunks join back to ``text``."""
+        for word in re.findall(r"\s*\S+", text):
+            await self.send(update_agent_message_text(word))
+
+    async def write(self, args: str) -> None:
+        """``write``: diff, permission, then fs/write_text_file only if allowed."""
+        relpath, _, content = args.partition(" ")
+        if not relpath:
+            await self.reply("usage: write <relpath> <content>")
+            return
+        path = self.cwd / relpath
+        try:
+            old: str | None = (await self.client.read_text_file(session_id=self.session_id, path=str(path))).content
+        except RequestError as error:
+            log.info("no old content for %s: %s", path, error_text(error))
+            old = None
+        diff: list[ToolCallContentVariant] = [tool_diff_content(str(path), content, old)]
+        title = f"Write {relpath}"
+        await self.start(
+            title,
+            "edit",
+            content=diff,
+            locations=[ToolCallLocation(path=str(path))],
+            raw_input={"path": str(path), "content": content},
+        )
+        if not await self.ask("edit", title, diff):
+            await self.finish(False)
+            await self.reply(f"denied {relpath}")
+            return
+        try:
+            await self.client.write_text_file(session_id=self.session_id, path=str(path), content=content)
+        except RequestError as error:
+            await self.finish(False)
+            await self.reply(f"failed {relpath}: {error_text(error)}")
+            return
+        await self.finish(True)
+        await self.reply(f"wrote {relpath}")
+
+    async def run_command(self, command: str) -> None:
+        """``run``: permission, then the command in a client terminal."""
+        result = await self.execute(command, OUTPUT_BYTE_LIMIT)
+        if result is None:
+            await self.reply(f"denied {command}")
+            return
+        output, _, status = result
+        separator = "" if not output or output.endswith("\n") else "\n"
+        await self.reply(f"{output}{separator}{status}")
+
+    async def slow(self, count: str) -> None:
+        """``slow``: ticks 100 ms apart, for cancellation tests."""
+        for i in range(1, int(count or "1") + 1):
+            await self.send(update_agent_message_text(f"tick {i}\n"))
+            await asyncio.sleep(TICK)
+
+    async def plan(self, _: str) -> None:
+        """``plan``: one plan update with 3 entries."""
+        entries = [
+            plan_entry("read the code", status="completed"),
+            plan_entry("change it", status="in_progress"),
+            plan_entry("run the tests", status="pending"),
+        ]
+        await self.send(update_plan(entries))
+
+    async def escape(self, target: str) -> None:
+        """``escape``: write outside the project and report the client's refusal."""
+        # Deliberately no tool call and no permission: this probes the host's own boundary.
+        path = Path(target) if Path(target).is_absolute() else self.cwd / target
+        try:
+            await self.client.write_text_file(session_id=self.session_id, path=str(path), content="escaped\n")
+        except RequestError as error:
+            await self.reply(f"refused: {error_text(error)}")
+            return
+        await self.reply(f"escaped: wrote {path}")
+
+    async def bigout(self, count: str) -> None:
+        """``bigout``: more output than the terminal's byte limit; report the truncated flag."""
+        size = int(count or "0")
+        result = await self.execute(f"head -c {size} /dev/zero | tr '\\0' x", max(1, size // 2))
+        if result is None:
+            await self.reply(f"denied bigout {size}")
+            return
+        output, truncated, _ = result
+        await self.reply(f"truncated={str(truncated).lower()} bytes={len(output.encode())}")
+
+
+class ScriptedAgent:
+    """ACP agent side: sessions, one running Turn per session, cancellation."""
+
+    def __init__(self) -> None:
+        self.cwds: dict[str, Path] = {}
+        self.turns: dict[str, asyncio.Task[StopReason]] = {}
+        self._client: Client | None = None
+
+    def on_connect(self, conn: Client) -> None:
+        """Keep the connection to the client."""
+        self._client = conn
+
+    async def initialize(self, protocol_version: int, **kwargs: Any) -> InitializeResponse:
+        """ACP v1, agent name ``tether-scripted``."""
+        return InitializeResponse(
+            protocol_version=PROTOCOL_VERSION,
+            agent_capabilities=AgentCapabilities(),
+            agent_info=Implementation(name="tether-scripted", version="1"),
+        )
+
+    async def new_session(self, cwd: str, **kwargs: Any) -> NewSessionResponse:
+        """A session rooted at ``cwd``."""
+        session_id = f"scripted-{uuid.uuid4().hex}"
+        self.cwds[session_id] = Path(cwd)
+        return NewSessionResponse(session_id=session_id)
+
+    async def prompt(self, session_id: str, prompt: list[ContentBlock], **kwargs: Any) -> PromptResponse:
+        """Run one command as its own task, so that cancel() can interrupt any await in it."""
+        if session_id not in self.cwds:
+            raise RequestError.invalid_params({"message": f"unknown session {session_id}"})
+        if self._client is None:
+            raise RuntimeError("not connected")
+        text = "".join(block.text for block in prompt if isinstance(block, TextContentBlock))
+        log.info("prompt %r", text)
+        turn = Turn(self._client, session_id, self.cwds[session_id], text)
+        task = self.turns[session_id] = asyncio.create_task(turn.run())
+        try:
+            stop_reason = await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the connection is closing
+            stop_reason = "cancelled"
+        finally:
+            self.turns.pop(session_id, None)
+        if stop_reason == "cancelled":
+            await turn.abandon()
+        return PromptResponse(stop_reason=stop_reason)
+
+    async def cancel(self, session_id: str, **kwargs: Any) -> None:
+        """ACP ``session/cancel``: stop the running turn."""
+        task = self.turns.get(session_id)
+        if task is not None:
+            log.info("cancel %s", session_id)
+            task.cancel()
+
+
+def main() -> None:
+    """Serve ACP on stdin/stdout; logs on stderr."""
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="scripted-agent: %(message)s")
+    log.info("argv %s", shlex.join(sys.argv))
+    with contextlib.suppress(KeyboardInterrupt):
+        # The SDK's Agent protocol lists every optional method; missing ones get "method not found".
+        asyncio.run(run_agent(cast(Agent, ScriptedAgent())))
+
+
+if __name__ == "__main__":
+    main()
