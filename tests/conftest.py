@@ -35,6 +35,20 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a process if it still runs, reap it and close its pipes."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5 * UNIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,11 +93,12 @@ def relay(tether_env: dict[str, str]) -> Iterator[str]:
             pass
         if time.monotonic() > deadline or process.poll() is not None:
             process.kill()
-            raise RuntimeError(f"relay did not start: {process.stderr.read().decode() if process.stderr else ''}")
+            error = process.stderr.read().decode() if process.stderr else ""
+            stop(process)
+            raise RuntimeError(f"relay did not start: {error}")
         time.sleep(0.05)
     yield url
-    process.terminate()
-    process.wait(5 * UNIT)
+    stop(process)
 
 
 @dataclass
@@ -95,10 +110,13 @@ class RcRun:
     session_id: str
 
     def stderr(self) -> str:
+        """Stop the process and return what it wrote to stderr."""
         self.process.kill()
         self.process.wait()
         assert self.process.stderr is not None
-        return self.process.stderr.read().decode(errors="replace")
+        text = self.process.stderr.read().decode(errors="replace")
+        stop(self.process)
+        return text
 
 
 def start_rc(project: Path, env: dict[str, str], relay: str, agent: str = SCRIPTED_AGENT) -> RcRun:
@@ -116,7 +134,9 @@ def start_rc(project: Path, env: dict[str, str], relay: str, agent: str = SCRIPT
     if not line:
         assert process.stderr is not None
         process.wait(5 * UNIT)
-        raise AssertionError(f"tether rc printed nothing: {process.stderr.read().decode()}")
+        error = process.stderr.read().decode()
+        stop(process)
+        raise AssertionError(f"tether rc printed nothing: {error}")
     data = json.loads(line)
     return RcRun(process=process, url=data["url"], session_id=data["session_id"])
 
@@ -126,12 +146,7 @@ def rc(project: Path, tether_env: dict[str, str], relay: str) -> Iterator[RcRun]
     """`tether rc` with the scripted test agent, against the relay fixture."""
     run = start_rc(project, tether_env, relay)
     yield run
-    if run.process.poll() is None:
-        run.process.terminate()
-        try:
-            run.process.wait(5 * UNIT)
-        except subprocess.TimeoutExpired:
-            run.process.kill()
+    stop(run.process)
 
 
 def chromium_path() -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import TETHER, UNIT, RcRun, start_rc
+from tests.conftest import TETHER, UNIT, RcRun, start_rc, stop
 from tether.testing import ViewerClient
 
 
@@ -190,4 +190,6 @@ def test_embedded_relay_serves_a_session(project: Path, tether_env: dict[str, st
         assert 200 == httpx.get(run.url, timeout=5 * UNIT).status_code
     finally:
         run.process.send_signal(signal.SIGTERM)
-        assert 0 == run.process.wait(10 * UNIT)
+        code = run.process.wait(10 * UNIT)
+        stop(run.process)
+    assert 0 == code
