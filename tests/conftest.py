@@ -122,7 +122,7 @@ class RcRun:
 def start_rc(project: Path, env: dict[str, str], relay: str, agent: str = SCRIPTED_AGENT) -> RcRun:
     """Start `tether rc --json` in ``project`` and read its one JSON line."""
     process = subprocess.Popen(
-        [*TETHER, "rc", *(["--relay", relay] if relay else []), "--agent", agent, "--json"],
+        [*TETHER, "rc", *(["--relay", relay] if relay else []), *(["--agent", agent] if agent else []), "--json"],
         cwd=project,
         env=env,
         stdin=subprocess.PIPE,

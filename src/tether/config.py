@@ -37,7 +37,9 @@ class Key:
 KEYS = {
     key.name: key
     for key in (
-        Key("agent.default", str, None, "agent used when --agent is not given (demo or an ACP command line)"),
+        Key("agent.default", str, None, "agent used when --agent is not given (a preset name or an ACP command line)"),
+        Key("agent.provider", str, None, "built-in agent: anthropic or openai (OpenAI-compatible servers too)"),
+        Key("agent.model", str, None, "built-in agent: the model name, e.g. claude-sonnet-4-5 or llama3.1"),
         Key("relay.url", str, None, "relay used when --relay is not given (default: embedded on 127.0.0.1)"),
         Key("remote.auto_start", bool, False, "start every interactive session with Remote Control on"),
         Key("sandbox.default", bool, False, "run tools in the sandbox unless --no-sandbox is given"),

@@ -7,6 +7,7 @@ and exit with status 2.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -49,6 +50,16 @@ SkipOption = Annotated[
 ]
 
 
+def _agent_settings(config: Any) -> tuple[tuple[str, str], ...]:
+    """TETHER_AGENT_* from the config file, where the environment does not set them already."""
+    settings = []
+    for key, variable in (("agent.provider", "TETHER_AGENT_PROVIDER"), ("agent.model", "TETHER_AGENT_MODEL")):
+        value = config.get(key)
+        if value and not os.environ.get(variable):
+            settings.append((variable, value))
+    return tuple(settings)
+
+
 def _options(
     agent: str | None,
     relay: str | None,
@@ -74,6 +85,7 @@ def _options(
             as_json=as_json,
             name=name,
             approval_timeout=float(config.get("approvals.timeout_seconds")),
+            agent_settings=_agent_settings(config),
         )
     except UserError as exc:
         _fail(exc)

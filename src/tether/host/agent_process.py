@@ -41,6 +41,7 @@ class AgentSpec:
     argv: tuple[str, ...]
     env_prefixes: tuple[str, ...] = ANY_PROVIDER
     preset: Preset | None = None
+    settings: tuple[tuple[str, str], ...] = ()  # variables tether sets for the agent (from its config)
 
 
 def resolve(agent: str) -> AgentSpec:
@@ -56,6 +57,17 @@ def resolve(agent: str) -> AgentSpec:
     if not argv:
         raise AgentNotFound("the agent command is empty")
     return AgentSpec(name=Path(argv[0]).name, argv=argv)
+
+
+PROVIDER_SIGNALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+def default_agent(configured: str | None, source: Mapping[str, str] | None = None) -> str:
+    """The configured agent; else the built-in one if a provider is set up; else the demo."""
+    if configured:
+        return configured
+    source = os.environ if source is None else source
+    return "builtin" if any(source.get(name) for name in PROVIDER_SIGNALS) else DEMO
 
 
 def agent_environment(
@@ -85,7 +97,7 @@ async def spawn(spec: AgentSpec, cwd: Path, log_path: Path) -> asyncio.subproces
             return await asyncio.create_subprocess_exec(
                 *spec.argv,
                 cwd=cwd,
-                env=agent_environment(spec.env_prefixes),
+                env=agent_environment(spec.env_prefixes) | dict(spec.settings),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -26,9 +27,9 @@ from tether.paths import logs_dir
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEMO_BANNER = (
-    "No agent configured: using the DEMO agent (no model behind it). "
-    'Connect a real one with --agent "COMMAND OF ANY ACP AGENT", for example '
-    '--agent "npx -y @agentclientprotocol/claude-agent-acp".'
+    "No agent configured and no model API key found: using the DEMO agent (no model behind it). "
+    "For tether's own agent set ANTHROPIC_API_KEY, or OPENAI_API_KEY / OPENAI_BASE_URL (Ollama, vLLM, ...); "
+    'for another agent use --agent claude|codex|gemini|opencode|goose or --agent "ANY ACP COMMAND".'
 )
 
 
@@ -45,6 +46,7 @@ class RunOptions:
     as_json: bool = False
     name: str | None = None
     approval_timeout: float = APPROVAL_TIMEOUT
+    agent_settings: tuple[tuple[str, str], ...] = ()  # TETHER_AGENT_* for the built-in agent
 
 
 def _log_path(name: str) -> Path:
@@ -63,8 +65,10 @@ async def _first(*waitables: asyncio.Future[object] | asyncio.Task[object]) -> N
 
 
 async def _open_session(options: RunOptions, out: RichConsole) -> HostSession:
-    spec = agent_process.resolve(options.agent or agent_process.DEMO)
-    if options.agent is None:
+    spec = agent_process.resolve(agent_process.default_agent(options.agent))
+    if spec.name == "builtin" and options.agent_settings:
+        spec = dataclasses.replace(spec, settings=options.agent_settings)
+    if options.agent is None and spec.name == agent_process.DEMO:
         out.print(f"[yellow]{DEMO_BANNER}[/yellow]", highlight=False)
     session = HostSession(options.root, spec, _log_path(spec.name), options.approval_timeout)
     if options.name:
