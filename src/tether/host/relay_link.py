@@ -18,7 +18,8 @@ import contextlib
 import json
 import logging
 import secrets
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import websockets
@@ -26,7 +27,18 @@ from websockets.asyncio.client import ClientConnection
 
 from tether.errors import RelayUnreachable, RemoteProtocolError
 from tether.protocol.channel import Channel
-from tether.protocol.messages import Cancel, Decide, Ended, Hello, Message, Prompt, Snapshot
+from tether.protocol.messages import (
+    Authenticate,
+    Cancel,
+    Decide,
+    Ended,
+    Hello,
+    Message,
+    Prompt,
+    SetMode,
+    SetOption,
+    Snapshot,
+)
 
 if TYPE_CHECKING:
     from tether.host.session import HostSession
@@ -71,7 +83,7 @@ class RelayLink:
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._ws: ClientConnection | None = None
         self._outbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._closing = False
 
     async def connect(self) -> None:
@@ -82,7 +94,7 @@ class RelayLink:
             self._ws = await websockets.connect(target, compression=None, max_size=MAX_FRAME, open_timeout=10)
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise RelayUnreachable(f"cannot reach the relay at {self.relay}: {exc}") from None
-        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
+        self._tasks = {asyncio.create_task(self._read()), asyncio.create_task(self._write())}
 
     def deliver(self, message: Message) -> None:
         """Queue a session message for the viewer (dropped while no viewer is ready)."""
@@ -150,10 +162,20 @@ class RelayLink:
             case Decide(approval_id=approval_id, option_id=option_id):
                 session.decide(approval_id, option_id, by="viewer")
             case Cancel():
-                task = asyncio.create_task(session.cancel())
-                self._tasks.append(task)
+                self._spawn(session.cancel())
+            case SetMode(mode_id=mode_id):
+                self._spawn(session.set_mode(mode_id))
+            case SetOption(option_id=option_id, value=value):
+                self._spawn(session.set_option(option_id, value))
+            case Authenticate(method_id=method_id):
+                self._spawn(session.authenticate(method_id))
             case _:
                 pass  # unknown kinds and host-to-viewer kinds are ignored
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         """Flush what is queued (the ``ended`` message), then close the connection."""
@@ -162,7 +184,7 @@ class RelayLink:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._outbox.join(), FLUSH_TIMEOUT)
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(code=1000, reason="session ended"), FLUSH_TIMEOUT)

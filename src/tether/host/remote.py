@@ -57,6 +57,11 @@ class Remote:
     async def start(self, skip_permissions: bool = False) -> RelayLink:
         """Turn Remote Control on and print the session URL (or the JSON line)."""
         check_allowed(self.session.root, skip_permissions)
+        if not await self.session.set_remote(True):
+            raise UserError(
+                f"the agent is in mode {self.session.controls.current_mode!r}, which approves tools by itself, "
+                "and offers no mode that asks first; Remote Control needs one."
+            )
         relay = self.relay
         stack = contextlib.AsyncExitStack()
         try:
@@ -70,6 +75,7 @@ class Remote:
             await link.connect()
         except BaseException:
             await stack.aclose()
+            await self.session.set_remote(False)
             raise
         self._embedded = stack
         self.link = link
@@ -89,6 +95,8 @@ class Remote:
     async def stop(self, reason: str = "Remote Control was turned off") -> None:
         """Tell the viewer it is over, close the link, stop an embedded relay."""
         link, self.link = self.link, None
+        if not self.session.closing:
+            await self.session.set_remote(False)
         if link is not None:
             if link in self.session.sinks:
                 self.session.sinks.remove(link)

@@ -31,6 +31,7 @@ from tether.host import agent_process
 from tether.host.acp_client import CAPABILITIES, HostClient
 from tether.host.agent_process import AgentSpec
 from tether.host.approvals import Approval, ApprovalBook, Option, State
+from tether.host.controls import Controls
 from tether.host.files import ProjectFiles
 from tether.host.terminals import Terminal, Terminals
 from tether.host.transcript import Transcript
@@ -39,7 +40,9 @@ from tether.protocol.messages import Ended, Message, Turn
 log = logging.getLogger(__name__)
 
 APPROVAL_TIMEOUT = 600.0  # seconds; an unanswered approval resolves as a rejection
-AGENT_START_TIMEOUT = 60.0  # initialize + session/new; npx may install on first run
+AGENT_START_TIMEOUT = 120.0  # initialize + session/new; npx may install the agent on first run
+MAX_RESTARTS = 3  # an agent that can reload its session is restarted this often at most
+AUTH_REQUIRED = -32000  # ACP: the agent needs authenticate before session/new
 TERMINAL_REFRESH = 0.1  # seconds between live output refreshes of one terminal
 
 
@@ -81,6 +84,12 @@ class HostSession:
         self._conn: acp.core.ClientSideConnection | None = None
         self._acp_session = ""
         self.closing = False
+        self.controls = Controls(agent.preset)
+        self.login_methods: list[Any] = []
+        self.ready = asyncio.Event()  # the ACP session is open: prompts may run
+        self._can_load = False
+        self._loading = False
+        self._restarts = 0
 
     # -- mirroring ---------------------------------------------------------------------
 
@@ -122,40 +131,201 @@ class HostSession:
 
     def on_update(self, update: Any) -> None:
         """An ACP session/update from the agent."""
+        if self._loading:
+            return  # session/load replays history the transcript already has
+        if isinstance(update, schema.CurrentModeUpdate):
+            self.controls.current_mode = update.current_mode_id
+            self._controls_changed()
+            if self.controls.remote and self.controls.is_self_approving(update.current_mode_id):
+                self.notice(f"The agent switched itself to {update.current_mode_id!r}, which approves tools by itself.")
+                asyncio.get_running_loop().create_task(self.require_asking_mode())
+            return
+        if isinstance(update, schema.ConfigOptionUpdate):
+            self.controls.load(None, update.config_options)
+            self._controls_changed()
+            return
         self.emit(self.transcript.apply(update))
+
+    def _controls_changed(self) -> None:
+        self.emit(self.transcript.put(self.controls.entry()))
 
     # -- agent process -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the agent and open its ACP session; AgentNotFound if that fails."""
-        self._process = await agent_process.spawn(self.agent, self.root, self.log_path)
-        assert self._process.stdin is not None and self._process.stdout is not None
-        client = HostClient(self, self.files, self.terminals)
-        self._conn = acp.connect_to_agent(client, self._process.stdin, self._process.stdout)
+        """Start the agent and open its ACP session; AgentNotFound if that fails.
+
+        An agent that needs a login first leaves the session waiting (``login`` entry on
+        every screen); prompts queue until ``authenticate`` or ``retry_login`` opens it.
+        """
         try:
             async with asyncio.timeout(AGENT_START_TIMEOUT):
-                await self._conn.initialize(
-                    protocol_version=acp.PROTOCOL_VERSION,
-                    client_capabilities=CAPABILITIES,
-                    client_info=schema.Implementation(name="tether", version=tether.__version__),
-                )
-                new = await self._conn.new_session(cwd=str(self.root), mcp_servers=[])
+                init = await self._launch()
+                self.login_methods = list(init.auth_methods or [])
+                await self._open_session()
         except (TimeoutError, RequestError, ConnectionError, OSError) as exc:
             await self._stop_agent()
             reason = "did not answer in time" if isinstance(exc, TimeoutError) else f"failed: {exc}"
             raise AgentNotFound(
                 f"the agent {self.agent.name!r} {reason} while starting; its log is {self.log_path}"
             ) from None
-        self._acp_session = new.session_id
         self._tasks.append(asyncio.create_task(self._prompt_loop()))
-        self._tasks.append(asyncio.create_task(self._watch_agent()))
 
-    async def _watch_agent(self) -> None:
-        assert self._process is not None
-        code = await self._process.wait()
-        if not self.closing:
-            self.notice(f"The agent exited (code {code}). Its log is {self.log_path}.")
-            await self.close(f"agent exited with code {code}")
+    async def _launch(self) -> schema.InitializeResponse:
+        self._process = await agent_process.spawn(self.agent, self.root, self.log_path)
+        assert self._process.stdin is not None and self._process.stdout is not None
+        client = HostClient(self, self.files, self.terminals)
+        self._conn = acp.connect_to_agent(client, self._process.stdin, self._process.stdout)
+        init = await self._conn.initialize(
+            protocol_version=acp.PROTOCOL_VERSION,
+            client_capabilities=CAPABILITIES,
+            client_info=schema.Implementation(name="tether", version=tether.__version__),
+        )
+        capabilities = init.agent_capabilities
+        self._can_load = bool(capabilities and capabilities.load_session)
+        self._tasks.append(asyncio.create_task(self._watch_agent(self._process)))
+        return init
+
+    async def _open_session(self) -> None:
+        """session/new; an auth-required error shows the agent's login methods instead."""
+        assert self._conn is not None
+        try:
+            new = await self._conn.new_session(cwd=str(self.root), mcp_servers=[])
+        except RequestError as exc:
+            if exc.code != AUTH_REQUIRED:
+                raise
+            self.emit(self.transcript.put(self._login_entry("needed")))
+            self.notice(f"The agent {self.agent.name!r} needs a login first: {exc}")
+            return
+        self._acp_session = new.session_id
+        self.controls.load(new.modes, new.config_options)
+        if "login" in self.transcript.entries:
+            self.emit(self.transcript.put(self._login_entry("done")))
+        if self.controls.modes or self.controls.options:
+            self._controls_changed()
+        self.ready.set()
+
+    def _login_entry(self, state: str) -> dict[str, Any]:
+        methods = []
+        for method in self.login_methods:
+            kind = getattr(method, "type", None) or "agent"
+            item: dict[str, Any] = {"id": method.id, "name": method.name, "description": method.description}
+            item["kind"] = kind
+            if kind == "terminal":
+                item["command"] = " ".join([*self.agent.argv, *(getattr(method, "args", None) or [])])
+            if kind == "env_var":
+                item["vars"] = [v.name for v in getattr(method, "vars", [])]
+            methods.append(item)
+        if not methods and self.agent.preset and self.agent.preset.login:
+            methods.append({"id": "local", "name": "Log in on the machine", "description": None, "kind": "terminal",
+                            "command": self.agent.preset.login})  # fmt: skip
+        return {"id": "login", "type": "login", "state": state, "methods": methods}
+
+    async def authenticate(self, method_id: str) -> bool:
+        """Run one of the agent's own login methods, then open the session; False if it failed."""
+        if self.ready.is_set() or self._conn is None:
+            return False
+        try:
+            await self._conn.authenticate(method_id=method_id)
+        except RequestError as exc:
+            self.notice(f"Login with {method_id!r} failed: {exc}")
+            return False
+        return await self.retry_login()
+
+    async def retry_login(self) -> bool:
+        """Try session/new again (after a login done on the machine)."""
+        if self.ready.is_set():
+            return True
+        try:
+            await self._open_session()
+        except RequestError as exc:
+            self.notice(f"The agent still cannot start a session: {exc}")
+        return self.ready.is_set()
+
+    # -- modes and options -------------------------------------------------------------
+
+    async def set_mode(self, mode_id: str) -> bool:
+        """Switch the agent's mode; refused (False) for a self-approving mode under Remote Control."""
+        if self.controls.remote and self.controls.is_self_approving(mode_id):
+            self.notice(f"Mode {mode_id!r} approves tools by itself; it is not allowed while Remote Control is on.")
+            return False
+        if self._conn is None or not self.ready.is_set():
+            return False
+        try:
+            await self._conn.set_session_mode(session_id=self._acp_session, mode_id=mode_id)
+        except RequestError as exc:
+            self.notice(f"The agent refused mode {mode_id!r}: {exc}")
+            return False
+        self.controls.current_mode = mode_id
+        self._controls_changed()
+        return True
+
+    async def set_option(self, option_id: str, value: str | bool) -> bool:
+        """Change a config option; the same refusal rule as modes applies to mode-like options."""
+        if self.controls.remote and self.controls.refuses_option(option_id, value):
+            self.notice(f"{option_id} = {value!r} approves tools by itself; not allowed while Remote Control is on.")
+            return False
+        if self._conn is None or not self.ready.is_set() or self.controls.option(option_id) is None:
+            return False
+        try:
+            response = await self._conn.set_config_option(
+                config_id=option_id, session_id=self._acp_session, value=value
+            )
+        except RequestError as exc:
+            self.notice(f"The agent refused {option_id} = {value!r}: {exc}")
+            return False
+        self.controls.load(None, response.config_options if response else None)
+        self._controls_changed()
+        return True
+
+    async def require_asking_mode(self) -> bool:
+        """Put the agent in a mode where it asks before acting; False if no such mode is known."""
+        current = self.controls.current_mode
+        if current is None or not self.controls.is_self_approving(current):
+            return True
+        target = self.controls.asking_mode()
+        if target is None:
+            return False
+        self.notice(f"Switching the agent to mode {target!r}, where it asks before acting.")
+        return await self.set_mode(target)
+
+    async def set_remote(self, on: bool) -> bool:
+        """Mark Remote Control on or off; on requires (and selects) a mode where the agent asks."""
+        if on and self.ready.is_set() and not await self.require_asking_mode():
+            return False
+        self.controls.remote = on
+        if self.controls.modes or self.controls.options:
+            self._controls_changed()
+        return True
+
+    async def _watch_agent(self, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        if self.closing or process is not self._process:
+            return
+        if self._can_load and self._acp_session and self._restarts < MAX_RESTARTS:
+            self._restarts += 1
+            self.notice(f"The agent exited (code {code}); restarting it and reattaching to its session.")
+            if await self._reattach():
+                return
+        self.notice(f"The agent exited (code {code}). Its log is {self.log_path}.")
+        await self.close(f"agent exited with code {code}")
+
+    async def _reattach(self) -> bool:
+        """Start a new agent process and session/load the same session (its history is not re-shown)."""
+        self._resolve_pending(State.CANCELLED)
+        try:
+            async with asyncio.timeout(AGENT_START_TIMEOUT):
+                await self._launch()
+                assert self._conn is not None
+                self._loading = True
+                try:
+                    await self._conn.load_session(cwd=str(self.root), session_id=self._acp_session, mcp_servers=[])
+                finally:
+                    self._loading = False
+        except (TimeoutError, RequestError, ConnectionError, OSError) as exc:
+            self.notice(f"Reattaching failed: {exc}")
+            return False
+        self.notice("The agent is back, with its session.")
+        return True
 
     async def _stop_agent(self) -> None:
         process = self._process
@@ -182,9 +352,12 @@ class HostSession:
             self._prompts.put_nowait(text)
 
     async def _prompt_loop(self) -> None:
-        assert self._conn is not None
         while True:
             text = await self._prompts.get()
+            if not self.ready.is_set():
+                self.notice("The prompt waits until the agent is logged in.")
+                await self.ready.wait()
+            assert self._conn is not None
             self.emit(self.transcript.message("user", text))
             self.running = True
             self.emit([Turn(running=True)])
@@ -195,7 +368,7 @@ class HostSession:
             except RequestError as exc:
                 self.notice(f"The agent reported an error: {exc}")
             except ConnectionError:
-                return  # the agent is gone; _watch_agent ends the session
+                self.notice("The agent went away during the turn.")
             finally:
                 self._resolve_pending(State.CANCELLED)
                 self.running = False

@@ -25,6 +25,9 @@ class Kind(enum.StrEnum):
     PROMPT = "prompt"  # viewer -> host: a user prompt for the agent
     DECIDE = "decide"  # viewer -> host: the chosen option of a pending approval
     CANCEL = "cancel"  # viewer -> host: stop the current turn
+    SET_MODE = "set_mode"  # viewer -> host: switch the agent's session mode
+    SET_OPTION = "set_option"  # viewer -> host: change one of the agent's session config options
+    AUTHENTICATE = "authenticate"  # viewer -> host: log the agent in with one of its methods
     SNAPSHOT = "snapshot"  # host -> viewer: the whole transcript so far
     ENTRY = "entry"  # host -> viewer: insert or replace one transcript entry
     APPEND = "append"  # host -> viewer: append streamed text to a message entry
@@ -86,6 +89,28 @@ class Cancel(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class SetMode(Message):
+    KIND: ClassVar[Kind] = Kind.SET_MODE
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"mode_id": (str,)}
+    mode_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetOption(Message):
+    KIND: ClassVar[Kind] = Kind.SET_OPTION
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"option_id": (str,), "value": (str, bool)}
+    option_id: str
+    value: str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate(Message):
+    KIND: ClassVar[Kind] = Kind.AUTHENTICATE
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"method_id": (str,)}
+    method_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot(Message):
     KIND: ClassVar[Kind] = Kind.SNAPSHOT
     FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"session": (dict,), "entries": (list,), "running": (bool,)}
@@ -131,7 +156,8 @@ class Ended(Message):
 
 
 BY_KIND: dict[str, type[Message]] = {
-    cls.KIND: cls for cls in (Hello, Prompt, Decide, Cancel, Snapshot, Entry, Append, Turn, Ended)
+    cls.KIND: cls
+    for cls in (Hello, Prompt, Decide, Cancel, SetMode, SetOption, Authenticate, Snapshot, Entry, Append, Turn, Ended)
 }
 
 

@@ -1,0 +1,108 @@
+"""What the user can switch in the agent: session modes and session config options.
+
+Pure: it holds the agent's advertised modes and options and decides which choices
+approve tool calls by themselves (DESIGN.md rule 4: with Remote Control on, each agent
+runs in a mode where it asks; a self-approving choice is refused). For a preset the agent's
+own list is used; for any other agent, every mode id any preset knows as self-approving.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acp import schema
+
+from tether.agents.presets import PRESETS, Preset
+
+KNOWN_SELF_APPROVING = frozenset().union(*(p.self_approving_modes for p in PRESETS.values()))
+# ACP config option categories that carry a mode (Claude exposes its modes this way too).
+MODE_CATEGORIES = ("mode", "permission", "permissions", "approval")
+
+JSON = dict[str, Any]
+
+
+class Controls:
+    """Modes and config options of one agent session."""
+
+    def __init__(self, preset: Preset | None) -> None:
+        self.preset = preset
+        self.self_approving = preset.self_approving_modes if preset else KNOWN_SELF_APPROVING
+        self.current_mode: str | None = None
+        self.modes: list[schema.SessionMode] = []
+        self.options: list[Any] = []
+        self.remote = False
+
+    def load(self, modes: schema.SessionModeState | None, options: list[Any] | None) -> None:
+        """Take what session/new (or session/load) returned."""
+        if modes is not None:
+            self.current_mode = modes.current_mode_id
+            self.modes = list(modes.available_modes)
+        if options is not None:
+            self.options = list(options)
+
+    def is_self_approving(self, value: str) -> bool:
+        return value in self.self_approving
+
+    def _mode_like(self, option: Any) -> bool:
+        category = getattr(option, "category", None) or ""
+        return category in MODE_CATEGORIES or option.id in ("mode", "permission_mode", "approval_mode")
+
+    def option(self, option_id: str) -> Any | None:
+        return next((o for o in self.options if o.id == option_id), None)
+
+    def refuses_option(self, option_id: str, value: str | bool) -> bool:
+        """True if setting this option would let the agent approve its own tool calls."""
+        option = self.option(option_id)
+        return bool(option is not None and self._mode_like(option) and isinstance(value, str) and (
+            self.is_self_approving(value)
+        ))  # fmt: skip
+
+    def asking_mode(self) -> str | None:
+        """A mode where the agent asks before acting (the preset's, else the first), or None."""
+        preferred = self.preset.asking_mode if self.preset else None
+        ids = [m.id for m in self.modes]
+        if preferred in ids:
+            return preferred
+        return next((i for i in ids if not self.is_self_approving(i)), None)
+
+    def entry(self) -> JSON:
+        """The ``controls`` transcript entry (docs/protocol.md)."""
+        options = []
+        for option in self.options:
+            choices: list[JSON] = []
+            kind = "boolean" if isinstance(option, schema.SessionConfigOptionBoolean) else "select"
+            for choice in getattr(option, "options", None) or []:
+                # Select options come flat or grouped; groups hold their own list.
+                for item in getattr(choice, "options", None) or [choice]:
+                    choices.append({"value": item.value, "name": item.name})
+            self_approving = [
+                c["value"] for c in choices if self._mode_like(option) and self.is_self_approving(c["value"])
+            ]
+            options.append(
+                {
+                    "id": option.id,
+                    "name": option.name,
+                    "type": kind,
+                    "current": option.current_value,
+                    "choices": choices,
+                    "self_approving_values": self_approving,
+                }
+            )
+        return {
+            "id": "controls",
+            "type": "controls",
+            "modes": {
+                "current": self.current_mode,
+                "available": [
+                    {
+                        "id": m.id,
+                        "name": m.name,
+                        "description": m.description,
+                        "self_approving": self.is_self_approving(m.id),
+                    }
+                    for m in self.modes
+                ],
+            },
+            "options": options,
+            "remote": self.remote,
+        }
