@@ -100,7 +100,7 @@ class ViewerClient:
                 self.entries = {e["id"]: e for e in entries}
             case Entry(entry=entry):
                 self.entries[entry["id"]] = entry
-            case Append(id=entry_id, text=text):
+            case Append(id=entry_id, text=text) if entry_id in self.entries:
                 self.entries[entry_id]["text"] += text
             case Turn(running=running, stop_reason=stop_reason):
                 self.running = running

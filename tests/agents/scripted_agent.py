@@ -14,7 +14,16 @@ tests see exactly what the host allows.
     plan                      a plan update with 3 entries
     escape <path>             fs/write_text_file outside the project, no permission; replies "refused: <error>"
     bigout <n>                like run, printing n bytes with an output limit of n // 2; replies "truncated=..."
+    mode                      replies "mode <current mode id>"
+    selfmode                  the agent switches itself to acceptEdits (a mode that approves by itself)
+    crash                     the agent process exits at once with code 3
     anything else             "unknown command"
+
+Session modes: ``ask`` (default: asks before every edit) and ``acceptEdits`` (writes without
+asking, as Claude Code's mode of that name does). ``session/load`` is supported (any id),
+so a host can reattach after ``crash``. With SCRIPTED_AGENT_LOGIN=1 in its environment the
+agent advertises one agent-side auth method, ``scripted-login``, and refuses session/new
+with ACP's auth-required error until ``authenticate`` is called with it.
 
 Permission options are offered with ids that differ from their kinds on purpose
 (``allow``, ``always``, ``reject``, ``reject-always``): a host must choose by kind and
@@ -28,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import shlex
 import sys
@@ -53,12 +63,19 @@ from acp import (
 from acp.helpers import ContentBlock, ToolCallContentVariant
 from acp.schema import (
     AgentCapabilities,
+    AuthenticateResponse,
+    AuthMethodAgent,
+    CurrentModeUpdate,
     DeniedOutcome,
     Implementation,
     InitializeResponse,
+    LoadSessionResponse,
     NewSessionResponse,
     PermissionOption,
     PromptResponse,
+    SessionMode,
+    SessionModeState,
+    SetSessionModeResponse,
     StopReason,
     TextContentBlock,
     ToolCallLocation,
@@ -76,6 +93,11 @@ OPTIONS = (
     PermissionOption(option_id="reject", name="Reject", kind="reject_once"),
     PermissionOption(option_id="reject-always", name="Always reject", kind="reject_always"),
 )
+MODES = [
+    SessionMode(id="ask", name="Ask", description="asks before every edit and command"),
+    SessionMode(id="acceptEdits", name="Accept edits", description="writes files without asking"),
+]
+NEEDS_LOGIN = os.environ.get("SCRIPTED_AGENT_LOGIN") == "1"
 ALLOWING = frozenset(o.option_id for o in OPTIONS if o.kind.startswith("allow"))
 
 Decision = Literal["allowed", "denied", "cancelled"]
@@ -94,8 +116,9 @@ def error_text(error: RequestError) -> str:
 class Turn:
     """One prompt: parses the command and runs it against the client."""
 
-    def __init__(self, client: Client, session_id: str, cwd: Path, text: str) -> None:
+    def __init__(self, client: Client, session_id: str, cwd: Path, text: str, modes: dict[str, str]) -> None:
         self.client = client
+        self.modes = modes
         self.session_id = session_id
         self.cwd = cwd
         self.text = text.strip()
@@ -113,6 +136,9 @@ class Turn:
             "plan": self.plan,
             "escape": self.escape,
             "bigout": self.bigout,
+            "mode": self.mode,
+            "selfmode": self.selfmode,
+            "crash": self.crash,
         }
         handler = handlers.get(name)
         try:
@@ -188,6 +214,21 @@ class Turn:
 
     # -- commands ------------------------------------------------------------------------
 
+    async def mode(self, _: str) -> None:
+        """``mode``: the current session mode."""
+        await self.reply(f"mode {self.modes.get(self.session_id, 'ask')}")
+
+    async def selfmode(self, _: str) -> None:
+        """``selfmode``: switch to acceptEdits on the agent's own initiative, and say so."""
+        self.modes[self.session_id] = "acceptEdits"
+        await self.send(CurrentModeUpdate(session_update="current_mode_update", current_mode_id="acceptEdits"))
+        await self.reply("switched to acceptEdits")
+
+    async def crash(self, _: str) -> None:
+        """``crash``: the process dies mid-turn."""
+        log.info("crashing on purpose")
+        os._exit(3)
+
     async def say(self, text: str) -> None:
         """``say``: one chunk per word, whitespace kept, so the chunks join back to ``text``."""
         for word in re.findall(r"\s*\S+", text):
@@ -214,7 +255,8 @@ class Turn:
             locations=[ToolCallLocation(path=str(path))],
             raw_input={"path": str(path), "content": content},
         )
-        if not await self.ask("edit", title, diff):
+        # acceptEdits writes without asking: the mode a host must refuse under Remote Control.
+        if self.modes.get(self.session_id) != "acceptEdits" and not await self.ask("edit", title, diff):
             await self.finish(False)
             await self.reply(f"denied {relpath}")
             return
@@ -279,6 +321,8 @@ class ScriptedAgent:
 
     def __init__(self) -> None:
         self.cwds: dict[str, Path] = {}
+        self.modes: dict[str, str] = {}
+        self.logged_in = False
         self.turns: dict[str, asyncio.Task[StopReason]] = {}
         self._client: Client | None = None
 
@@ -287,18 +331,44 @@ class ScriptedAgent:
         self._client = conn
 
     async def initialize(self, protocol_version: int, **kwargs: Any) -> InitializeResponse:
-        """ACP v1, agent name ``tether-scripted``."""
+        """ACP v1, agent name ``tether-scripted``; session/load; a login method if asked for."""
+        methods = [AuthMethodAgent(id="scripted-login", name="Scripted login")] if NEEDS_LOGIN else []
         return InitializeResponse(
             protocol_version=PROTOCOL_VERSION,
-            agent_capabilities=AgentCapabilities(),
+            agent_capabilities=AgentCapabilities(load_session=True),
             agent_info=Implementation(name="tether-scripted", version="1"),
+            auth_methods=methods,
         )
 
+    async def authenticate(self, method_id: str, **kwargs: Any) -> AuthenticateResponse:
+        """Accept ``scripted-login`` only."""
+        if method_id != "scripted-login":
+            raise RequestError.invalid_params({"message": f"unknown method {method_id}"})
+        self.logged_in = True
+        return AuthenticateResponse()
+
+    def _modes(self, session_id: str) -> SessionModeState:
+        return SessionModeState(current_mode_id=self.modes.get(session_id, "ask"), available_modes=MODES)
+
     async def new_session(self, cwd: str, **kwargs: Any) -> NewSessionResponse:
-        """A session rooted at ``cwd``."""
+        """A session rooted at ``cwd``, in mode ``ask``."""
+        if NEEDS_LOGIN and not self.logged_in:
+            raise RequestError.auth_required({"message": "log in with scripted-login first"})
         session_id = f"scripted-{uuid.uuid4().hex}"
         self.cwds[session_id] = Path(cwd)
-        return NewSessionResponse(session_id=session_id)
+        return NewSessionResponse(session_id=session_id, modes=self._modes(session_id))
+
+    async def load_session(self, cwd: str, session_id: str, **kwargs: Any) -> LoadSessionResponse:
+        """Reattach to ``session_id`` (this agent keeps no history, so any id is accepted)."""
+        self.cwds[session_id] = Path(cwd)
+        return LoadSessionResponse(modes=self._modes(session_id))
+
+    async def set_session_mode(self, session_id: str, mode_id: str, **kwargs: Any) -> SetSessionModeResponse:
+        """Switch between ``ask`` and ``acceptEdits``."""
+        if mode_id not in {m.id for m in MODES}:
+            raise RequestError.invalid_params({"message": f"unknown mode {mode_id}"})
+        self.modes[session_id] = mode_id
+        return SetSessionModeResponse()
 
     async def prompt(self, session_id: str, prompt: list[ContentBlock], **kwargs: Any) -> PromptResponse:
         """Run one command as its own task, so that cancel() can interrupt any await in it."""
@@ -308,7 +378,7 @@ class ScriptedAgent:
             raise RuntimeError("not connected")
         text = "".join(block.text for block in prompt if isinstance(block, TextContentBlock))
         log.info("prompt %r", text)
-        turn = Turn(self._client, session_id, self.cwds[session_id], text)
+        turn = Turn(self._client, session_id, self.cwds[session_id], text, self.modes)
         task = self.turns[session_id] = asyncio.create_task(turn.run())
         try:
             stop_reason = await task

@@ -28,7 +28,11 @@ let root = "";
 export function setRoot(cwd) {
   root = typeof cwd === "string" && cwd ? `${cwd.replace(/\/+$/, "")}/` : "";
 }
-const shortPath = (path) => (root && str(path).startsWith(root) ? str(path).slice(root.length) : str(path));
+function shortPath(path) {
+  const text = str(path);
+  if (!root) return text;
+  return text === root.slice(0, -1) ? "." : text.startsWith(root) ? text.slice(root.length) : text;
+}
 const label = (value) => str(value).replaceAll("_", " ");
 
 /**

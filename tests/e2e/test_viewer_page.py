@@ -1,0 +1,369 @@
+"""The web viewer in real Chromium, against a real relay, with the host played by the test.
+
+The host side is a plain WebSocket client on ``/v1/host/<id>`` that speaks
+docs/protocol.md through tether's own Channel, so every frame the page sends or gets is
+the real wire format. Set TETHER_VIEWER_SCREENSHOT=path.png to keep a 390x844 picture
+of the approval test's page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.conftest import UNIT, require
+from tether.protocol.channel import Channel
+from tether.protocol.frames import Frame
+from tether.protocol.messages import (
+    Append,
+    Cancel,
+    Decide,
+    Entry,
+    Hello,
+    Message,
+    Prompt,
+    Snapshot,
+    Turn,
+)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+PHONE = {"width": 390, "height": 844}
+WAIT_MS = 10_000 * UNIT
+
+SESSION = {"title": "demo-project", "agent": "demo", "cwd": "/home/dev/demo-project", "protocol": 1}
+OPTIONS = [
+    {"option_id": "allow", "name": "Allow", "kind": "allow_once"},
+    {"option_id": "allow_always", "name": "Always allow", "kind": "allow_always"},
+    {"option_id": "reject", "name": "Reject", "kind": "reject_once"},
+]
+
+
+def message(entry_id: str, role: str, text: str) -> dict[str, Any]:
+    return {"id": entry_id, "type": "message", "role": role, "text": text}
+
+
+def approval(state: str = "pending", outcome: str | None = None, by: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "ap1",
+        "type": "approval",
+        "tool_call_id": "call1",
+        "title": "Write notes.txt",
+        "kind": "edit",
+        "options": OPTIONS,
+        "state": state,
+        "outcome": outcome,
+        "decided_by": by,
+    }
+
+
+EDIT = {
+    "id": "call1",
+    "type": "tool_call",
+    "title": "Write notes.txt",
+    "kind": "edit",
+    "status": "pending",
+    "locations": ["/home/dev/demo-project/notes.txt"],
+    "content": [
+        {
+            "type": "diff",
+            "path": "/home/dev/demo-project/notes.txt",
+            "old_text": "first line\nold words\nlast line\n",
+            "new_text": "first line\nnew words\nlast line\n",
+        }
+    ],
+}
+
+
+class FakeHost:
+    """The host end of a session, driven by the test (see module doc)."""
+
+    def __init__(self, relay_url: str, fragment_size: int = 256 * 1024) -> None:
+        self.session_id = secrets.token_urlsafe(16)
+        base = relay_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
+        self.socket_url = f"{base}/v1/host/{self.session_id}"
+        self.page_url = f"{relay_url.rstrip('/')}/s/{self.session_id}"
+        self.channel = Channel(fragment_size=fragment_size)
+        self.received: list[Message] = []
+        self.controls: list[dict[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> FakeHost:
+        self._ws = await websockets.connect(self.socket_url, compression=None)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Go away as a host whose process ends: the relay tells the viewer (close 4000)."""
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await self._reader
+
+    async def send(self, message: Message) -> None:
+        assert self._ws is not None
+        for frame in self.channel.send(message):
+            await self._ws.send(frame)
+
+    async def send_raw(self, frame: bytes) -> None:
+        assert self._ws is not None
+        await self._ws.send(frame)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for data in self._ws:
+                if isinstance(data, str):
+                    control = json.loads(data)
+                    self.controls.append(control)
+                    if control == {"type": "peer", "role": "viewer", "state": "joined"}:
+                        self.channel.reset()  # protocol.md section 2: new sequence spaces
+                else:
+                    found = self.channel.receive(data)
+                    if found is not None:
+                        self.received.append(found)
+                async with self._changed:
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+
+    async def wait_for(self, predicate: Callable[[list[Message]], Any], timeout: float = 10 * UNIT) -> Any:  # noqa: ASYNC109
+        """Wait until ``predicate(received messages)`` is truthy and return its value."""
+        async with asyncio.timeout(timeout), self._changed:
+            while not (result := predicate(self.received)):
+                await self._changed.wait()
+            return result
+
+    async def wait_for_kind(self, kind: type[Message], count: int = 1) -> Message:
+        """The ``count``-th received message of one kind."""
+        found = await self.wait_for(lambda got: [m for m in got if isinstance(m, kind)][count - 1 :])
+        return found[0]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def relay_url() -> AsyncIterator[str]:
+    """An embedded relay on 127.0.0.1 (memory broker), serving the viewer too."""
+    from tether.relay.server import EmbeddedRelay, RelayConfig
+
+    async with EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0)) as relay:
+        yield relay.url
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's headless Chromium; never a downloaded browser."""
+    require(HAVE_CHROMIUM, f"Debian chromium is not installed at {CHROMIUM}")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Any) -> AsyncIterator[Any]:
+    """A phone-sized page that fails the test on any script error or console error (CSP included)."""
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    new_page = await context.new_page()
+    errors: list[str] = []
+    new_page.on("pageerror", lambda error: errors.append(str(error)))
+    new_page.on("console", lambda line: errors.append(line.text) if line.type == "error" else None)
+    yield new_page
+    await context.close()
+    assert [] == errors
+
+
+async def open_session(page: Any, host: FakeHost, entries: list[dict[str, Any]], running: bool = False) -> None:
+    """Open the viewer on the host's session and answer its hello with a snapshot."""
+    await page.goto(f"{host.page_url}#k=secret-material")
+    hello = await host.wait_for_kind(Hello)
+    assert isinstance(hello, Hello)
+    await host.send(Snapshot(session=SESSION, entries=entries, running=running))
+
+
+async def test_snapshot_renders_roles_and_appends_stream(page: Any, relay_url: str) -> None:
+    """A snapshot shows each message with its role; streamed appends extend the message."""
+    from playwright.async_api import expect
+
+    # Fragments of 7 bytes: every message is reassembled from many frames, some cut inside a UTF-8 character.
+    async with FakeHost(relay_url, fragment_size=7) as host:
+        await open_session(
+            page,
+            host,
+            [
+                message("m1", "system", "Session started"),
+                message("m2", "user", "write notes.txt <b>please</b>"),
+                message("m3", "thought", "The user wants a file."),
+                message("m4", "agent", "Sure — "),
+            ],
+        )
+        messages = page.get_by_test_id("message")
+        await expect(messages).to_have_count(4, timeout=WAIT_MS)
+        roles = [await m.get_attribute("data-role") for m in await messages.all()]
+        assert ["system", "user", "agent", "agent"] == roles
+        assert "thought" == await messages.nth(2).get_attribute("data-kind")
+        # Text stays text: the markup-looking prompt is shown as typed, not parsed.
+        await expect(messages.nth(1)).to_have_text("write notes.txt <b>please</b>")
+        assert 0 == await page.locator("b").count()
+
+        await host.send(Append(id="m4", text="writing it ✍️"))
+        await host.send(Append(id="m4", text=" now."))
+        await expect(messages.nth(3)).to_have_text("Sure — writing it ✍️ now.", timeout=WAIT_MS)
+        await host.send(Entry(entry=message("m5", "agent", "Done.")))
+        await expect(messages).to_have_count(5, timeout=WAIT_MS)
+        await expect(page.get_by_test_id("connection-status")).to_contain_text("connected")
+
+
+async def test_fragment_is_stripped_from_the_address_bar(page: Any, relay_url: str) -> None:
+    """The secret-carrying fragment leaves the URL at once, and hello opens the connection."""
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [])
+        assert host.page_url == page.url
+        assert "" == await page.evaluate("location.hash")
+
+
+async def test_approve_once_sends_decide_and_resolves_the_card(page: Any, relay_url: str) -> None:
+    """approve-once sends decide with the agent's option id; the decided entry drops the approval testid."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [message("m1", "user", "write notes.txt"), EDIT, approval()], running=True)
+        card = page.get_by_test_id("approval")
+        await expect(card).to_have_count(1, timeout=WAIT_MS)
+        tool_call = page.get_by_test_id("tool-call")
+        await expect(tool_call).to_contain_text("Write notes.txt")
+        await expect(tool_call.locator(".line.del")).to_have_text("- old words")
+        await expect(tool_call.locator(".line.add")).to_have_text("+ new words")
+        assert "tool" == await page.get_by_test_id("message").nth(1).get_attribute("data-role")
+        if screenshot := os.environ.get("TETHER_VIEWER_SCREENSHOT"):
+            await page.screenshot(path=screenshot)
+
+        await card.get_by_test_id("approve-once").click()
+        decide = await host.wait_for_kind(Decide)
+        assert Decide(approval_id="ap1", option_id="allow") == decide
+        await expect(card.get_by_test_id("approve-always")).to_be_disabled()
+        await expect(card.get_by_test_id("deny")).to_be_disabled()
+
+        await host.send(Entry(entry=approval("decided", "allow", "viewer")))
+        await expect(page.get_by_test_id("approval")).to_have_count(0, timeout=WAIT_MS)
+        await expect(page.get_by_test_id("approval-outcome")).to_have_text("Approved once (viewer)")
+
+
+async def test_approvals_resolved_elsewhere_show_their_outcome(page: Any, relay_url: str) -> None:
+    """A terminal denial and an expiry show as outcomes, not as pending cards."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [approval()])
+        await expect(page.get_by_test_id("approval")).to_have_count(1, timeout=WAIT_MS)
+        await host.send(Entry(entry=approval("decided", "reject", "terminal")))
+        await expect(page.get_by_test_id("approval-outcome")).to_have_text("Denied (terminal)", timeout=WAIT_MS)
+        await host.send(Entry(entry=approval("expired", "reject")))
+        await expect(page.get_by_test_id("approval-outcome")).to_have_text("Expired", timeout=WAIT_MS)
+        await expect(page.get_by_test_id("approval")).to_have_count(0)
+
+
+async def test_prompt_enter_sends_and_stop_cancels_a_running_turn(page: Any, relay_url: str) -> None:
+    """Enter sends the prompt (Shift+Enter is a newline); stop is enabled only while a turn runs."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [])
+        stop = page.get_by_test_id("stop")
+        await expect(page.get_by_test_id("prompt-send")).to_be_enabled(timeout=WAIT_MS)
+        await expect(stop).to_be_disabled()
+
+        box = page.get_by_test_id("prompt-input")
+        await box.click()
+        await box.press_sequentially("first line")
+        await box.press("Shift+Enter")
+        await box.press_sequentially("second line")
+        await box.press("Enter")
+        assert Prompt(text="first line\nsecond line") == await host.wait_for_kind(Prompt)
+        await expect(box).to_have_value("")
+
+        await box.fill("via the button")
+        await page.get_by_test_id("prompt-send").click()
+        assert Prompt(text="via the button") == await host.wait_for_kind(Prompt, 2)
+
+        await host.send(Turn(running=True))
+        await expect(stop).to_be_enabled(timeout=WAIT_MS)
+        await expect(page.get_by_test_id("working")).to_be_visible()
+        await stop.click()
+        assert Cancel() == await host.wait_for_kind(Cancel)
+        await host.send(Turn(running=False, stop_reason="cancelled"))
+        await expect(stop).to_be_disabled(timeout=WAIT_MS)
+        await expect(page.get_by_test_id("working")).to_be_hidden()
+
+
+async def test_bad_frames_are_dropped_without_breaking_the_page(page: Any, relay_url: str) -> None:
+    """Out-of-sequence, short and unknown-version frames are dropped; later frames still apply."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [message("m1", "agent", "hello")])
+        await expect(page.get_by_test_id("message")).to_have_count(1, timeout=WAIT_MS)
+        next_seq = host.channel.next_send_seq
+        await host.send_raw(Frame(seq=next_seq + 5, payload=b'{"kind":"ended","reason":"x"}').serialize())
+        await host.send_raw(b"\x01\x00")
+        await host.send_raw(b"\x09" + Frame(seq=next_seq, payload=b"{}").serialize()[1:])
+        await host.send(Entry(entry={"id": "z1", "type": "future_entry_type"}))
+        await host.send_raw(Frame(seq=host.channel.next_send_seq, payload=b'{"kind":"future_kind"}').serialize())
+        host.channel.next_send_seq += 1
+        await host.send(Append(id="m1", text=", world"))
+        await expect(page.get_by_test_id("message")).to_have_text("hello, world", timeout=WAIT_MS)
+        await expect(page.get_by_test_id("connection-status")).to_contain_text("connected")
+
+
+async def test_host_disconnect_ends_the_session(page: Any, relay_url: str) -> None:
+    """When the host goes away the page says ended and stops taking input."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [message("m1", "agent", "bye soon")])
+        await expect(page.get_by_test_id("connection-status")).to_contain_text("connected", timeout=WAIT_MS)
+        await host.close()
+    await expect(page.get_by_test_id("connection-status")).to_contain_text("ended", timeout=WAIT_MS)
+    await expect(page.get_by_test_id("prompt-input")).to_be_disabled()
+    await expect(page.get_by_test_id("prompt-send")).to_be_disabled()
+
+
+async def test_unknown_session_says_so(page: Any, relay_url: str) -> None:
+    """A link to a session no host holds ends with 'unknown session'."""
+    from playwright.async_api import expect
+
+    await page.goto(f"{relay_url.rstrip('/')}/s/{secrets.token_urlsafe(16)}")
+    await expect(page.get_by_test_id("connection-status")).to_have_text("ended: unknown session", timeout=WAIT_MS)
+
+
+async def test_js_frames_match_the_python_codec(page: Any, relay_url: str) -> None:
+    """frames.js encodes byte for byte what tether.protocol.channel encodes, fragments included."""
+    await page.goto(f"{relay_url.rstrip('/')}/s/{secrets.token_urlsafe(16)}")
+    sample = {"kind": "prompt", "text": "größer als 7 bytes ✓"}
+    js_frames = await page.evaluate(
+        """async (sample) => {
+            const { Channel } = await import(new URL("../assets/frames.js", location.href));
+            return new Channel({ fragmentSize: 7 }).send(sample).map((f) => Array.from(new Uint8Array(f)));
+        }""",
+        sample,
+    )
+    python_frames = Channel(fragment_size=7).send(Prompt(text=sample["text"]))
+    assert python_frames == [bytes(f) for f in js_frames]
