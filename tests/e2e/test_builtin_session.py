@@ -117,5 +117,3 @@ def test_without_a_key_the_demo_is_the_default(project: Path, tether_env: dict[s
     run = start_rc(project, env, relay, agent="")
     stderr = run.stderr()
     assert "DEMO agent" in stderr and "ANTHROPIC_API_KEY" in stderr
-
-
