@@ -21,7 +21,7 @@ tests see exactly what the host allows.
 
 Session modes: ``ask`` (default: asks before every edit) and ``acceptEdits`` (writes without
 asking, as Claude Code's mode of that name does). ``session/load`` is supported (any id),
-so a host can reattach after ``crash``. With SCRIPTED_AGENT_LOGIN=1 in its environment the
+so a host can reattach after ``crash``. Started with ``--login``, the
 agent advertises one agent-side auth method, ``scripted-login``, and refuses session/new
 with ACP's auth-required error until ``authenticate`` is called with it.
 
@@ -97,7 +97,7 @@ MODES = [
     SessionMode(id="ask", name="Ask", description="asks before every edit and command"),
     SessionMode(id="acceptEdits", name="Accept edits", description="writes files without asking"),
 ]
-NEEDS_LOGIN = os.environ.get("SCRIPTED_AGENT_LOGIN") == "1"
+NEEDS_LOGIN = "--login" in sys.argv
 ALLOWING = frozenset(o.option_id for o in OPTIONS if o.kind.startswith("allow"))
 
 Decision = Literal["allowed", "denied", "cancelled"]

@@ -27,7 +27,8 @@ ANSWER_KINDS = {"y": ("allow_once",), "a": ("allow_always",), "n": REJECT_KINDS}
 OUTPUT_TAIL = 20  # lines of command output shown in the terminal
 OUTCOME_WORDS = {"allow_once": "approved once", "allow_always": "approved always"}
 
-HELP = """Commands: /remote (Remote Control on/off), /stop (stop the turn), /quit, /help.
+HELP = """Commands: /remote (Remote Control on/off), /stop (stop the turn), /mode [ID] (show or switch the
+agent's mode), /option ID VALUE, /login [METHOD] (log the agent in, or retry after logging in here), /quit, /help.
 While an approval is pending: y = allow once, a = allow always, n = deny, or the option's number."""
 
 
@@ -86,6 +87,31 @@ class Console:
                 self.out.print(f"  {mark} {escape(item['content'])}")
         elif kind == "approval":
             self._approval(entry)
+        elif kind == "controls":
+            self._controls(entry)
+        elif kind == "login":
+            self._login(entry)
+
+    def _controls(self, entry: dict[str, Any]) -> None:
+        modes = entry["modes"]
+        if modes["available"]:
+            names = ", ".join(m["id"] + ("*" if m["self_approving"] else "") for m in modes["available"])
+            self.out.print(f"[dim]Mode: {escape(str(modes['current']))}  (/mode ID; available: {escape(names)}; "
+                           "* approves by itself)[/dim]")  # fmt: skip
+
+    def _login(self, entry: dict[str, Any]) -> None:
+        if entry["state"] == "done":
+            self.out.print("[green]The agent is logged in.[/green]")
+            return
+        self.out.print("[bold yellow]The agent needs a login.[/bold yellow]")
+        for method in entry["methods"]:
+            if method["kind"] == "terminal":
+                how = f"run `{method.get('command')}` in a terminal, then /login"
+            elif method["kind"] == "env_var":
+                how = f"set {', '.join(method.get('vars') or [])} and restart tether"
+            else:
+                how = f"/login {method['id']}"
+            self.out.print(f"  {escape(method['name'])}: {escape(how)}", highlight=False)
 
     def _message(self, entry: dict[str, Any]) -> None:
         role, text = entry["role"], escape(entry["text"])
@@ -164,6 +190,15 @@ class Console:
         self.session.decide(approval.id, option.option_id, by="terminal")
         return True
 
+    async def _mode(self, mode_id: str) -> None:
+        if not mode_id:
+            self._controls(self.session.controls.entry())
+            if not self.session.controls.modes:
+                self.out.print("[dim]This agent has no modes.[/dim]")
+            return
+        if await self.session.set_mode(mode_id):
+            self.out.print(f"Mode is now {escape(mode_id)}.")
+
     async def handle(self, line: str, toggle_remote: Callable[[], Awaitable[None]] | None) -> bool:
         """Handle one input line; False when the user asked to quit."""
         if self.answer(line):
@@ -180,6 +215,20 @@ class Console:
                 self.out.print("[yellow]/remote is only available in an interactive session.[/yellow]")
             else:
                 await toggle_remote()
+        elif command == "/mode" or command.startswith("/mode "):
+            await self._mode(command.removeprefix("/mode").strip())
+        elif command.startswith("/option "):
+            parts = command.split(maxsplit=2)
+            if len(parts) != 3:
+                self.out.print("[yellow]Usage: /option ID VALUE[/yellow]")
+            else:
+                value: str | bool = {"true": True, "false": False}.get(parts[2].lower(), parts[2])
+                await self.session.set_option(parts[1], value)
+        elif command == "/login" or command.startswith("/login "):
+            method = command.removeprefix("/login").strip()
+            ok = await (self.session.authenticate(method) if method else self.session.retry_login())
+            if not ok:
+                self.out.print("[yellow]The agent is still not logged in.[/yellow]")
         elif command.startswith("/"):
             self.out.print(f"[yellow]Unknown command {escape(command)}.[/yellow] " + escape(HELP))
         elif command and toggle_remote is not None:

@@ -1,0 +1,110 @@
+"""Agent modes, login and restarts through the whole host path (scripted ACP agent)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import IO
+
+from tests.conftest import SCRIPTED_AGENT, TETHER, UNIT, RcRun, start_rc, stop
+from tether.protocol.messages import Authenticate, SetMode
+from tether.testing import ViewerClient
+
+
+def current_mode(viewer: ViewerClient) -> str | None:
+    controls = viewer.entries.get("controls")
+    return controls["modes"]["current"] if controls else None
+
+
+async def test_modes_are_shown_and_self_approving_ones_refused(rc: RcRun, project: Path) -> None:
+    """The viewer sees the agent's modes; a mode that approves by itself is refused under Remote Control."""
+    async with ViewerClient(rc.url) as viewer:
+        controls = await viewer.wait_for(lambda v: v.entries.get("controls"), 5 * UNIT)
+        assert {"ask": False, "acceptEdits": True} == {
+            m["id"]: m["self_approving"] for m in controls["modes"]["available"]
+        }
+        assert controls["remote"] is True
+        await viewer.send(SetMode(mode_id="acceptEdits"))
+        await viewer.wait_for(lambda v: any("not allowed while Remote Control" in t for t in v.texts("system")))
+        await viewer.prompt("mode")
+        await viewer.wait_for(lambda v: "mode ask" in v.texts("agent"), 5 * UNIT)
+        await viewer.prompt("write guarded.txt still asks")
+        await viewer.wait_for(lambda v: v.pending_approval(), 5 * UNIT)
+    assert not (project / "guarded.txt").exists()
+
+
+async def test_an_agent_switching_itself_is_put_back(rc: RcRun) -> None:
+    """An agent that moves itself to a self-approving mode is shown as such and switched back."""
+    async with ViewerClient(rc.url) as viewer:
+        await viewer.prompt("selfmode")
+        await viewer.wait_for(lambda v: any("approves tools by itself" in t for t in v.texts("system")), 5 * UNIT)
+        await viewer.wait_for(lambda v: current_mode(v) == "ask", 5 * UNIT)
+        await viewer.prompt("mode")
+        await viewer.wait_for(lambda v: "mode ask" in v.texts("agent"), 5 * UNIT)
+
+
+async def test_login_from_the_viewer(project: Path, tether_env: dict[str, str], relay: str) -> None:
+    """An agent that needs a login shows its methods; authenticate from the phone opens the session."""
+    run = start_rc(project, tether_env, relay, agent=f"{SCRIPTED_AGENT} --login")
+    try:
+        async with ViewerClient(run.url) as viewer:
+            login = await viewer.wait_for(lambda v: v.entries.get("login"), 5 * UNIT)
+            assert ("needed", [("scripted-login", "agent")]) == (
+                login["state"],
+                [(m["id"], m["kind"]) for m in login["methods"]],
+            )
+            await viewer.prompt("say queued until login")
+            await viewer.send(Authenticate(method_id="scripted-login"))
+            await viewer.wait_for(lambda v: v.entries["login"]["state"] == "done", 5 * UNIT)
+            await viewer.wait_for(lambda v: "queued until login" in v.texts("agent"), 5 * UNIT)
+    finally:
+        stop(run.process)
+
+
+async def test_a_crashed_agent_is_restarted_and_reattached(rc: RcRun) -> None:
+    """An agent with session/load that dies is restarted; the session goes on."""
+    async with ViewerClient(rc.url) as viewer:
+        await viewer.prompt("crash")
+        await viewer.wait_for(lambda v: any("back, with its session" in t for t in v.texts("system")), 10 * UNIT)
+        await viewer.prompt("say still here")
+        await viewer.wait_for(lambda v: "still here" in v.texts("agent"), 5 * UNIT)
+        assert viewer.ended is None
+
+
+def read_until(stream: IO[bytes], marker: str, seen: list[str]) -> None:
+    """Read lines into ``seen`` until one contains ``marker`` (fails at end of output)."""
+    while True:
+        line = stream.readline().decode()
+        assert line, f"no {marker!r} in: " + "".join(seen)
+        seen.append(line)
+        if marker in line:
+            return
+
+
+def test_terminal_can_switch_modes_when_remote_is_off(project: Path, tether_env: dict[str, str]) -> None:
+    """Locally, /mode may pick a self-approving mode; the agent then writes without asking."""
+    process = subprocess.Popen(
+        [*TETHER, "--agent", SCRIPTED_AGENT],
+        cwd=project,
+        env=tether_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        for line, marker in (
+            ("/mode acceptEdits", "Mode is now acceptEdits"),
+            ("write free.txt no asking", "turn ended"),
+        ):
+            process.stdin.write(f"{line}\n".encode())
+            process.stdin.flush()
+            read_until(process.stdout, marker, seen)
+        process.stdin.write(b"/quit\n")
+        process.stdin.close()
+        assert 0 == process.wait(10 * UNIT)
+    finally:
+        stop(process)
+    assert not any("Approve?" in line for line in seen)
+    assert "no asking" == (project / "free.txt").read_text()
