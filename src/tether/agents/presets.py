@@ -33,6 +33,8 @@ class Preset:
     self_approving_modes: frozenset[str] = field(default_factory=frozenset)
     asking_mode: str | None = None
     requires: str | None = None  # the executable that must be on PATH
+    # Any one of these makes the agent ready: an environment variable, or a file (~ or /).
+    credentials: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Preset] = {
@@ -48,36 +50,40 @@ PRESETS: dict[str, Preset] = {
             (sys.executable, "-m", "tether.agents.builtin"),
             "tether's own coding agent on Anthropic or OpenAI-compatible models",
             env_prefixes=("TETHER_AGENT_", *PROVIDER_KEYS),
+            credentials=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
         ),
         Preset(
             "claude",
             ("npx", "-y", CLAUDE_ACP),
             "Claude Code through its ACP adapter",
             env_prefixes=("ANTHROPIC_", "CLAUDE_", "AWS_", "VERTEX_", "CLOUD_ML_"),
-            login="claude /login   (or set ANTHROPIC_API_KEY)",
+            login="claude /login",
             self_approving_modes=frozenset({"bypassPermissions", "acceptEdits", "dontAsk", "auto"}),
             asking_mode="default",
             requires="npx",
+            credentials=("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "~/.claude/.credentials.json"),
         ),
         Preset(
             "codex",
             ("npx", "-y", CODEX_ACP),
             "OpenAI Codex through its ACP adapter",
             env_prefixes=("OPENAI_", "CODEX_"),
-            login="codex login   (or set OPENAI_API_KEY)",
+            login="codex login",
             self_approving_modes=frozenset({"agent", "agent-full-access", "full-access", "auto"}),
             asking_mode="read-only",
             requires="npx",
+            credentials=("OPENAI_API_KEY", "CODEX_API_KEY", "~/.codex/auth.json"),
         ),
         Preset(
             "gemini",
             ("npx", "-y", GEMINI_CLI, "--experimental-acp"),
             "Gemini CLI in ACP mode",
             env_prefixes=("GEMINI_", "GOOGLE_"),
-            login="gemini   (choose a login method; or set GEMINI_API_KEY)",
+            login="gemini",
             self_approving_modes=frozenset({"yolo", "autoEdit", "auto_edit"}),
             asking_mode="default",
             requires="npx",
+            credentials=("GEMINI_API_KEY", "GOOGLE_API_KEY", "~/.gemini/oauth_creds.json"),
         ),
         Preset(
             "opencode",
@@ -86,6 +92,7 @@ PRESETS: dict[str, Preset] = {
             env_prefixes=("OPENCODE_", *PROVIDER_KEYS),
             login="opencode auth login",
             requires="npx",
+            credentials=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "~/.local/share/opencode/auth.json"),
         ),
         Preset(
             "goose",
@@ -94,6 +101,7 @@ PRESETS: dict[str, Preset] = {
             env_prefixes=("GOOSE_", *PROVIDER_KEYS),
             login="goose configure",
             requires="goose",
+            credentials=("~/.config/goose/config.yaml",),
         ),
     )
 }

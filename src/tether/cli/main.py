@@ -215,6 +215,25 @@ def config_list() -> None:
         print(f"{key.name} = {shown}    # {key.help}")
 
 
+@app.command()
+def doctor() -> None:
+    """What is installed and what works: agents, relay, sandbox, trust."""
+    from rich.table import Table
+
+    from tether.host.doctor import run_checks
+
+    try:
+        checks = run_checks(Path.cwd())
+    except UserError as exc:
+        _fail(exc)
+    table = Table("", "what", "status", "detail", box=None, pad_edge=False)
+    colors = {"ok": "green", "setup": "yellow", "missing": "red", "unavailable": "dim"}
+    for check in checks:
+        color = colors.get(check.status, "")
+        table.add_row(check.area, check.name, f"[{color}]{check.status}[/{color}]", check.detail)
+    Console().print(table)
+
+
 @relay_app.command("serve")
 def relay_serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
