@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import TETHER, UNIT, RcRun, start_rc, stop
+from tether.config import Config
 from tether.testing import ViewerClient
 
 
@@ -117,12 +119,13 @@ async def test_late_viewer_gets_the_whole_history(rc: RcRun) -> None:
         assert (["say first words"], ["first words"]) == (second.texts("user"), second.texts("agent"))
 
 
-async def test_sighup_ends_the_session_everywhere(rc: RcRun, relay: str) -> None:
-    """Closing the terminal (SIGHUP) ends the session: viewer sees ended, relay forgets it."""
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+async def test_closing_the_terminal_ends_the_session_everywhere(rc: RcRun, relay: str, sig: signal.Signals) -> None:
+    """Closing the terminal (SIGHUP), SIGTERM or Ctrl-C ends the session: viewer sees ended, relay forgets it."""
     async with ViewerClient(rc.url) as viewer:
         await viewer.wait_for(lambda v: v.session)
         started = time.monotonic()
-        rc.process.send_signal(signal.SIGHUP)
+        rc.process.send_signal(sig)
         await viewer.wait_for(lambda v: v.closed, 5 * UNIT)
         elapsed = time.monotonic() - started
         assert viewer.ended is not None and 4000 == viewer.close_code
@@ -193,3 +196,22 @@ def test_embedded_relay_serves_a_session(project: Path, tether_env: dict[str, st
         code = run.process.wait(10 * UNIT)
         stop(run.process)
     assert 0 == code
+
+
+async def test_unanswered_approval_times_out_to_deny(project: Path, tether_env: dict[str, str], relay: str) -> None:
+    """An approval nobody answers is denied after approvals.timeout_seconds; nothing is written."""
+    Config(Path(tether_env["TETHER_CONFIG_DIR"]) / "config.toml").set("approvals.timeout_seconds", "1")
+    run = start_rc(project, tether_env, relay)
+    try:
+        async with ViewerClient(run.url) as viewer:
+            await viewer.prompt("write late.txt too late")
+            approval = await viewer.wait_for(lambda v: v.pending_approval(), 10 * UNIT)
+            expired = await viewer.wait_for(
+                lambda v: v.entries[approval["id"]] if v.entries[approval["id"]]["state"] == "expired" else None,
+                10 * UNIT,
+            )
+            assert "reject" == expired["outcome"]
+            await viewer.wait_for(lambda v: any("denied late.txt" in t for t in v.texts("agent")), 10 * UNIT)
+    finally:
+        stop(run.process)
+    assert not (project / "late.txt").exists()
