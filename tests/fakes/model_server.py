@@ -12,6 +12,12 @@ with the next step of its script, in the wire format of the API it fakes
   the middle of a stream that started with 200.
 - a callable ``(RecordedRequest) -> Turn | Failure``, to answer from what was sent.
 
+``side`` answers requests that are not part of the scripted conversation, such as the
+title generation or classifier calls a real agent makes next to its main loop: a callable
+``(RecordedRequest) -> Turn | Failure | None`` asked first for every model request; what
+it answers does not consume the script, ``None`` leaves the request to the script. Such
+requests are also listed in ``side_requests``.
+
 When the script runs out, the fake answers 400 "script exhausted", which fails loudly.
 Every request is recorded (``requests``) so tests can assert on what the client sent.
 
@@ -119,8 +125,11 @@ class FakeModelServer:
         *,
         api_key: str | None = None,
         models: Iterable[str] | None = None,
+        side: Callable[[RecordedRequest], Turn | Failure | None] | None = None,
     ) -> None:
         self.script: deque[Step] = deque(script)
+        self.side = side
+        self.side_requests: list[RecordedRequest] = []
         self.api_key = api_key
         self.models = set(models) if models is not None else None
         self.requests: list[RecordedRequest] = []
@@ -144,6 +153,9 @@ class FakeModelServer:
         self.script.extend(steps)
 
     def next_step(self, request: RecordedRequest) -> Turn | Failure | None:
+        if self.side is not None and (aside := self.side(request)) is not None:
+            self.side_requests.append(request)
+            return aside
         if not self.script:
             return None
         step = self.script.popleft()

@@ -17,6 +17,9 @@ CODEX_ACP = "@agentclientprotocol/codex-acp@2.6.0"
 GEMINI_CLI = "@google/gemini-cli@0.61.0"
 OPENCODE = "opencode-ai@1.18.33"
 
+# npx reads its registry, proxy and cache settings from these (and from ~/.npmrc).
+NPM_SETTINGS = ("npm_config_", "NPM_CONFIG_")
+
 # Keys every model-backed agent may need: the common providers and local servers.
 PROVIDER_KEYS = ("ANTHROPIC_", "OPENAI_", "GEMINI_", "GOOGLE_", "OLLAMA_", "OPENROUTER_", "GROQ_", "MISTRAL_")
 
@@ -35,6 +38,9 @@ class Preset:
     requires: str | None = None  # the executable that must be on PATH
     # Any one of these makes the agent ready: an environment variable, or a file (~ or /).
     credentials: tuple[str, ...] = ()
+    # The mode the agent silently enters when "allow always" is chosen, if it does (Claude
+    # Code's "allow all edits during this session" becomes acceptEdits with no ACP update).
+    always_enters_mode: str | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -56,18 +62,19 @@ PRESETS: dict[str, Preset] = {
             "claude",
             ("npx", "-y", CLAUDE_ACP),
             "Claude Code through its ACP adapter",
-            env_prefixes=("ANTHROPIC_", "CLAUDE_", "AWS_", "VERTEX_", "CLOUD_ML_"),
+            env_prefixes=("ANTHROPIC_", "CLAUDE_", "AWS_", "VERTEX_", "CLOUD_ML_", *NPM_SETTINGS),
             login="claude /login",
             self_approving_modes=frozenset({"bypassPermissions", "acceptEdits", "dontAsk", "auto"}),
             asking_mode="default",
             requires="npx",
             credentials=("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "~/.claude/.credentials.json"),
+            always_enters_mode="acceptEdits",
         ),
         Preset(
             "codex",
             ("npx", "-y", CODEX_ACP),
             "OpenAI Codex through its ACP adapter",
-            env_prefixes=("OPENAI_", "CODEX_"),
+            env_prefixes=("OPENAI_", "CODEX_", *NPM_SETTINGS),
             login="codex login",
             self_approving_modes=frozenset({"agent", "agent-full-access", "full-access", "auto"}),
             asking_mode="read-only",
@@ -78,7 +85,7 @@ PRESETS: dict[str, Preset] = {
             "gemini",
             ("npx", "-y", GEMINI_CLI, "--experimental-acp"),
             "Gemini CLI in ACP mode",
-            env_prefixes=("GEMINI_", "GOOGLE_"),
+            env_prefixes=("GEMINI_", "GOOGLE_", *NPM_SETTINGS),
             login="gemini",
             self_approving_modes=frozenset({"yolo", "autoEdit", "auto_edit"}),
             asking_mode="default",
@@ -89,7 +96,7 @@ PRESETS: dict[str, Preset] = {
             "opencode",
             ("npx", "-y", OPENCODE, "acp"),
             "OpenCode in ACP mode",
-            env_prefixes=("OPENCODE_", *PROVIDER_KEYS),
+            env_prefixes=("OPENCODE_", *PROVIDER_KEYS, *NPM_SETTINGS),
             login="opencode auth login",
             requires="npx",
             credentials=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "~/.local/share/opencode/auth.json"),

@@ -26,7 +26,7 @@ import acp
 from acp import RequestError, schema
 
 import tether
-from tether.errors import AgentNotFound
+from tether.errors import AgentNotFound, OutsideProject
 from tether.host import agent_process
 from tether.host.acp_client import CAPABILITIES, HostClient
 from tether.host.agent_process import AgentSpec
@@ -90,6 +90,7 @@ class HostSession:
         self._can_load = False
         self._loading = False
         self._restarts = 0
+        self._always_withheld = False
 
     # -- mirroring ---------------------------------------------------------------------
 
@@ -390,11 +391,16 @@ class HostSession:
         """Show the request on every screen; first answer wins; timeout rejects."""
         self.emit(self.transcript.apply(tool_call))
         entry = self.transcript.entries.get(tool_call.tool_call_id, {})
+        title = tool_call.title or entry.get("title", "tool call")
+        outside = self._paths_outside(tool_call)
+        if outside:
+            # Agents that edit natively (Claude Code) are not held to the fs/* boundary: say so.
+            title = f"{title} — OUTSIDE the project: {', '.join(outside)}"
         approval = self.approvals.open(
             tool_call_id=tool_call.tool_call_id,
-            title=tool_call.title or entry.get("title", "tool call"),
+            title=title,
             kind=tool_call.kind or entry.get("kind", "other"),
-            options=[Option(o.option_id, o.name, o.kind) for o in options],
+            options=self._offered(options),
             deadline=self.clock() + self.approval_timeout,
         )
         waiter: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
@@ -411,6 +417,38 @@ class HostSession:
                 outcome=schema.AllowedOutcome(option_id=final.outcome, outcome="selected")
             )
         return schema.RequestPermissionResponse(outcome=schema.DeniedOutcome(outcome="cancelled"))
+
+    def _offered(self, options: list[schema.PermissionOption]) -> list[Option]:
+        """The options shown on every screen: all of them, except an "allow always" that would
+        silently put the agent in a self-approving mode while Remote Control is on (rule 4)."""
+        preset = self.agent.preset
+        silent_mode = preset.always_enters_mode if preset else None
+        offered = [Option(o.option_id, o.name, o.kind) for o in options]
+        if self.controls.remote and silent_mode and self.controls.is_self_approving(silent_mode):
+            kept = [o for o in offered if o.kind != "allow_always"]
+            if len(kept) < len(offered) and kept:
+                if not self._always_withheld:
+                    self._always_withheld = True
+                    self.notice(
+                        f"'Always allow' is not offered under Remote Control: {self.agent.name} would switch "
+                        f"itself to {silent_mode!r} and approve later edits by itself."
+                    )
+                return kept
+        return offered
+
+    def _paths_outside(self, tool_call: schema.ToolCallUpdate) -> list[str]:
+        """Paths the tool call names (locations, diffs, raw input) that leave the project folder."""
+        paths = [loc.path for loc in tool_call.locations or []]
+        paths += [c.path for c in tool_call.content or [] if isinstance(c, schema.FileEditToolCallContent)]
+        raw = tool_call.raw_input if isinstance(tool_call.raw_input, dict) else {}
+        paths += [str(raw[key]) for key in ("file_path", "path", "notebook_path") if isinstance(raw.get(key), str)]
+        outside = []
+        for path in dict.fromkeys(paths):
+            try:
+                self.files.resolve(path)
+            except OutsideProject:
+                outside.append(path)
+        return outside
 
     def _settle(self, approval: Approval | None) -> bool:
         if approval is None:
