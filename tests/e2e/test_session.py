@@ -215,3 +215,14 @@ async def test_unanswered_approval_times_out_to_deny(project: Path, tether_env: 
     finally:
         stop(run.process)
     assert not (project / "late.txt").exists()
+
+
+async def test_edits_outside_the_project_are_flagged_and_refused(rc: RcRun, tmp_path: Path) -> None:
+    """An edit aimed outside the project says so on the approval card; fs/* still refuses it."""
+    async with ViewerClient(rc.url) as viewer:
+        await viewer.prompt("write ../outside.txt sneaky")
+        approval = await viewer.wait_for(lambda v: v.pending_approval(), 10 * UNIT)
+        assert "OUTSIDE the project" in approval["title"]
+        await viewer.decide(approval["id"], option_id(approval, "allow_once"))
+        await viewer.wait_for(lambda v: any("failed ../outside.txt" in t for t in v.texts("agent")), 10 * UNIT)
+    assert not (tmp_path / "outside.txt").exists()
