@@ -30,6 +30,7 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/relay_bench.py
+	$(BIN)/python benchmarks/session_bench.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
