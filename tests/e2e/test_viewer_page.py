@@ -2,8 +2,8 @@
 
 The host side is a plain WebSocket client on ``/v1/host/<id>`` that speaks
 docs/protocol.md through tether's own Channel, so every frame the page sends or gets is
-the real wire format. Set TETHER_VIEWER_SCREENSHOT=path.png to keep a 390x844 picture
-of the approval test's page.
+the real wire format. Set TETHER_VIEWER_SCREENSHOT=path.png to keep 390x844 pictures of
+the approval test's page (at that path) and of the login test's page (``*-login.png``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ from tether.protocol.channel import Channel
 from tether.protocol.frames import Frame
 from tether.protocol.messages import (
     Append,
+    Authenticate,
     Cancel,
     Decide,
     Entry,
     Hello,
     Message,
     Prompt,
+    SetMode,
+    SetOption,
     Snapshot,
     Turn,
 )
@@ -85,6 +88,60 @@ EDIT = {
         }
     ],
 }
+
+
+def controls(current: str = "default", remote: bool = False, thinking: bool = False) -> dict[str, Any]:
+    return {
+        "id": "controls",
+        "type": "controls",
+        "modes": {
+            "current": current,
+            "available": [
+                {"id": "default", "name": "Default", "description": "Asks first", "self_approving": False},
+                {"id": "plan", "name": "Plan", "description": None, "self_approving": False},
+                {"id": "bypassPermissions", "name": "Bypass", "description": None, "self_approving": True},
+            ],
+        },
+        "options": [
+            {
+                "id": "model",
+                "name": "Model",
+                "type": "select",
+                "current": "small",
+                "choices": [{"value": "small", "name": "Small"}, {"value": "large", "name": "Large"}],
+                "self_approving_values": [],
+            },
+            {
+                "id": "thinking",
+                "name": "Thinking",
+                "type": "boolean",
+                "current": thinking,
+                "choices": [],
+                "self_approving_values": [],
+            },
+        ],
+        "remote": remote,
+    }
+
+
+AGENT_LOGIN = {"id": "chatgpt", "name": "Log in with ChatGPT", "description": "Opens a browser", "kind": "agent"}
+TERMINAL_LOGIN = {"id": "local", "name": "Log in on the machine", "kind": "terminal", "command": "claude /login"}
+ENV_LOGIN = {"id": "key", "name": "Use an API key", "kind": "env_var", "vars": ["OPENAI_API_KEY"]}
+
+
+def login(
+    state: str = "needed", methods: tuple[dict[str, Any], ...] = (AGENT_LOGIN, TERMINAL_LOGIN, ENV_LOGIN)
+) -> dict[str, Any]:
+    return {"id": "login", "type": "login", "state": state, "methods": list(methods)}
+
+
+def screenshot_path(suffix: str = "") -> str | None:
+    """Where to keep a picture of the page (TETHER_VIEWER_SCREENSHOT, see module doc), or None."""
+    path = os.environ.get("TETHER_VIEWER_SCREENSHOT")
+    if not path or not suffix:
+        return path
+    kept = Path(path)
+    return str(kept.with_name(f"{kept.stem}-{suffix}{kept.suffix}"))
 
 
 class FakeHost:
@@ -253,7 +310,7 @@ async def test_approve_once_sends_decide_and_resolves_the_card(page: Any, relay_
         await expect(tool_call.locator(".line.del")).to_have_text("- old words")
         await expect(tool_call.locator(".line.add")).to_have_text("+ new words")
         assert "tool" == await page.get_by_test_id("message").nth(1).get_attribute("data-role")
-        if screenshot := os.environ.get("TETHER_VIEWER_SCREENSHOT"):
+        if screenshot := screenshot_path():
             await page.screenshot(path=screenshot)
 
         await card.get_by_test_id("approve-once").click()
@@ -367,3 +424,93 @@ async def test_js_frames_match_the_python_codec(page: Any, relay_url: str) -> No
     )
     python_frames = Channel(fragment_size=7).send(Prompt(text=sample["text"]))
     assert python_frames == [bytes(f) for f in js_frames]
+
+
+async def test_controls_show_the_current_mode_and_send_set_mode(page: Any, relay_url: str) -> None:
+    """The controls bar selects the current mode; choosing another sends set_mode and waits for the host."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [message("m1", "agent", "hi"), controls()])
+        mode = page.get_by_test_id("mode-select")
+        await expect(mode).to_have_value("default", timeout=WAIT_MS)
+        await expect(page.get_by_test_id("message")).to_have_count(1)  # not in the transcript
+        await expect(page.get_by_test_id("option-select")).to_have_attribute("data-option-id", "model")
+        await expect(page.get_by_test_id("option-select")).to_have_value("small")
+        await expect(mode.locator("option[value=bypassPermissions]")).to_have_text("Bypass — approves by itself")
+        await expect(mode.locator("option[value=bypassPermissions]")).to_be_enabled()
+
+        await mode.select_option("plan")
+        assert SetMode(mode_id="plan") == await host.wait_for_kind(SetMode)
+        await expect(mode).to_have_value("default")  # until the host confirms
+        await host.send(Entry(entry=controls("plan")))
+        await expect(mode).to_have_value("plan", timeout=WAIT_MS)
+
+        await page.get_by_test_id("option-select").select_option("large")
+        assert SetOption(option_id="model", value="large") == await host.wait_for_kind(SetOption)
+
+
+async def test_remote_control_disables_self_approving_modes(page: Any, relay_url: str) -> None:
+    """With remote on, a mode that approves by itself cannot be chosen; no controls at all hides the bar."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [controls(remote=True)])
+        mode = page.get_by_test_id("mode-select")
+        await expect(mode).to_have_value("default", timeout=WAIT_MS)
+        await expect(mode.locator("option[value=bypassPermissions]")).to_be_disabled()
+        await expect(mode.locator("option[value=plan]")).to_be_enabled()
+        await expect(page.get_by_test_id("controls")).to_be_visible()
+
+        await host.send(Entry(entry={**controls(), "modes": {"current": None, "available": []}, "options": []}))
+        await expect(page.get_by_test_id("controls")).to_be_hidden(timeout=WAIT_MS)
+
+
+async def test_boolean_option_toggles_and_sends_set_option(page: Any, relay_url: str) -> None:
+    """A boolean option is a checkbox: a tap sends set_option true, the host's entry checks it."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [controls()])
+        toggle = page.get_by_test_id("option-toggle")
+        await expect(toggle).not_to_be_checked(timeout=WAIT_MS)
+        assert "thinking" == await toggle.get_attribute("data-option-id")
+        await toggle.click()
+        assert SetOption(option_id="thinking", value=True) == await host.wait_for_kind(SetOption)
+        await host.send(Entry(entry=controls(thinking=True)))
+        await expect(toggle).to_be_checked(timeout=WAIT_MS)
+
+
+async def test_login_card_authenticates_and_turns_into_logged_in(page: Any, relay_url: str) -> None:
+    """An agent-side method sends authenticate and disables itself; a done entry shows Logged in."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [message("m1", "system", "Session started"), login(), controls(remote=True)])
+        card = page.get_by_test_id("login")
+        await expect(card).to_contain_text("The agent needs a login", timeout=WAIT_MS)
+        await expect(card.locator("code")).to_have_text(["claude /login", "OPENAI_API_KEY"])
+        if screenshot := screenshot_path("login"):
+            await page.screenshot(path=screenshot)
+
+        button = card.get_by_test_id("login-method")
+        await expect(button).to_have_text("Log in with ChatGPT")
+        await button.click()
+        assert Authenticate(method_id="chatgpt") == await host.wait_for_kind(Authenticate)
+        await expect(button).to_be_disabled()
+
+        await host.send(Entry(entry=login("done")))
+        await expect(page.get_by_test_id("login")).to_have_count(0, timeout=WAIT_MS)
+        await expect(page.get_by_text("Logged in")).to_be_visible()
+
+
+async def test_terminal_login_method_shows_its_command(page: Any, relay_url: str) -> None:
+    """A terminal method shows the command to run on the machine and says to type /login there."""
+    from playwright.async_api import expect
+
+    async with FakeHost(relay_url) as host:
+        await open_session(page, host, [login(methods=(TERMINAL_LOGIN,))])
+        card = page.get_by_test_id("login")
+        await expect(card.locator("code")).to_have_text("claude /login", timeout=WAIT_MS)
+        await expect(card).to_contain_text("run this on the machine, then type /login there")
+        await expect(card.get_by_test_id("login-method")).to_have_count(0)

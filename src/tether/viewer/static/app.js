@@ -1,8 +1,8 @@
-// The tether viewer: one session's transcript, prompts, approvals and stop, over the
-// relay's WebSocket (docs/protocol.md). Plain ES module, no build step.
+// The tether viewer: one session's transcript, prompts, approvals, stop, agent modes and
+// login, over the relay's WebSocket (docs/protocol.md). Plain ES module, no build step.
 
 import { Channel, FrameError } from "./frames.js";
-import { appendText, h, renderEntry, setRoot } from "./render.js";
+import { appendText, h, renderControls, renderEntry, setRoot } from "./render.js";
 
 // The fragment will carry the pairing secret (DESIGN.md, "Session URL"): browsers never
 // send it to a server, and it leaves the address bar (and history) before anything else.
@@ -17,6 +17,7 @@ const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 const ui = {
   scroller: document.getElementById("scroller"),
   entries: document.getElementById("entries"),
+  controls: document.getElementById("controls"),
   notice: document.getElementById("notice"),
   title: document.getElementById("title"),
   subtitle: document.getElementById("subtitle"),
@@ -128,6 +129,7 @@ function apply(message) {
     case "snapshot":
       state.entries.clear();
       ui.entries.replaceChildren();
+      showControls(null);
       showSession(message.session ?? {});
       for (const entry of Array.isArray(message.entries) ? message.entries : []) upsert(entry);
       setRunning(message.running === true);
@@ -156,10 +158,14 @@ const actions = {
     state.decisionsSent.add(approvalId);
     return true;
   },
+  setMode: (modeId) => send({ kind: "set_mode", mode_id: modeId }),
+  setOption: (optionId, value) => send({ kind: "set_option", option_id: optionId, value }),
+  authenticate: (methodId) => send({ kind: "authenticate", method_id: methodId }),
 };
 
 function upsert(entry) {
   if (!entry || typeof entry.id !== "string" || typeof entry.type !== "string") return;
+  if (entry.type === "controls") return showControls(entry);
   if (entry.type === "approval" && entry.state !== "pending") state.decisionsSent.delete(entry.id);
   const el = renderEntry(entry, actions);
   const old = state.entries.get(entry.id);
@@ -167,6 +173,13 @@ function upsert(entry) {
   else if (old?.el) old.el.remove();
   else if (el) ui.entries.append(el);
   state.entries.set(entry.id, { entry, el: el ?? (old?.el?.isConnected ? old.el : null) });
+}
+
+// The controls entry is a bar above the prompt box, not part of the transcript flow.
+function showControls(entry) {
+  const items = entry ? renderControls(entry, actions) : [];
+  ui.controls.replaceChildren(...items);
+  ui.controls.hidden = items.length === 0;
 }
 
 function showSession(session) {
@@ -209,6 +222,7 @@ function updateControls() {
   ui.input.disabled = state.ended;
   ui.input.placeholder = state.ended ? "Session ended" : "Message the agent…";
   ui.send.disabled = !live;
+  ui.controls.disabled = !live;
   ui.stop.disabled = !(live && state.running && !state.stopping);
   ui.working.hidden = !(live && state.running);
   ui.working.querySelector(".working-text").textContent = state.stopping ? "Stopping…" : "Working…";

@@ -4,20 +4,21 @@
 
 import { collapse, lineDiff } from "./diff.js";
 
-/** createElement with attributes ("testid" -> data-testid, "data" -> dataset) and children. */
+const given = (value) => value !== undefined && value !== null && value !== false;
+
+/** createElement with attributes ("testid" -> data-testid, "data" -> dataset) and children; unset ones are left out. */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
+    if (!given(value)) continue;
     if (key === "testid") el.dataset.testid = value;
-    else if (key === "data") Object.assign(el.dataset, value);
-    else if (key === "class") el.className = value;
+    else if (key === "data") {
+      for (const [name, item] of Object.entries(value)) if (given(item)) el.dataset[name] = item;
+    } else if (key === "class") el.className = value;
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat(2)) {
-    if (child !== undefined && child !== null && child !== false) el.append(child);
-  }
+  for (const child of children.flat(2)) if (given(child)) el.append(child);
   return el;
 }
 
@@ -37,7 +38,8 @@ const label = (value) => str(value).replaceAll("_", " ");
 
 /**
  * The element for one entry. `actions.decide(approvalId, optionId)` answers an approval
- * (true once sent); `actions.sent(approvalId)` says whether it was answered from here.
+ * (true once sent); `actions.sent(approvalId)` says whether it was answered from here;
+ * `actions.authenticate(methodId)` starts an agent-side login (true once sent).
  */
 export function renderEntry(entry, actions) {
   switch (entry.type) {
@@ -49,6 +51,8 @@ export function renderEntry(entry, actions) {
       return renderPlan(entry);
     case "approval":
       return renderApproval(entry, actions);
+    case "login":
+      return renderLogin(entry, actions);
     default:
       return null; // unknown entry types are skipped, as unknown message kinds are
   }
@@ -223,4 +227,119 @@ function renderApproval(entry, actions) {
   }
   card.append(h("div", { class: "actions" }, buttons));
   return card;
+}
+
+// ---- login (protocol.md "Entries": login) ---------------------------------------------
+
+const list = (value) => (Array.isArray(value) ? value : []);
+
+function renderLogin(entry, actions) {
+  if (entry.state === "done") {
+    return h(
+      "section",
+      { class: "entry card login", data: { id: entry.id, state: "done" } },
+      h("p", { class: "outcome", data: { state: "done" } }, "Logged in"),
+    );
+  }
+  return h(
+    "section",
+    { testid: "login", class: "entry card login", data: { id: entry.id, state: "needed" }, role: "group", "aria-label": "Login needed" },
+    h("div", { class: "login-title" }, "The agent needs a login"),
+    list(entry.methods).map((method) => renderLoginMethod(method, actions)),
+  );
+}
+
+function renderLoginMethod(method, actions) {
+  const name = str(method?.name) || str(method?.id, "login");
+  const about = str(method?.description) ? h("div", { class: "method-about" }, method.description) : null;
+  if (method?.kind === "agent" && typeof method.id === "string") {
+    // Agent-side: the agent does the login itself (it may open a browser on the machine).
+    const button = h("button", { type: "button", testid: "login-method", class: "btn primary" }, name);
+    button.addEventListener("click", () => {
+      if (actions.authenticate(method.id)) button.disabled = true;
+    });
+    return h("div", { class: "method" }, button, about);
+  }
+  const vars = list(method?.vars).map((v) => str(v) || str(v?.name)).filter(Boolean);
+  return h(
+    "div",
+    { class: "method" },
+    h("div", { class: "method-name" }, name),
+    about,
+    method?.kind === "terminal" ? [
+      h("code", { class: "cmd" }, str(method.command)),
+      h("div", { class: "method-hint" }, "run this on the machine, then type /login there"),
+    ] : null,
+    method?.kind === "env_var" ? [
+      h("div", { class: "vars" }, vars.map((v) => h("code", { class: "cmd" }, v))),
+      h("div", { class: "method-hint" }, "set this on the machine, then type /login there"),
+    ] : null,
+  );
+}
+
+// ---- controls bar (protocol.md "Entries": controls) -----------------------------------
+
+const SELF = " — approves by itself";
+
+/**
+ * The children of the controls bar (empty: nothing to switch). A change is sent with
+ * `actions.setMode(id)` / `actions.setOption(id, value)` and the control goes back to the
+ * current value: only the host's next controls entry shows the change (it may refuse).
+ */
+export function renderControls(entry, actions) {
+  const modes = entry?.modes ?? {};
+  const remote = entry?.remote === true;
+  const items = [];
+  const available = list(modes.available).filter((m) => typeof m?.id === "string");
+  if (available.length) {
+    const choices = available.map((m) => ({ value: m.id, name: str(m.name) || m.id, about: str(m.description), self: m.self_approving === true }));
+    items.push(chooser("Mode", { testid: "mode-select" }, modes.current, choices, remote, (id) => actions.setMode(id)));
+  }
+  for (const option of list(entry?.options)) {
+    if (typeof option?.id !== "string") continue;
+    const name = str(option.name) || option.id;
+    const selfValues = list(option.self_approving_values);
+    if (option.type === "boolean") {
+      items.push(toggle(name, option, remote && selfValues.includes(option.current !== true), actions));
+    } else if (option.type === "select") {
+      const choices = list(option.choices)
+        .filter((c) => typeof c?.value === "string")
+        .map((c) => ({ value: c.value, name: str(c.name) || c.value, self: selfValues.includes(c.value) }));
+      const attrs = { testid: "option-select", data: { optionId: option.id } };
+      items.push(chooser(name, attrs, option.current, choices, remote, (value) => actions.setOption(option.id, value)));
+    }
+  }
+  return items;
+}
+
+function chooser(name, attrs, current, choices, remote, choose) {
+  const now = choices.find((c) => c.value === current);
+  const select = h(
+    "select",
+    { ...attrs, "aria-label": name },
+    now ? null : h("option", { value: "", disabled: true }, typeof current === "string" ? current : "—"),
+    choices.map((c) =>
+      h("option", { value: c.value, title: c.about || undefined, disabled: remote && c.self }, c.self ? c.name + SELF : c.name),
+    ),
+  );
+  const shown = now ? now.value : "";
+  select.value = shown;
+  select.addEventListener("change", () => {
+    const value = select.value;
+    select.value = shown;
+    if (value !== shown) choose(value);
+  });
+  return h("label", { class: "ctl", data: { self: now?.self } }, h("span", { class: "ctl-name" }, name), select);
+}
+
+function toggle(name, option, locked, actions) {
+  const on = option.current === true;
+  const box = h("input", { type: "checkbox", testid: "option-toggle", data: { optionId: option.id }, disabled: locked });
+  box.checked = on;
+  box.addEventListener("change", () => {
+    const value = box.checked;
+    box.checked = on;
+    actions.setOption(option.id, value);
+  });
+  return h("label", { class: "ctl toggle" }, box, h("span", { class: "ctl-name" }, name));
 }
