@@ -29,7 +29,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy
 
 bench: $(TEST_STAMP)
-	$(BIN)/python benchmarks/relay_bench.py
+	$(BIN)/python benchmarks/relay_throughput.py
 	$(BIN)/python benchmarks/session_bench.py
 
 clean:

@@ -247,7 +247,7 @@ def relay_serve(
     from tether.relay.server import RelayConfig, serve
 
     config = RelayConfig(host=host, port=port, public_url=public_url, broker=broker)
-    err.print(f"tether relay listening on http://{host}:{port}", highlight=False)
+    err.print(f"tether relay starting on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
 
     async def main() -> int:
         await serve(config)

@@ -1,14 +1,25 @@
-"""Brokers: where the relay keeps which connection holds which end of which session.
+"""Brokers pair the host and viewer ends of sessions and move frames between them.
 
-The Broker interface is what the endpoints use; MemoryBroker keeps everything in this
-process. A Redis broker (a later issue) implements the same interface with one pub/sub
-channel per session and role and presence as expiring keys, so that many relay
-processes can share sessions. Either way nothing outlives the connections: no message
-content is stored beyond the bounded mailboxes of live connections.
+The endpoints (``app.py``) use only the :class:`Broker` interface. :class:`MemoryBroker`
+keeps everything in this process (the embedded default). A Redis broker slots in behind
+the same interface so that many relay processes share sessions:
 
-Calling contract: ``attach`` (raises Refused), then ``forward`` for every frame the
-connection sends, then ``detach`` exactly once. The connection reads what is meant for it
-from ``attachment.mailbox.get()`` until it returns a Close.
+- presence: one expiring key per session and role (``SET NX EX``, refreshed while the
+  connection lives), read to get the :class:`~tether.relay.routing.SessionState`;
+- delivery: one pub/sub channel per session and role; each attachment's subscriber task
+  pushes what arrives into the attachment's local :class:`Mailbox` with the same
+  wait-then-evict rule as ``MemoryBroker.forward``;
+- decisions: the same ``routing.join`` / ``routing.leave`` table, effects published to
+  the ends' channels.
+
+Either way nothing outlives the connections: the only content the relay holds is the
+in-flight frames in bounded mailboxes, and a session is gone when its host leaves.
+
+Calling contract, per connection: ``attach`` once (it raises :class:`Refused`), then
+``forward`` for every binary frame the connection sends, and ``detach`` exactly once at
+the end (also after the relay closed the connection; a second detach is a no-op). The
+connection's writer reads ``attachment.mailbox.get()`` and sends what it returns until it
+returns a :class:`~tether.relay.routing.CloseCode`, then closes with that code.
 """
 
 from __future__ import annotations
@@ -16,196 +27,273 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tether.relay.routing import CloseCode, Counters, Drop, Role, admit, peer_event
+from tether.errors import UserError
+from tether.relay import routing
+from tether.relay.routing import CloseCode, Counters, Drop, Role, SessionState
 
-MAILBOX_BYTES = 8 * 1024 * 1024  # per connection: what may wait for a slow reader
-MAILBOX_FRAMES = 1024
-SLOW_TIMEOUT = 10.0  # seconds a sender may wait on a full mailbox before its reader is cut off
-
-
-@dataclass(frozen=True, slots=True)
-class Control:
-    """A relay control message, sent to the connection as a text frame."""
-
-    text: str
+QUEUE_BYTES = 8 * 1024 * 1024  # per connection: what may wait for a slow reader
+QUEUE_FRAMES = 1024
+SLOW_TIMEOUT = 10.0  # seconds a queue may stay full before its reader is closed "too slow"
+CONTROL_SLACK = 64  # control messages a full queue still takes before its reader counts as too slow
 
 
 @dataclass(frozen=True, slots=True)
-class Close:
-    """Close the connection with this code after what was queued before it."""
+class QueueLimits:
+    """Bounds of one connection's outgoing queue."""
 
-    code: CloseCode
+    max_bytes: int = QUEUE_BYTES
+    max_frames: int = QUEUE_FRAMES
+    slow_timeout: float = SLOW_TIMEOUT
 
 
-Item = bytes | Control | Close
+class BrokerUnavailable(UserError):
+    """Use --broker memory, the broker this version of tether ships."""
 
 
 class Refused(Exception):
-    """attach() refused the connection; ``code`` says why."""
+    """``attach`` refused the connection: close it with ``code`` and count ``drop``."""
 
     def __init__(self, code: CloseCode) -> None:
         super().__init__(code.reason)
         self.code = code
+        self.drop = routing.REFUSALS[code]
+
+
+Item = bytes | str | CloseCode
+"""What a mailbox hands out: a binary frame, a control message (text), or the final close."""
 
 
 class Mailbox:
-    """A bounded FIFO of items for one connection (bounded by bytes and by count).
+    """The bounded queue of what one connection is to send, in order.
 
-    One reader (the connection's writer task), any number of ``put`` callers. ``put``
-    waits while the mailbox is full; Control and Close bypass the bound so the relay can
-    always tell a connection what happened. After a Close nothing more is accepted.
+    Bounded by bytes and by count. One reader (the connection's writer) calls ``get``;
+    frames are added by ``wait_for_room`` followed, with no ``await`` in between, by
+    ``push`` (so a check made after waking still holds when the frame is added).
+    Control messages bypass the bound up to ``CONTROL_SLACK`` so the relay can always tell
+    a connection what happened. After ``close`` nothing more is added, and ``get`` returns
+    what was queued (nothing, if closed with ``discard``), then the close code.
     """
 
-    def __init__(self, max_bytes: int = MAILBOX_BYTES, max_frames: int = MAILBOX_FRAMES) -> None:
-        self.max_bytes = max_bytes
-        self.max_frames = max_frames
-        self._items: collections.deque[Item] = collections.deque()
+    def __init__(self, limits: QueueLimits) -> None:
+        self.limits = limits
+        self._items: collections.deque[bytes | str] = collections.deque()
         self._bytes = 0
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self.closed = False
+        self._changed = asyncio.Event()  # set on every get, push and close; waiters re-check
+        self.closing: CloseCode | None = None
 
-    def _full(self, size: int) -> bool:
-        return bool(self._items) and (self._bytes + size > self.max_bytes or len(self._items) >= self.max_frames)
+    def __len__(self) -> int:
+        return len(self._items)
 
-    async def put(self, frame: bytes, timeout: float) -> bool:  # noqa: ASYNC109 - the timeout is the rule
-        """Queue a frame; False if the mailbox stayed full for ``timeout`` seconds or is closed."""
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting in the queue."""
+        return self._bytes
+
+    def has_room(self, size: int) -> bool:
+        """Whether a frame of ``size`` bytes fits now (an empty queue takes any frame)."""
+        if not self._items:
+            return True
+        return self._bytes + size <= self.limits.max_bytes and len(self._items) < self.limits.max_frames
+
+    async def wait_for_room(self, size: int) -> bool:
+        """Wait until a frame of ``size`` bytes fits: True; False if closed or still full after ``slow_timeout``."""
         try:
-            async with asyncio.timeout(timeout):
-                while not self.closed and self._full(len(frame)):
-                    self._writable.clear()
-                    await self._writable.wait()
+            async with asyncio.timeout(self.limits.slow_timeout):
+                while self.closing is None and not self.has_room(size):
+                    self._changed.clear()
+                    await self._changed.wait()
         except TimeoutError:
             return False
-        if self.closed:
+        return self.closing is None
+
+    def push(self, frame: bytes) -> None:
+        """Queue a binary frame; call right after ``wait_for_room`` returned True."""
+        if self.closing is None:
+            self._append(frame)
+
+    def push_control(self, text: str) -> bool:
+        """Queue a control message past the bound; False if the queue overflows (evict its reader)."""
+        if self.closing is not None:
+            return True
+        if len(self._items) >= self.limits.max_frames + CONTROL_SLACK:
             return False
-        self._items.append(frame)
-        self._bytes += len(frame)
-        self._readable.set()
+        self._append(text)
         return True
 
-    def put_nowait(self, item: Control | Close) -> None:
-        """Queue a control message or the final Close, regardless of the bound."""
-        if self.closed:
+    def close(self, code: CloseCode, *, discard: bool = False) -> None:
+        """End the queue with ``code``; ``discard`` drops what is queued so the close goes first."""
+        if self.closing is not None:
             return
-        self._items.append(item)
-        if isinstance(item, Close):
-            self.closed = True
-            self._writable.set()  # wake blocked senders so they see the mailbox is closed
-        self._readable.set()
+        self.closing = code
+        if discard:
+            self._items.clear()
+            self._bytes = 0
+        self._changed.set()  # wakes both the reader and blocked senders
 
     async def get(self) -> Item:
-        """The next item, waiting for one."""
+        """The next item, waiting for one; the close code once closed and drained."""
         while not self._items:
-            self._readable.clear()
-            await self._readable.wait()
+            if self.closing is not None:
+                return self.closing
+            self._changed.clear()
+            await self._changed.wait()
         item = self._items.popleft()
-        if isinstance(item, bytes):
-            self._bytes -= len(item)
-        self._writable.set()
+        self._bytes -= len(item)
+        self._changed.set()
         return item
 
+    def _append(self, item: bytes | str) -> None:
+        self._items.append(item)
+        self._bytes += len(item)
+        self._changed.set()
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class Attachment:
-    """One connection's hold on one end of a session."""
+    """One connection's hold on one end of one session."""
 
     session_id: str
     role: Role
-    mailbox: Mailbox
+    mailbox: Mailbox = field(repr=False)
 
 
 class Broker(abc.ABC):
-    """Pairs the two ends of sessions and moves frames between them (see module doc)."""
+    """Pairs the two ends of sessions and delivers frames between them (see the module doc)."""
 
-    def __init__(self, counters: Counters | None = None, slow_timeout: float = SLOW_TIMEOUT) -> None:
-        self.counters = counters or Counters()
-        self.slow_timeout = slow_timeout
+    def __init__(self, counters: Counters | None = None, limits: QueueLimits | None = None) -> None:
+        self.counters = counters if counters is not None else Counters()
+        self.limits = limits if limits is not None else QueueLimits()
 
     @abc.abstractmethod
     async def attach(self, session_id: str, role: Role) -> Attachment:
-        """Take one end of a session; Refused if the routing rules say no."""
+        """Take the end ``role`` of ``session_id``; raises Refused when routing says no.
+
+        A viewer's ``peer joined`` messages are queued for both ends before this returns,
+        hence before any of the viewer's frames can be forwarded.
+        """
 
     @abc.abstractmethod
     async def forward(self, attachment: Attachment, frame: bytes) -> None:
-        """Deliver a frame to the other end of the attachment's session, or count a drop."""
+        """Deliver ``frame`` to the other end of the attachment's session, unparsed.
+
+        Waits while the other end's queue is full. If it stays full for ``slow_timeout``,
+        the other end is closed 4408 and leaves the session. A frame with nobody to take it
+        is dropped and counted. Never raises for routing reasons.
+        """
 
     @abc.abstractmethod
     async def detach(self, attachment: Attachment) -> None:
-        """Let go of the end; a leaving host ends the session for its viewer at once."""
+        """Let go of the end; a leaving host ends its session and closes its viewer 4000 at once."""
 
     @abc.abstractmethod
-    def session_count(self) -> int:
-        """Sessions with an attached host (in this process, for the memory broker)."""
+    async def evict(self, attachment: Attachment, code: CloseCode) -> None:
+        """Close this end with ``code`` ahead of what it has queued, and take it out of its session."""
 
     @abc.abstractmethod
-    def close_all(self, code: CloseCode) -> None:
-        """Close every connection (the relay is stopping)."""
+    async def session_count(self) -> int:
+        """Sessions that have a host attached."""
+
+    @abc.abstractmethod
+    async def close_all(self, code: CloseCode) -> None:
+        """Close every connection of this relay with ``code`` (the relay is stopping)."""
 
 
 class MemoryBroker(Broker):
-    """All routing in this process's memory (the embedded default)."""
+    """Routing in this process's memory: the embedded default, one relay process."""
 
-    def __init__(self, counters: Counters | None = None, slow_timeout: float = SLOW_TIMEOUT) -> None:
-        super().__init__(counters, slow_timeout)
+    def __init__(self, counters: Counters | None = None, limits: QueueLimits | None = None) -> None:
+        super().__init__(counters, limits)
         self._sessions: dict[str, dict[Role, Attachment]] = {}
 
     async def attach(self, session_id: str, role: Role) -> Attachment:
         ends = self._sessions.get(session_id, {})
-        refusal = admit(session_id, role, frozenset(ends))
-        if refusal is not None:
-            raise Refused(refusal)
-        attachment = Attachment(session_id, role, Mailbox())
-        self._sessions.setdefault(session_id, {})[role] = attachment
-        if role is Role.VIEWER:
-            # Both ends learn of each other before any viewer frame can be forwarded:
-            # the host resets its sequence numbers on this message (docs/protocol.md 2).
-            ends[Role.HOST].mailbox.put_nowait(Control(peer_event(Role.VIEWER, "joined")))
-            attachment.mailbox.put_nowait(Control(peer_event(Role.HOST, "joined")))
+        outcome = routing.join(session_id, role, SessionState.of(set(ends)))
+        if outcome.refusal is not None:
+            raise Refused(outcome.refusal)
+        attachment = Attachment(session_id, role, Mailbox(self.limits))
+        ends[role] = attachment
+        self._sessions[session_id] = ends
+        self._apply(ends, outcome.effects)
         return attachment
 
     async def forward(self, attachment: Attachment, frame: bytes) -> None:
         ends = self._sessions.get(attachment.session_id, {})
         if ends.get(attachment.role) is not attachment:
-            return  # this connection was already replaced or ended
-        peer = ends.get(attachment.role.peer)
-        if peer is None:
-            self.counters.count(Drop.NO_PEER)
+            return  # this end was already evicted or its session ended: nobody reads this
+        target = routing.destination(attachment.role, SessionState.of(set(ends)))
+        if isinstance(target, Drop):
+            self.counters.count(target)
             return
-        delivered = await peer.mailbox.put(frame, self.slow_timeout)
-        if not delivered and not peer.mailbox.closed:
-            self.counters.count(Drop.TOO_SLOW)
-            peer.mailbox.put_nowait(Close(CloseCode.TOO_SLOW))
+        peer = ends[target]
+        room = await peer.mailbox.wait_for_room(len(frame))
+        # Re-check after the wait: either end may have left meanwhile, and a new viewer may
+        # have joined, whose host must not get a frame of the old one after its `joined`.
+        if not (self._current(attachment) and self._current(peer)):
+            return
+        if room:
+            peer.mailbox.push(frame)
+        elif peer.mailbox.closing is None:
+            await self.evict(peer, CloseCode.TOO_SLOW)
+        # else: the other end is already being closed; the frame goes with it
 
     async def detach(self, attachment: Attachment) -> None:
-        ends = self._sessions.get(attachment.session_id)
-        if ends is None or ends.get(attachment.role) is not attachment:
-            return
-        del ends[attachment.role]
-        if attachment.role is Role.HOST:
-            # The session dies with its host: nothing of it stays at the relay.
-            del self._sessions[attachment.session_id]
-            viewer = ends.get(Role.VIEWER)
-            if viewer is not None:
-                viewer.mailbox.put_nowait(Close(CloseCode.SESSION_ENDED))
-        else:
-            ends[Role.HOST].mailbox.put_nowait(Control(peer_event(Role.VIEWER, "left")))
+        self._leave(attachment)
 
-    def session_count(self) -> int:
+    async def evict(self, attachment: Attachment, code: CloseCode) -> None:
+        if not self._current(attachment):
+            return
+        if code is CloseCode.TOO_SLOW and attachment.mailbox.closing is None:
+            self.counters.count(Drop.TOO_SLOW)
+        # Discard what is queued: a reader that does not drain would never reach the close.
+        attachment.mailbox.close(code, discard=True)
+        self._leave(attachment)
+
+    async def session_count(self) -> int:
         return len(self._sessions)
 
-    def close_all(self, code: CloseCode) -> None:
-        for ends in list(self._sessions.values()):
+    async def close_all(self, code: CloseCode) -> None:
+        sessions, self._sessions = self._sessions, {}
+        for ends in sessions.values():
             for attachment in ends.values():
-                attachment.mailbox.put_nowait(Close(code))
+                attachment.mailbox.close(code)
+
+    def _current(self, attachment: Attachment) -> bool:
+        return self._sessions.get(attachment.session_id, {}).get(attachment.role) is attachment
+
+    def _leave(self, attachment: Attachment) -> None:
+        if not self._current(attachment):
+            return  # already gone: evicted, or its session ended with its host
+        ends = self._sessions[attachment.session_id]
+        outcome = routing.leave(attachment.role, SessionState.of(set(ends)))
+        del ends[attachment.role]
+        self._apply(ends, outcome.effects)
+        if outcome.next is SessionState.ABSENT:
+            # Nothing of the session stays at the relay (DESIGN.md rule 8).
+            del self._sessions[attachment.session_id]
+
+    def _apply(self, ends: dict[Role, Attachment], effects: tuple[routing.Effect, ...]) -> None:
+        for effect in effects:
+            target = ends.get(effect.to if isinstance(effect, routing.Notify) else effect.role)
+            if target is None:
+                continue
+            if isinstance(effect, routing.Close):
+                target.mailbox.close(effect.code)
+            elif not target.mailbox.push_control(effect.message()):
+                # A reader so far behind that even control messages pile up is too slow;
+                # closing it here also bounds what a join/leave flood can queue.
+                self.counters.count(Drop.TOO_SLOW)
+                target.mailbox.close(CloseCode.TOO_SLOW, discard=True)
 
 
-def create_broker(url: str, counters: Counters | None = None) -> Broker:
-    """A broker by name: ``memory``; others are imported lazily when they exist."""
+def create_broker(url: str, counters: Counters | None = None, limits: QueueLimits | None = None) -> Broker:
+    """The broker named by ``url``: ``memory``; raises BrokerUnavailable for any other.
+
+    Backends are imported here, lazily, so the memory broker never loads a Redis client.
+    """
     if url == "memory":
-        return MemoryBroker(counters)
+        return MemoryBroker(counters, limits)
     if url.startswith(("redis://", "rediss://")):
-        raise ValueError("the Redis broker is not available in this version; use --broker memory")
-    raise ValueError(f"unknown broker {url!r}; use memory")
+        raise BrokerUnavailable(f"the Redis broker ({url.split('://', 1)[0]}://...) is not available yet")
+    raise BrokerUnavailable(f"unknown broker {url!r}: expected memory or redis://HOST:PORT")

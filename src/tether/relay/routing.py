@@ -1,11 +1,21 @@
-"""The relay's routing decisions, without I/O.
+"""The relay's routing decisions, without I/O (docs/protocol.md section 1).
 
-Rule: a session is named by its host. One host and at most one viewer may be attached to
-a session at a time; a viewer may only join a session whose host is attached. Which end
-a connection is comes from the URL it connected to, never from what it sends.
+Rule: a session is named by its host. One host and at most one viewer may hold a
+session at a time; a viewer may only join a session whose host is attached; the session
+dies with its host. Which end a connection is comes from the URL it connected to, never
+from what it sends.
+
+Every transition of a session lives in ``TRANSITIONS`` below, as h11 keeps its
+connection states in one table. A broker reads the session's state (which ends are
+attached), asks :func:`join` or :func:`leave` what happens, and carries out the
+returned effects in order; it decides nothing by itself.
 
 Every refusal and every dropped frame has a named reason and is counted (DERP's
-``dropReason``): the relay answers bad input with a close code, never with a crash.
+``dropReason``): the relay answers bad input with a close code or an error message, never
+with a crash.
+
+Nothing here imports asyncio, starlette or websockets: these are plain values and
+functions, tested without sockets.
 """
 
 from __future__ import annotations
@@ -14,24 +24,35 @@ import enum
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
+def valid_session_id(session_id: str) -> bool:
+    """Whether ``session_id`` is well formed: 16-64 characters of the base64url alphabet."""
+    # fullmatch, not match with "$": "$" would accept a trailing newline.
+    return SESSION_ID.fullmatch(session_id) is not None
+
+
 class Role(enum.StrEnum):
+    """Which end of a session a connection holds (from its URL path)."""
+
     HOST = "host"
     VIEWER = "viewer"
 
     @property
     def peer(self) -> Role:
+        """The other end."""
         return Role.VIEWER if self is Role.HOST else Role.HOST
 
 
 class CloseCode(enum.IntEnum):
-    """WebSocket close codes the relay sends (docs/protocol.md section 1)."""
+    """WebSocket close codes the relay sends; ``reason`` is the close reason text."""
 
     GOING_AWAY = 1001
     FRAME_TOO_LARGE = 1009
+    INTERNAL_ERROR = 1011
     SESSION_ENDED = 4000
     BAD_SESSION_ID = 4400
     UNKNOWN_SESSION = 4404
@@ -40,12 +61,14 @@ class CloseCode(enum.IntEnum):
 
     @property
     def reason(self) -> str:
-        return CLOSE_REASONS[self]
+        """The close reason sent with the code."""
+        return _CLOSE_REASONS[self]
 
 
-CLOSE_REASONS = {
+_CLOSE_REASONS = {
     CloseCode.GOING_AWAY: "relay shutting down",
     CloseCode.FRAME_TOO_LARGE: "frame too large",
+    CloseCode.INTERNAL_ERROR: "relay error",
     CloseCode.SESSION_ENDED: "session ended",
     CloseCode.BAD_SESSION_ID: "bad session id",
     CloseCode.UNKNOWN_SESSION: "unknown session",
@@ -55,53 +78,169 @@ CLOSE_REASONS = {
 
 
 class Drop(enum.StrEnum):
-    """Why the relay refused a connection or dropped a frame."""
+    """Why the relay refused a connection or dropped a frame (the keys of /healthz ``drops``)."""
 
-    BAD_SESSION_ID = "bad_session_id"
-    UNKNOWN_SESSION = "unknown_session"
-    SESSION_BUSY = "session_busy"
-    MALFORMED = "malformed"  # a text frame: version 1 has no endpoint-to-relay messages
-    OVERSIZED = "oversized"
-    NO_PEER = "no_peer"  # a frame for an end that is not connected
-    TOO_SLOW = "too_slow"
+    BAD_SESSION_ID = "bad_session_id"  # refused: the path's session id is malformed
+    UNKNOWN_SESSION = "unknown_session"  # refused: a viewer for a session no host holds
+    SESSION_BUSY = "session_busy"  # refused: that role of the session is taken
+    MALFORMED = "malformed"  # a text frame (version 1 has no endpoint-to-relay messages) or invalid UTF-8
+    OVERSIZED = "oversized"  # a frame above the maximum frame size; the connection is closed 1009
+    NO_PEER = "no_peer"  # a frame for an end that is not connected: nobody to give it to
+    TOO_SLOW = "too_slow"  # a connection that did not drain its queue in time, closed 4408
+    INTERNAL = "internal"  # a bug in the relay, caught at the endpoint and closed 1011
 
 
-REFUSAL_DROPS = {
+REFUSALS = {
     CloseCode.BAD_SESSION_ID: Drop.BAD_SESSION_ID,
     CloseCode.UNKNOWN_SESSION: Drop.UNKNOWN_SESSION,
     CloseCode.SESSION_BUSY: Drop.SESSION_BUSY,
 }
+"""The drop reason counted for each close code that refuses a connection."""
 
 
-def admit(session_id: str, role: Role, present: frozenset[Role]) -> CloseCode | None:
-    """None if ``role`` may join a session whose attached ends are ``present``; else why not."""
-    if not SESSION_ID.match(session_id):
-        return CloseCode.BAD_SESSION_ID
-    if role in present:
-        return CloseCode.SESSION_BUSY
-    if role is Role.VIEWER and Role.HOST not in present:
-        return CloseCode.UNKNOWN_SESSION
-    return None
+class SessionState(enum.Enum):
+    """Which ends of a session are attached."""
+
+    ABSENT = "absent"  # no host: the session does not exist (nothing of it is kept)
+    HOSTED = "hosted"  # the host alone
+    PAIRED = "paired"  # the host and its one viewer
+
+    @classmethod
+    def of(cls, present: frozenset[Role] | set[Role]) -> SessionState:
+        """The state of a session whose attached ends are ``present``."""
+        if Role.HOST not in present:
+            # A viewer without a host cannot exist: the host's leave removes the viewer.
+            return cls.ABSENT
+        return cls.PAIRED if Role.VIEWER in present else cls.HOSTED
 
 
-def peer_event(role: Role, state: str) -> str:
-    """The control message (a text frame) telling the other end that ``role`` joined or left."""
-    return json.dumps({"type": "peer", "role": str(role), "state": state})
+class Event(enum.Enum):
+    """What a connection does to its end of a session."""
+
+    JOIN = "join"
+    LEAVE = "leave"  # disconnected, or evicted by the relay (too slow, oversized frame)
 
 
-def error_event(reason: Drop, detail: str) -> str:
-    """The control message answering a refused frame."""
+class PeerState(enum.StrEnum):
+    """The ``state`` of a ``peer`` control message."""
+
+    JOINED = "joined"
+    LEFT = "left"
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Effect: send ``to`` the control message ``{"type":"peer","role":about,"state":state}``."""
+
+    to: Role
+    about: Role
+    state: PeerState
+
+    def message(self) -> str:
+        """The control message as the text frame to send."""
+        return peer_message(self.about, self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Effect: close the end ``role`` with ``code`` after what is already queued for it."""
+
+    role: Role
+    code: CloseCode
+
+
+Effect = Notify | Close
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an event does: the session's next state, a refusal, effects to carry out in order."""
+
+    next: SessionState
+    effects: tuple[Effect, ...] = ()
+    refusal: CloseCode | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the event was refused (only joins are refused)."""
+        return self.refusal is not None
+
+
+_S, _H, _V = SessionState, Role.HOST, Role.VIEWER
+
+TRANSITIONS: dict[tuple[SessionState, Role, Event], Outcome] = {
+    # A host creates the session by joining it; a second host is refused.
+    (_S.ABSENT, _H, Event.JOIN): Outcome(_S.HOSTED),
+    (_S.HOSTED, _H, Event.JOIN): Outcome(_S.HOSTED, refusal=CloseCode.SESSION_BUSY),
+    (_S.PAIRED, _H, Event.JOIN): Outcome(_S.PAIRED, refusal=CloseCode.SESSION_BUSY),
+    # A viewer needs a host, and one controlling viewer per session (DESIGN.md rule 3).
+    (_S.ABSENT, _V, Event.JOIN): Outcome(_S.ABSENT, refusal=CloseCode.UNKNOWN_SESSION),
+    (_S.PAIRED, _V, Event.JOIN): Outcome(_S.PAIRED, refusal=CloseCode.SESSION_BUSY),
+    # Both ends learn of each other before any frame of the viewer is forwarded: the host
+    # resets its sequence numbers on this `joined` (docs/protocol.md section 2), so it must
+    # be queued ahead of the viewer's first frame.
+    (_S.HOSTED, _V, Event.JOIN): Outcome(
+        _S.PAIRED,
+        (Notify(_H, _V, PeerState.JOINED), Notify(_V, _H, PeerState.JOINED)),
+    ),
+    # The session dies with its host (DESIGN.md rule 8): its viewer is closed at once.
+    (_S.HOSTED, _H, Event.LEAVE): Outcome(_S.ABSENT),
+    (_S.PAIRED, _H, Event.LEAVE): Outcome(_S.ABSENT, (Close(_V, CloseCode.SESSION_ENDED),)),
+    # A viewer that leaves frees the seat; the host keeps the session.
+    (_S.PAIRED, _V, Event.LEAVE): Outcome(_S.HOSTED, (Notify(_H, _V, PeerState.LEFT),)),
+}
+"""Every transition there is. A pair missing here (the leave of an end that is not
+attached) changes nothing: a connection already evicted may still report its own leave."""
+
+
+def join(session_id: str, role: Role, state: SessionState) -> Outcome:
+    """What happens when a connection asks for end ``role`` of ``session_id`` in ``state``.
+
+    The session id is checked first, so a malformed id is refused whatever the state.
+    """
+    if not valid_session_id(session_id):
+        return Outcome(state, refusal=CloseCode.BAD_SESSION_ID)
+    return TRANSITIONS[state, role, Event.JOIN]
+
+
+def leave(role: Role, state: SessionState) -> Outcome:
+    """What happens when the end ``role`` of a session in ``state`` goes away."""
+    return TRANSITIONS.get((state, role, Event.LEAVE), Outcome(state))
+
+
+def destination(sender: Role, state: SessionState) -> Role | Drop:
+    """Where a frame from ``sender`` goes: the other end if attached, else the drop reason."""
+    return sender.peer if state is SessionState.PAIRED else Drop.NO_PEER
+
+
+def peer_message(about: Role, state: PeerState) -> str:
+    """The ``peer`` control message: ``about`` joined or left the session."""
+    return json.dumps({"type": "peer", "role": str(about), "state": str(state)})
+
+
+def error_message(reason: Drop, detail: str) -> str:
+    """The ``error`` control message answering a refused frame; the connection stays open."""
     return json.dumps({"type": "error", "reason": str(reason), "detail": detail})
 
 
 class Counters:
-    """Drops and refusals by reason, for /healthz."""
+    """Refusals and drops by reason, for /healthz.
+
+    One object per relay, shared by its broker and endpoints. Counting never fails and
+    never blocks; ``snapshot`` always lists every reason, zero included, so a monitor
+    sees a stable shape.
+    """
 
     def __init__(self) -> None:
-        self.drops: Counter[str] = Counter()
+        self._drops: Counter[Drop] = Counter()
 
-    def count(self, reason: Drop) -> None:
-        self.drops[str(reason)] += 1
+    def count(self, reason: Drop, n: int = 1) -> None:
+        """Add ``n`` drops for ``reason``."""
+        self._drops[reason] += n
+
+    def __getitem__(self, reason: Drop) -> int:
+        return self._drops[reason]
 
     def snapshot(self) -> dict[str, int]:
-        return dict(self.drops)
+        """Every reason and its count so far, as /healthz shows them."""
+        return {str(reason): self._drops[reason] for reason in Drop}

@@ -1,43 +1,76 @@
 """Running the relay: standalone (``tether relay serve``) or inside the host process.
 
-Transport settings are deliberate (measured on this machine): the ``websockets-sansio``
-protocol, permessage-deflate off (it made forwarding 6-7x slower for 8 KB frames and 20x
-for 1 MB), and a maximum frame size of 1 MiB plus the frame header; the host fragments
-larger messages itself.
+Transport settings are deliberate (measured on this machine): uvicorn's
+``websockets-sansio`` protocol, permessage-deflate off (it made forwarding 6-7x slower
+for 8 KiB frames and 20x for 1 MiB, and compression leaks content through sizes), and a
+maximum frame size of 1 MiB plus the 10-byte frame header with room to spare; the host
+fragments larger messages itself (docs/protocol.md section 2).
+
+An embedded relay must not disturb the process it runs in: it binds its own socket,
+installs no signal handlers and leaves logging configuration to its host. Only the
+standalone ``serve`` lets uvicorn set up its log output and stops on SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
 import uvicorn
+from starlette.applications import Starlette
+from uvicorn.config import LOGGING_CONFIG
 
-from tether.relay.app import create_app
-from tether.relay.broker import Broker, create_broker
+from tether.errors import UserError
+from tether.relay.app import RelayState, create_app, relay_state
+from tether.relay.broker import QUEUE_BYTES, QUEUE_FRAMES, SLOW_TIMEOUT, Broker
 from tether.relay.routing import CloseCode
 
-MAX_FRAME = 1024 * 1024 + 64
+MAX_FRAME_BYTES = 1024 * 1024 + 64
+SHUTDOWN_GRACE = 2.0  # seconds connections get to take their 1001 close before they are cut
 
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
-    """How a relay listens and routes."""
+    """How a relay listens, what it accepts and which broker routes for it.
+
+    ``broker`` names the backend: ``memory`` (one process) or, later, ``redis://...``.
+    ``queue_bytes`` / ``queue_frames`` bound what may wait for each connection; a
+    connection whose queue stays full for ``slow_timeout`` seconds is closed 4408.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8787
     public_url: str | None = None
-    max_frame_bytes: int = MAX_FRAME
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    queue_bytes: int = QUEUE_BYTES
+    queue_frames: int = QUEUE_FRAMES
+    slow_timeout: float = SLOW_TIMEOUT
     broker: str = "memory"
+    shutdown_grace: float = SHUTDOWN_GRACE
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not a TCP port")
+        if self.max_frame_bytes <= 0 or self.queue_frames <= 0 or self.slow_timeout <= 0:
+            raise ValueError("frame size, queue length and slow timeout must be positive")
+        if self.queue_bytes < self.max_frame_bytes:
+            raise ValueError("queue_bytes must hold at least one frame of max_frame_bytes")
 
 
-def _uvicorn_config(config: RelayConfig, broker: Broker) -> uvicorn.Config:
+class RelayBindFailed(UserError):
+    """Pick another --port (or --host), or stop what already listens there."""
+
+
+def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicorn.Config:
+    """The uvicorn settings of a relay (see the module doc); ``logs`` lets uvicorn configure logging."""
     return uvicorn.Config(
-        create_app(broker),
+        app,
         host=config.host,
         port=config.port,
         ws="websockets-sansio",
@@ -45,67 +78,157 @@ def _uvicorn_config(config: RelayConfig, broker: Broker) -> uvicorn.Config:
         ws_max_size=config.max_frame_bytes,
         lifespan="off",
         log_level="warning",
+        log_config=LOGGING_CONFIG if logs else None,
         access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(config.shutdown_grace),
     )
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that closes relay connections with 1001 before stopping."""
+    """A uvicorn server that closes relay connections with 1001 before it stops."""
 
-    def __init__(self, config: uvicorn.Config, broker: Broker) -> None:
+    def __init__(self, config: uvicorn.Config, relay: RelayState, grace: float) -> None:
         super().__init__(config)
-        self.broker = broker
+        self.relay = relay
+        self.grace = grace
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Signals belong to whoever runs the relay: the host when embedded, serve() otherwise.
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.broker.close_all(CloseCode.GOING_AWAY)
-        await asyncio.sleep(0)  # let the endpoints send their close frames
+        # Stop accepting first, so that no connection joins after the 1001 round.
+        for server in getattr(self, "servers", []):
+            server.close()
+        await self.relay.shutdown(CloseCode.GOING_AWAY, self.grace)
         await super().shutdown(sockets)
+        # A client that never reads keeps its transport flushing forever: cut what is left.
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
 
-    def install_signal_handlers(self) -> None:
-        # Signals belong to whoever runs the relay: the host when embedded, serve() otherwise.
-        return
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: any free port), not yet listening."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise RelayBindFailed(f"cannot listen on {host}:{port}: {exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise RelayBindFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
 
 
-async def serve(config: RelayConfig) -> None:
-    """Run a relay until cancelled (Ctrl-C or SIGTERM in the standalone command)."""
-    broker = create_broker(config.broker)
-    server = _Server(_uvicorn_config(config, broker), broker)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    await server.serve()
+def _local_url(sock: socket.socket) -> str:
+    """The http URL a client on this machine uses to reach ``sock``."""
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        host = "::1" if host == "::" else host
+        return f"http://[{host}]:{port}"
+    return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
 
 
 class EmbeddedRelay:
-    """A relay inside the current event loop, on 127.0.0.1 by default (``async with``).
+    """A relay inside the current event loop (``async with EmbeddedRelay(config) as relay``).
 
-    The socket is bound before the server starts, so ``url`` is known even with port 0.
+    Entering binds the socket (127.0.0.1 and a free port unless ``config`` says otherwise)
+    and returns once the relay accepts connections, so ``url`` is usable at once. Leaving
+    closes every connection with 1001 and stops the server; nothing of any session
+    survives. ``broker`` replaces the one ``config.broker`` names (tests, benchmarks).
+    Raises RelayBindFailed when the address is taken, BrokerUnavailable for an unknown broker.
     """
 
-    def __init__(self, config: RelayConfig | None = None) -> None:
-        self.config = config or RelayConfig(port=0)
-        self.broker = create_broker(self.config.broker)
-        self._server = _Server(_uvicorn_config(self.config, self.broker), self.broker)
+    def __init__(self, config: RelayConfig | None = None, *, broker: Broker | None = None, logs: bool = False) -> None:
+        self.config = config if config is not None else RelayConfig(port=0)
+        self.app = create_app(self.config, broker)
+        self._logs = logs
+        self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.url = ""
 
+    @property
+    def broker(self) -> Broker:
+        """The broker routing for this relay (its ``counters`` are what /healthz shows)."""
+        return relay_state(self.app).broker
+
+    @property
+    def public_url(self) -> str:
+        """The URL browsers use: ``config.public_url`` if set, else ``url``."""
+        return self.config.public_url or self.url
+
     async def __aenter__(self) -> EmbeddedRelay:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.host, self.config.port))
-        host, port = sock.getsockname()[:2]
-        self.url = self.config.public_url or f"http://{host}:{port}"
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises what stopped the server
-            await asyncio.sleep(0.01)
+        sock = _bind(self.config.host, self.config.port)
+        self.url = _local_url(sock)
+        server = _Server(
+            uvicorn_config(self.app, self.config, logs=self._logs), relay_state(self.app), self.config.shutdown_grace
+        )
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name=f"tether relay {self.url}")
+        ready = asyncio.create_task(server.ready.wait())
+        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if not server.ready.is_set():
+            sock.close()
+            self._task.result()  # raises what stopped the server
+            raise RuntimeError("the relay stopped while starting")
         return self
+
+    def request_stop(self) -> None:
+        """Ask the server to stop; ``wait`` then returns once it has."""
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def wait(self) -> None:
+        """Until the server stops (after ``request_stop``, or on its own)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self.request_stop()
+        if self._task is None:
+            return
+        try:
+            # Shielded: a cancelled caller must not cut the shutdown short and leave
+            # connections half closed; the server finishes it in the background.
+            await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            if self._server is not None:
+                self._server.force_exit = True
+            raise
+
+
+async def serve(config: RelayConfig) -> None:
+    """Run a standalone relay until cancelled (Ctrl-C) or SIGTERM, then stop cleanly.
+
+    Returns after SIGTERM; raises CancelledError when cancelled, after the same clean stop.
+    """
+    async with EmbeddedRelay(config, logs=True) as relay:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, relay.request_stop)
+        except (NotImplementedError, RuntimeError, ValueError):
+            installed = False  # not the main thread, or no signals here: cancellation still works
+        else:
+            installed = True
+        try:
+            await relay.wait()
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGTERM)

@@ -1,0 +1,335 @@
+"""The relay on real sockets: an embedded uvicorn on 127.0.0.1, clients with `websockets`.
+
+Every wait is a multiple of UNIT; nothing here asserts speed beyond "at once" (one UNIT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.conftest import UNIT
+from tether.relay.broker import Attachment, MemoryBroker
+from tether.relay.server import EmbeddedRelay, RelayConfig
+
+MAX_FRAME = 64 * 1024 + 64  # small, so oversized frames are cheap to send
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[EmbeddedRelay]:
+    """An embedded relay on a free port of 127.0.0.1."""
+    async with EmbeddedRelay(RelayConfig(port=0, max_frame_bytes=MAX_FRAME)) as embedded:
+        yield embedded
+
+
+def new_id() -> str:
+    """A session id as hosts make them: 16 random bytes, base64url, 22 characters."""
+    return secrets.token_urlsafe(16)
+
+
+async def connect(relay: EmbeddedRelay, role: str, session_id: str, **options: Any) -> ClientConnection:
+    """A WebSocket to one end of a session, without compression, as tether's clients connect."""
+    url = relay.url.replace("http://", "ws://", 1) + f"/v1/{role}/{session_id}"
+    options.setdefault("max_size", 4 * MAX_FRAME)
+    return await websockets.connect(url, compression=None, open_timeout=5 * UNIT, **options)
+
+
+async def closed(ws: ClientConnection, within: float = 5 * UNIT) -> tuple[int | None, str | None]:
+    """Read until the relay closes ``ws`` (frames before the close are skipped): code and reason."""
+    async with asyncio.timeout(within):
+        try:
+            while True:
+                await ws.recv()
+        except websockets.ConnectionClosed:
+            pass
+    return ws.close_code, ws.close_reason
+
+
+async def control(ws: ClientConnection) -> dict[str, Any]:
+    """The next message, which must be a relay control message (a text frame)."""
+    message = await asyncio.wait_for(ws.recv(), 5 * UNIT)
+    assert isinstance(message, str), f"expected a control message, got {len(message)} bytes"
+    parsed: dict[str, Any] = json.loads(message)
+    return parsed
+
+
+async def pair(relay: EmbeddedRelay) -> tuple[str, ClientConnection, ClientConnection]:
+    """A live session: host and viewer connected, both past their `peer joined`."""
+    session_id = new_id()
+    host = await connect(relay, "host", session_id)
+    viewer = await connect(relay, "viewer", session_id)
+    assert {"type": "peer", "role": "host", "state": "joined"} == await control(viewer)
+    assert {"type": "peer", "role": "viewer", "state": "joined"} == await control(host)
+    return session_id, host, viewer
+
+
+async def health(relay: EmbeddedRelay) -> dict[str, Any]:
+    """The relay's /healthz document."""
+    async with httpx.AsyncClient(timeout=5 * UNIT) as client:
+        response = await client.get(f"{relay.url}/healthz")
+    assert 200 == response.status_code
+    document: dict[str, Any] = response.json()
+    return document
+
+
+async def still_forwards(relay: EmbeddedRelay) -> None:
+    """A fresh session still carries a frame each way: the relay kept serving."""
+    _, host, viewer = await pair(relay)
+    await host.send(b"to viewer")
+    await viewer.send(b"to host")
+    assert (b"to viewer", b"to host") == (await viewer.recv(), await host.recv())
+    await host.close()
+
+
+async def test_frames_cross_byte_for_byte_both_ways(relay: EmbeddedRelay) -> None:
+    """Binary frames of any content and size up to the limit arrive unchanged and in order, both ways."""
+    _, host, viewer = await pair(relay)
+    payloads = [b"", bytes(range(256)), b'{"type":"peer","role":"host","state":"left"}', secrets.token_bytes(MAX_FRAME)]
+    for payload in payloads:
+        await host.send(payload)
+        await viewer.send(payload[::-1])
+    assert payloads == [await viewer.recv() for _ in payloads]
+    assert [payload[::-1] for payload in payloads] == [await host.recv() for _ in payloads]
+    await host.close()
+
+
+async def test_viewer_for_unknown_session_gets_4404(relay: EmbeddedRelay) -> None:
+    """A viewer for a session no host holds is closed 4404 `unknown session`."""
+    viewer = await connect(relay, "viewer", new_id())
+    assert (4404, "unknown session") == await closed(viewer)
+
+
+async def test_second_viewer_gets_4409_and_the_pair_goes_on(relay: EmbeddedRelay) -> None:
+    """One controlling viewer per session: a second one is closed 4409; the first keeps working."""
+    session_id, host, viewer = await pair(relay)
+    second = await connect(relay, "viewer", session_id)
+    assert (4409, "session busy") == await closed(second)
+    await host.send(b"still paired")
+    assert b"still paired" == await viewer.recv()
+    await host.close()
+
+
+async def test_second_host_gets_4409_and_the_pair_goes_on(relay: EmbeddedRelay) -> None:
+    """A second host for a live session is closed 4409; the session keeps its host."""
+    session_id, host, viewer = await pair(relay)
+    second = await connect(relay, "host", session_id)
+    assert (4409, "session busy") == await closed(second)
+    await viewer.send(b"to the first host")
+    assert b"to the first host" == await host.recv()
+    await host.close()
+
+
+@pytest.mark.parametrize("role", ["host", "viewer"])
+@pytest.mark.parametrize(
+    "session_id", ["short", "x" * 65, "semi;colon;is;not;ok", "dot.is.not.ok.either", "%C3%A9" * 8]
+)
+async def test_bad_session_id_gets_4400(relay: EmbeddedRelay, role: str, session_id: str) -> None:
+    """A malformed session id is closed 4400 `bad session id`, for either role."""
+    ws = await connect(relay, role, session_id)
+    assert (4400, "bad session id") == await closed(ws)
+
+
+async def test_oversized_frame_gets_1009_and_the_relay_keeps_serving(relay: EmbeddedRelay) -> None:
+    """A frame over the limit closes its sender 1009; its host hears `left`; other sessions go on."""
+    _, other_host, other_viewer = await pair(relay)
+    _, host, viewer = await pair(relay)
+    await viewer.send(b"x" * (MAX_FRAME + 1))
+    assert 1009 == (await closed(viewer))[0]
+    assert {"type": "peer", "role": "viewer", "state": "left"} == await control(host)
+    await other_host.send(b"unaffected")
+    assert b"unaffected" == await other_viewer.recv()
+    await still_forwards(relay)
+    assert 1 == (await health(relay))["drops"]["oversized"]
+
+
+async def test_text_frame_gets_an_error_and_nothing_else_changes(relay: EmbeddedRelay) -> None:
+    """Garbage in a text frame is answered `malformed` and counted; it is not forwarded; the session goes on."""
+    _, other_host, other_viewer = await pair(relay)
+    _, host, viewer = await pair(relay)
+    await viewer.send("{garbage, not even json")
+    await host.send("")
+    for ws in (viewer, host):
+        error = await control(ws)
+        assert ("error", "malformed") == (error["type"], error["reason"])
+    await viewer.send(b"after the garbage")
+    assert b"after the garbage" == await host.recv()  # the text frame was not forwarded before it
+    await other_host.send(b"other session")
+    assert b"other session" == await other_viewer.recv()
+    assert 2 == (await health(relay))["drops"]["malformed"]
+    await host.close()
+
+
+async def test_text_frame_that_is_not_utf8_is_closed_and_counted(relay: EmbeddedRelay) -> None:
+    """Invalid UTF-8 in a text frame is closed 1007 by the WebSocket layer, counted `malformed`."""
+    _, host, viewer = await pair(relay)
+    await viewer.send(b"\xff\xfe not utf-8", text=True)
+    assert 1007 == (await closed(viewer))[0]
+    assert {"type": "peer", "role": "viewer", "state": "left"} == await control(host)
+    await still_forwards(relay)
+    assert 1 == (await health(relay))["drops"]["malformed"]
+
+
+async def test_host_leaving_closes_the_viewer_4000_at_once(relay: EmbeddedRelay) -> None:
+    """The viewer gets the host's last frame, then 4000 within one unit; the session is gone."""
+    session_id, host, viewer = await pair(relay)
+    await host.send(b"last words")
+    started = time.monotonic()
+    await host.close()
+    assert b"last words" == await viewer.recv()
+    assert (4000, "session ended") == await closed(viewer, within=UNIT)
+    assert time.monotonic() - started < UNIT
+    assert 0 == (await health(relay))["sessions"]
+    late = await connect(relay, "viewer", session_id)
+    assert 4404 == (await closed(late))[0]
+
+
+async def test_host_hears_joined_before_the_viewers_first_frame(relay: EmbeddedRelay) -> None:
+    """A viewer that sends at once: the host still gets `joined` first, then the frame."""
+    session_id = new_id()
+    host = await connect(relay, "host", session_id)
+    viewer = await connect(relay, "viewer", session_id)
+    await viewer.send(b"first frame")
+    assert {"type": "peer", "role": "viewer", "state": "joined"} == await control(host)
+    assert b"first frame" == await host.recv()
+    await host.close()
+
+
+async def test_viewer_leaving_is_told_and_a_new_viewer_may_join(relay: EmbeddedRelay) -> None:
+    """The host hears `left`; the seat is free again and the next viewer is announced."""
+    session_id, host, viewer = await pair(relay)
+    await viewer.close()
+    assert {"type": "peer", "role": "viewer", "state": "left"} == await control(host)
+    again = await connect(relay, "viewer", session_id)
+    assert "joined" == (await control(again))["state"]
+    assert {"type": "peer", "role": "viewer", "state": "joined"} == await control(host)
+    await host.close()
+
+
+async def test_host_frames_without_viewer_are_dropped_and_counted(relay: EmbeddedRelay) -> None:
+    """A host frame with nobody to take it is dropped as `no_peer`; the host stays connected."""
+    host = await connect(relay, "host", new_id())
+    await host.send(b"into the void")
+    await host.send("text")  # answered, so we know the frame before it was handled
+    assert "malformed" == (await control(host))["reason"]
+    assert 1 == (await health(relay))["drops"]["no_peer"]
+    await host.close()
+
+
+async def test_healthz_shows_sessions_and_every_drop_reason(relay: EmbeddedRelay) -> None:
+    """/healthz counts live sessions and refusals by reason, every reason listed."""
+    _, host, _viewer = await pair(relay)
+    assert 4404 == (await closed(await connect(relay, "viewer", new_id())))[0]
+    assert 4400 == (await closed(await connect(relay, "host", "bad")))[0]
+    document = await health(relay)
+    assert (True, 1) == (document["ok"], document["sessions"])
+    expected = {
+        "bad_session_id": 1,
+        "unknown_session": 1,
+        "session_busy": 0,
+        "malformed": 0,
+        "oversized": 0,
+        "no_peer": 0,
+        "too_slow": 0,
+        "internal": 0,
+    }
+    assert expected == document["drops"]
+    await host.close()
+
+
+async def test_viewer_that_does_not_read_is_closed_4408() -> None:
+    """A viewer whose queue stays full is closed `too slow`; the host hears `left` and goes on."""
+    config = RelayConfig(port=0, max_frame_bytes=MAX_FRAME, queue_bytes=4 * MAX_FRAME, slow_timeout=0.2 * UNIT)
+    async with EmbeddedRelay(config) as relay:
+        _, host, viewer = await pair(relay)
+        frame = secrets.token_bytes(MAX_FRAME)
+
+        async def flood() -> None:
+            # More than loopback socket buffers hold, so the relay's queue for the viewer fills.
+            for _ in range(600):
+                await host.send(frame)
+
+        sender = asyncio.create_task(flood())
+        assert {"type": "peer", "role": "viewer", "state": "left"} == await control(host)
+        await asyncio.wait_for(sender, 10 * UNIT)
+        assert 1 == (await health(relay))["drops"]["too_slow"]
+        assert (4408, "too slow") == await closed(viewer, within=10 * UNIT)
+        await host.close()
+
+
+async def test_shutdown_closes_every_connection_1001() -> None:
+    """Leaving the relay's context closes host and viewer with 1001 promptly."""
+    relay = EmbeddedRelay(RelayConfig(port=0))
+    async with relay:
+        _, host, viewer = await pair(relay)
+        started = time.monotonic()
+    elapsed = time.monotonic() - started
+    assert [(1001, "relay shutting down")] * 2 == [await closed(host), await closed(viewer)]
+    assert elapsed < UNIT
+
+
+async def test_garbage_instead_of_http_does_not_hurt_the_relay(relay: EmbeddedRelay) -> None:
+    """Bytes that are not HTTP on the relay's port are refused; the relay goes on serving."""
+    host, port = relay.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(secrets.token_bytes(4096) + b"\r\n\r\n")
+    await writer.drain()
+    async with asyncio.timeout(5 * UNIT):
+        await reader.read()  # the relay answers (400) or hangs up, either way it ends
+    writer.close()
+    await still_forwards(relay)
+
+
+async def test_viewer_page_and_assets_are_served(relay: EmbeddedRelay) -> None:
+    """/s/<id> is the viewer page with strict headers; /assets serves its files and nothing outside them."""
+    async with httpx.AsyncClient(timeout=5 * UNIT) as client:
+        page = await client.get(f"{relay.url}/s/{new_id()}")
+        script = await client.get(f"{relay.url}/assets/app.js")
+        missing = await client.get(f"{relay.url}/assets/nothing-here.js")
+        escape = await client.get(f"{relay.url}/assets/..%2F__init__.py")
+    assert (200, "text/html") == (page.status_code, page.headers["content-type"].split(";")[0])
+    assert 'data-testid="connection-status"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "no-referrer" == page.headers["referrer-policy"]
+    assert (200, "text/javascript") == (script.status_code, script.headers["content-type"].split(";")[0])
+    assert [404, 404] == [missing.status_code, escape.status_code]
+
+
+class BrokenBroker(MemoryBroker):
+    """A broker with a bug: forwarding the frame ``b"boom"`` raises."""
+
+    async def forward(self, attachment: Attachment, frame: bytes) -> None:
+        if frame == b"boom":
+            raise ValueError("a bug in the broker")
+        await super().forward(attachment, frame)
+
+
+async def test_a_bug_closes_one_connection_1011_and_is_counted(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception inside the relay closes only that connection (1011), is logged and counted `internal`."""
+    async with EmbeddedRelay(RelayConfig(port=0), broker=BrokenBroker()) as relay:
+        _, host, viewer = await pair(relay)
+        await viewer.send(b"boom")
+        assert (1011, "relay error") == await closed(viewer)
+        assert {"type": "peer", "role": "viewer", "state": "left"} == await control(host)
+        await still_forwards(relay)
+        assert 1 == (await health(relay))["drops"]["internal"]
+    assert "relay endpoint failed" in caplog.text
+
+
+async def test_embedded_relay_leaves_signal_handlers_alone() -> None:
+    """Running and stopping an embedded relay changes no signal handler of the host process."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    async with EmbeddedRelay() as relay:
+        during = {sig: signal.getsignal(sig) for sig in before}
+        await still_forwards(relay)
+    after = {sig: signal.getsignal(sig) for sig in before}
+    assert [before, before] == [during, after]
