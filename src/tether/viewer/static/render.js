@@ -272,7 +272,7 @@ function renderLoginMethod(method, actions) {
     ] : null,
     method?.kind === "env_var" ? [
       h("div", { class: "vars" }, vars.map((v) => h("code", { class: "cmd" }, v))),
-      h("div", { class: "method-hint" }, "set this on the machine, then type /login there"),
+      h("div", { class: "method-hint" }, "set this where tether runs, then restart tether"),
     ] : null,
   );
 }
