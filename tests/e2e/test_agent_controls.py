@@ -108,3 +108,30 @@ def test_terminal_can_switch_modes_when_remote_is_off(project: Path, tether_env:
         stop(process)
     assert not any("Approve?" in line for line in seen)
     assert "no asking" == (project / "free.txt").read_text()
+
+
+def test_skipped_permissions_apply_locally_and_block_remote(project: Path, tether_env: dict[str, str]) -> None:
+    """--dangerously-skip-permissions approves by itself in a local session, and /remote then refuses."""
+    process = subprocess.Popen(
+        [*TETHER, "--agent", SCRIPTED_AGENT, "--dangerously-skip-permissions"],
+        cwd=project,
+        env=tether_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        for line, marker in (("write auto.txt unattended", "turn ended"), ("/remote", "dangerously-skip-permissions")):
+            process.stdin.write(f"{line}\n".encode())
+            process.stdin.flush()
+            read_until(process.stdout, marker, seen)
+        process.stdin.write(b"/quit\n")
+        process.stdin.close()
+        assert 0 == process.wait(10 * UNIT)
+    finally:
+        stop(process)
+    assert "unattended" == (project / "auto.txt").read_text()
+    assert any("approved once (flag)" in line for line in seen)
+    assert not any("Remote Control is on" in line for line in seen)

@@ -71,6 +71,7 @@ async def _open_session(options: RunOptions, out: RichConsole) -> HostSession:
     if options.agent is None and spec.name == agent_process.DEMO:
         out.print(f"[yellow]{DEMO_BANNER}[/yellow]", highlight=False)
     session = HostSession(options.root, spec, _log_path(spec.name), options.approval_timeout)
+    session.skip_permissions = options.skip_permissions
     if options.name:
         session.info["title"] = options.name
     await session.start()

@@ -30,7 +30,7 @@ from tether.errors import AgentNotFound, OutsideProject
 from tether.host import agent_process
 from tether.host.acp_client import CAPABILITIES, HostClient
 from tether.host.agent_process import AgentSpec
-from tether.host.approvals import Approval, ApprovalBook, Option, State
+from tether.host.approvals import Approval, ApprovalBook, Option
 from tether.host.controls import Controls
 from tether.host.files import ProjectFiles
 from tether.host.terminals import Terminal, Terminals
@@ -91,6 +91,7 @@ class HostSession:
         self._loading = False
         self._restarts = 0
         self._always_withheld = False
+        self.skip_permissions = False  # --dangerously-skip-permissions (never with Remote Control)
 
     # -- mirroring ---------------------------------------------------------------------
 
@@ -312,7 +313,7 @@ class HostSession:
 
     async def _reattach(self) -> bool:
         """Start a new agent process and session/load the same session (its history is not re-shown)."""
-        self._resolve_pending(State.CANCELLED)
+        self._cancel_pending()
         try:
             async with asyncio.timeout(AGENT_START_TIMEOUT):
                 await self._launch()
@@ -371,14 +372,14 @@ class HostSession:
             except ConnectionError:
                 self.notice("The agent went away during the turn.")
             finally:
-                self._resolve_pending(State.CANCELLED)
+                self._cancel_pending()
                 self.running = False
                 self.emit([Turn(running=False, stop_reason=stop_reason)])
 
     async def cancel(self) -> None:
         """Stop the current turn (ACP session/cancel); pending approvals become cancelled."""
         # ACP: the client must answer every pending permission request with "cancelled".
-        self._resolve_pending(State.CANCELLED)
+        self._cancel_pending()
         if self.running and self._conn is not None:
             with contextlib.suppress(ConnectionError, OSError):
                 await self._conn.cancel(session_id=self._acp_session)
@@ -406,6 +407,10 @@ class HostSession:
         waiter: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
         self._waiters[approval.id] = waiter
         self.emit(self.transcript.put(approval.to_entry()))
+        allow = approval.option_of_kind("allow_once", "allow_always")
+        if self.skip_permissions and not self.controls.remote and allow is not None:
+            # --dangerously-skip-permissions, local only: Remote Control refuses to start with it.
+            self.decide(approval.id, allow.option_id, by="flag")
         timer = asyncio.get_running_loop().call_later(self.approval_timeout, self._expire, approval.id)
         try:
             final = await waiter
@@ -467,10 +472,9 @@ class HostSession:
         if self._settle(self.approvals.expire(approval_id)):
             self.notice("An approval timed out and was denied.")
 
-    def _resolve_pending(self, state: State) -> None:
+    def _cancel_pending(self) -> None:
         for approval in self.approvals.pending():
-            if state is State.CANCELLED:
-                self._settle(self.approvals.cancel(approval.id))
+            self._settle(self.approvals.cancel(approval.id))
 
     # -- ending ------------------------------------------------------------------------
 
@@ -479,7 +483,7 @@ class HostSession:
         if self.closing:
             return
         self.closing = True
-        self._resolve_pending(State.CANCELLED)
+        self._cancel_pending()
         self.emit([Ended(reason=reason)])
         self.terminals.kill_all()
         for task in self._tasks:
