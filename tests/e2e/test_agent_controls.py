@@ -81,12 +81,12 @@ def read_until(stream: IO[bytes], marker: str, seen: list[str]) -> None:
             return
 
 
-def test_terminal_can_switch_modes_when_remote_is_off(project: Path, tether_env: dict[str, str]) -> None:
-    """Locally, /mode may pick a self-approving mode; the agent then writes without asking."""
+def converse(project: Path, env: dict[str, str], flags: list[str], steps: tuple[tuple[str, str], ...]) -> list[str]:
+    """Run interactive `tether` with the scripted agent: type each line, read until its marker, then /quit."""
     process = subprocess.Popen(
-        [*TETHER, "--agent", SCRIPTED_AGENT],
+        [*TETHER, "--agent", SCRIPTED_AGENT, *flags],
         cwd=project,
-        env=tether_env,
+        env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -94,10 +94,7 @@ def test_terminal_can_switch_modes_when_remote_is_off(project: Path, tether_env:
     seen: list[str] = []
     try:
         assert process.stdin is not None and process.stdout is not None
-        for line, marker in (
-            ("/mode acceptEdits", "Mode is now acceptEdits"),
-            ("write free.txt no asking", "turn ended"),
-        ):
+        for line, marker in steps:
             process.stdin.write(f"{line}\n".encode())
             process.stdin.flush()
             read_until(process.stdout, marker, seen)
@@ -106,32 +103,21 @@ def test_terminal_can_switch_modes_when_remote_is_off(project: Path, tether_env:
         assert 0 == process.wait(10 * UNIT)
     finally:
         stop(process)
+    return seen
+
+
+def test_terminal_can_switch_modes_when_remote_is_off(project: Path, tether_env: dict[str, str]) -> None:
+    """Locally, /mode may pick a self-approving mode; the agent then writes without asking."""
+    steps = (("/mode acceptEdits", "Mode is now acceptEdits"), ("write free.txt no asking", "turn ended"))
+    seen = converse(project, tether_env, [], steps)
     assert not any("Approve?" in line for line in seen)
     assert "no asking" == (project / "free.txt").read_text()
 
 
 def test_skipped_permissions_apply_locally_and_block_remote(project: Path, tether_env: dict[str, str]) -> None:
     """--dangerously-skip-permissions approves by itself in a local session, and /remote then refuses."""
-    process = subprocess.Popen(
-        [*TETHER, "--agent", SCRIPTED_AGENT, "--dangerously-skip-permissions"],
-        cwd=project,
-        env=tether_env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    seen: list[str] = []
-    try:
-        assert process.stdin is not None and process.stdout is not None
-        for line, marker in (("write auto.txt unattended", "turn ended"), ("/remote", "dangerously-skip-permissions")):
-            process.stdin.write(f"{line}\n".encode())
-            process.stdin.flush()
-            read_until(process.stdout, marker, seen)
-        process.stdin.write(b"/quit\n")
-        process.stdin.close()
-        assert 0 == process.wait(10 * UNIT)
-    finally:
-        stop(process)
+    steps = (("write auto.txt unattended", "turn ended"), ("/remote", "dangerously-skip-permissions"))
+    seen = converse(project, tether_env, ["--dangerously-skip-permissions"], steps)
     assert "unattended" == (project / "auto.txt").read_text()
     assert any("approved once (flag)" in line for line in seen)
     assert not any("Remote Control is on" in line for line in seen)
