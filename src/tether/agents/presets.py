@@ -83,7 +83,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "gemini",
-            ("npx", "-y", GEMINI_CLI, "--experimental-acp"),
+            ("npx", "-y", GEMINI_CLI, "--acp"),
             "Gemini CLI in ACP mode",
             env_prefixes=("GEMINI_", "GOOGLE_", *NPM_SETTINGS),
             login="gemini",
