@@ -100,6 +100,7 @@ def converse(project: Path, env: dict[str, str], flags: list[str], steps: tuple[
             read_until(process.stdout, marker, seen)
         process.stdin.write(b"/quit\n")
         process.stdin.close()
+        seen.extend(line.decode() for line in process.stdout)
         assert 0 == process.wait(10 * UNIT)
     finally:
         stop(process)
@@ -121,3 +122,11 @@ def test_skipped_permissions_apply_locally_and_block_remote(project: Path, tethe
     assert "unattended" == (project / "auto.txt").read_text()
     assert any("approved once (flag)" in line for line in seen)
     assert not any("Remote Control is on" in line for line in seen)
+
+
+def test_quit_works_while_an_approval_waits(project: Path, tether_env: dict[str, str]) -> None:
+    """/quit is a command, not an answer: it ends the session even with an approval pending."""
+    seen = converse(project, tether_env, [], (("write never.txt x", "answer: y allow once"),))
+    assert "Session ended: the host stopped" in "".join(seen)
+    assert "An approval is pending" not in "".join(seen)
+    assert not (project / "never.txt").exists()

@@ -7,6 +7,7 @@ and exit with status 2.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -256,8 +257,22 @@ def relay_serve(
     _run(main)
 
 
+def _log_to_file() -> None:
+    """Library warnings (ACP SDK, uvicorn) go to logs/tether.log, not over the conversation."""
+    from tether.paths import logs_dir
+
+    try:
+        logs_dir().mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(logs_dir() / "tether.log", encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _log_to_file()
     app(prog_name="tether")
 
 

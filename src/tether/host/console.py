@@ -201,7 +201,8 @@ class Console:
 
     async def handle(self, line: str, toggle_remote: Callable[[], Awaitable[None]] | None) -> bool:
         """Handle one input line; False when the user asked to quit."""
-        if self.answer(line):
+        # Commands work even while an approval waits (/stop, /quit must never be swallowed).
+        if not line.strip().startswith("/") and self.answer(line):
             return True
         command = line.strip()
         if command in ("/quit", "/exit"):

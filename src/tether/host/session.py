@@ -92,11 +92,14 @@ class HostSession:
         self._restarts = 0
         self._always_withheld = False
         self.skip_permissions = False  # --dangerously-skip-permissions (never with Remote Control)
+        self._ended_sent = False
 
     # -- mirroring ---------------------------------------------------------------------
 
     def emit(self, messages: list[Message]) -> None:
-        """Hand messages to every sink, in order."""
+        """Hand messages to every sink, in order; nothing follows ``ended``."""
+        if self.ended.done() or self._ended_sent:
+            return
         for message in messages:
             for sink in list(self.sinks):
                 sink.deliver(message)
@@ -485,6 +488,8 @@ class HostSession:
         self.closing = True
         self._cancel_pending()
         self.emit([Ended(reason=reason)])
+        self._ended_sent = True
+        await asyncio.sleep(0)  # let the SDK send the "cancelled" answers before stdin closes
         self.terminals.kill_all()
         for task in self._tasks:
             if task is not asyncio.current_task():
