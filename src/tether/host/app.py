@@ -16,9 +16,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console as RichConsole
 
+from tether.errors import UserError
 from tether.host import agent_process
 from tether.host.console import Console, read_lines
 from tether.host.remote import Remote, check_allowed, refuse_sandbox
@@ -58,10 +60,6 @@ def _install_stop(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-
-
-async def _first(*waitables: asyncio.Future[object] | asyncio.Task[object]) -> None:
-    await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def _open_session(options: RunOptions, out: RichConsole) -> HostSession:
@@ -106,7 +104,8 @@ async def run_rc(options: RunOptions) -> int:
 
     stopped = asyncio.ensure_future(stop.wait())
     answers = asyncio.ensure_future(answer_from_terminal())
-    await _first(stopped, session.ended, link.lost)  # type: ignore[arg-type]
+    ends: list[asyncio.Future[Any]] = [stopped, session.ended, link.lost]
+    await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if link.lost.done() and not session.ended.done():
         out.print(f"[red]Remote Control lost:[/red] {link.lost.result()}")
@@ -136,8 +135,6 @@ async def run_interactive(options: RunOptions) -> int:
     out.print("[dim]Type a prompt and press Enter. /help for commands.[/dim]")
 
     async def toggle_remote() -> None:
-        from tether.errors import UserError
-
         if remote.active:
             await remote.stop()
             out.print("Remote Control is off.")
@@ -160,9 +157,9 @@ async def run_interactive(options: RunOptions) -> int:
     stopped = asyncio.ensure_future(stop.wait())
     reader = asyncio.ensure_future(read_input())
     while True:
-        waitables: list[asyncio.Future[object]] = [stopped, reader, session.ended]  # type: ignore[list-item]
+        waitables: list[asyncio.Future[Any]] = [stopped, reader, session.ended]
         if remote.link is not None:
-            waitables.append(remote.link.lost)  # type: ignore[arg-type]
+            waitables.append(remote.link.lost)
         await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
         link = remote.link
         if link is not None and link.lost.done() and not (stopped.done() or reader.done() or session.ended.done()):

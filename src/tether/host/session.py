@@ -98,7 +98,7 @@ class HostSession:
 
     def emit(self, messages: list[Message]) -> None:
         """Hand messages to every sink, in order; nothing follows ``ended``."""
-        if self.ended.done() or self._ended_sent:
+        if self._ended_sent:
             return
         for message in messages:
             for sink in list(self.sinks):
