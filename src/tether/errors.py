@@ -7,16 +7,33 @@
     │   ├── NotTrusted            Remote Control asked for in an untrusted folder
     │   ├── PermissionsSkipped    --dangerously-skip-permissions with Remote Control on
     │   ├── AgentNotFound         the agent command cannot be started
-    │   └── RelayUnreachable      the relay cannot be reached or refused the session
+    │   ├── RelayUnreachable      the relay cannot be reached or refused the session
+    │   ├── RelayBindFailed       the relay cannot listen on its host and port
+    │   ├── BrokerUnavailable     the relay's broker is unknown or not in this version
+    │   └── AgentConfigError      a flag or variable of the built-in agent has an unusable value
     ├── ProtocolError             a frame or message broke docs/protocol.md
     │   ├── LocalProtocolError    we were about to send something invalid (a bug here)
     │   └── RemoteProtocolError   the other side sent something invalid (drop and count)
-    └── OutsideProject            a file path escapes the project folder
+    ├── FileRefused               the host will not serve an agent's fs/* request (an ACP error for the agent)
+    │   ├── OutsideProject        a file path escapes the project folder
+    │   ├── NotARegularFile       a folder, FIFO, device or socket where a file was expected
+    │   └── FileTooLarge          a file above the read limit (host/files.py MAX_READ_BYTES)
+    ├── Refused                   the relay refuses a connection: a close code and a drop reason
+    ├── ToolError                 a built-in agent's tool could not do what the model asked
+    └── ProviderError             the built-in agent's model API failed
 
 The docstring of each user-facing class is the advice printed after its message.
+``tether.config.ConfigError`` (a bad ``config.toml``) is a UserError too; it lives beside
+the config it checks. Refused, ToolError and ProviderError are values passed back to a
+peer (a close frame, a tool result, a line for the model's user), never crashes.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: this module imports nothing of tether at run time
+    from tether.relay.routing import CloseCode, Drop
 
 
 class TetherError(Exception):
@@ -47,6 +64,18 @@ class RelayUnreachable(UserError):
     """Check --relay (or `relay.url` in the config) and that the relay is running."""
 
 
+class RelayBindFailed(UserError):
+    """Pick another --port (or --host), or stop what already listens there."""
+
+
+class BrokerUnavailable(UserError):
+    """Use --broker memory, the broker this version of tether ships."""
+
+
+class AgentConfigError(UserError):
+    """Fix the flag or TETHER_AGENT_* variable named in the message (see `tether-agent --help`)."""
+
+
 class ProtocolError(TetherError):
     """A frame or message broke docs/protocol.md."""
 
@@ -59,5 +88,39 @@ class RemoteProtocolError(ProtocolError):
     """The other side sent something the protocol forbids: drop it and count it."""
 
 
-class OutsideProject(TetherError):
+class FileRefused(TetherError):
+    """The host will not serve this fs/* request; the message says why (for the agent)."""
+
+
+class OutsideProject(FileRefused):
     """A file path resolves outside the project folder."""
+
+
+class NotARegularFile(FileRefused):
+    """The path names a folder, FIFO, device or socket, not a regular file."""
+
+
+class FileTooLarge(FileRefused):
+    """The file is larger than the host reads for an agent."""
+
+
+class Refused(TetherError):
+    """The relay refuses a connection: close it with ``code`` and count ``drop``."""
+
+    def __init__(self, code: CloseCode, drop: Drop) -> None:
+        super().__init__(code.reason)
+        self.code = code
+        self.drop = drop
+
+
+class ToolError(TetherError):
+    """A tool could not do what the model asked; the message goes back to the model as the result."""
+
+
+class ProviderError(TetherError):
+    """The model API failed; ``str(error)`` is one readable line for the user."""
+
+    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from tether.agents.builtin.config import PLACEHOLDER_KEY, AgentConfig, ConfigError, resolve
+from tether.agents.builtin.config import PLACEHOLDER_KEY, AgentConfig, resolve
+from tether.config import ConfigError
+from tether.errors import AgentConfigError, ProviderError, TetherError, ToolError, UserError
 
 
 def test_defaults_with_an_anthropic_key() -> None:
@@ -68,8 +70,8 @@ def test_a_missing_key_names_its_variable(argv: list[str], variable: str) -> Non
     ],
 )
 def test_unusable_values_are_named(env: dict[str, str], message: str) -> None:
-    """A bad variable is a ConfigError naming it and the value."""
-    with pytest.raises(ConfigError) as caught:
+    """A bad variable is an AgentConfigError naming it and the value."""
+    with pytest.raises(AgentConfigError) as caught:
         resolve([], env)
     assert message == str(caught.value)
 
@@ -98,4 +100,14 @@ def test_bad_variable_exits_with_one_line() -> None:
     assert (2, "tether-agent: TETHER_AGENT_PROVIDER must be anthropic or openai, not 'gemini'\n") == (
         result.returncode,
         result.stderr,
+    )
+
+
+def test_agent_errors_belong_to_the_tether_tree() -> None:
+    """The built-in agent's errors are TetherErrors; its config error is a UserError distinct from tether's."""
+    assert (True, True, True, False) == (
+        issubclass(AgentConfigError, UserError),
+        issubclass(ToolError, TetherError),
+        issubclass(ProviderError, TetherError),
+        AgentConfigError is ConfigError,
     )

@@ -13,7 +13,8 @@ from acp.schema import ClientCapabilities, FileSystemCapabilities
 from tests.fakes.acp_client import NaiveClient
 from tether.agents.builtin.model import ToolCall, ToolResult
 from tether.agents.builtin.toolbox import Toolbox
-from tether.agents.builtin.tools import Permissions, ToolError, apply_edit, filter_listing, glob_regex, number_lines
+from tether.agents.builtin.tools import Permissions, apply_edit, filter_listing, glob_regex, number_lines
+from tether.errors import ToolError
 
 UNIT = float(os.environ.get("TETHER_TEST_UNIT", "1.0"))  # seconds; every wait is a multiple
 

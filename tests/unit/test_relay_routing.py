@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from tether.errors import BrokerUnavailable, Refused, RelayBindFailed, TetherError, UserError
 from tether.relay import routing
-from tether.relay.broker import BrokerUnavailable, Mailbox, MemoryBroker, QueueLimits, Refused, create_broker
+from tether.relay.broker import Mailbox, MemoryBroker, QueueLimits, create_broker
 from tether.relay.routing import (
     Close,
     CloseCode,
@@ -331,3 +332,12 @@ def test_brokers_by_name() -> None:
         with pytest.raises(BrokerUnavailable) as caught:
             create_broker(url)
         assert "--broker memory" in caught.value.advice()
+
+
+def test_relay_errors_belong_to_the_tether_tree() -> None:
+    """Refused is a TetherError; a bad broker or a taken port is a UserError the CLI prints with advice."""
+    assert (True, True, True) == (
+        issubclass(Refused, TetherError),
+        issubclass(BrokerUnavailable, UserError),
+        issubclass(RelayBindFailed, UserError),
+    )

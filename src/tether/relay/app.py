@@ -28,7 +28,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tether.relay.broker import Attachment, Broker, QueueLimits, Refused, create_broker
+from tether.errors import Refused
+from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
 from tether.relay.routing import CloseCode, Counters, Drop, Role, error_message
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ import asyncio
 import collections
 from dataclasses import dataclass, field
 
-from tether.errors import UserError
+from tether.errors import BrokerUnavailable, Refused
 from tether.relay import routing
 from tether.relay.routing import CloseCode, Counters, Drop, Role, SessionState
 
@@ -46,19 +46,6 @@ class QueueLimits:
     max_bytes: int = QUEUE_BYTES
     max_frames: int = QUEUE_FRAMES
     slow_timeout: float = SLOW_TIMEOUT
-
-
-class BrokerUnavailable(UserError):
-    """Use --broker memory, the broker this version of tether ships."""
-
-
-class Refused(Exception):
-    """``attach`` refused the connection: close it with ``code`` and count ``drop``."""
-
-    def __init__(self, code: CloseCode) -> None:
-        super().__init__(code.reason)
-        self.code = code
-        self.drop = routing.REFUSALS[code]
 
 
 Item = bytes | str | CloseCode
@@ -211,7 +198,7 @@ class MemoryBroker(Broker):
         ends = self._sessions.get(session_id, {})
         outcome = routing.join(session_id, role, SessionState.of(set(ends)))
         if outcome.refusal is not None:
-            raise Refused(outcome.refusal)
+            raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
         attachment = Attachment(session_id, role, Mailbox(self.limits))
         ends[role] = attachment
         self._sessions[session_id] = ends

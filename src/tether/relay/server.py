@@ -26,7 +26,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.config import LOGGING_CONFIG
 
-from tether.errors import UserError
+from tether.errors import RelayBindFailed
 from tether.relay.app import RelayState, create_app, relay_state
 from tether.relay.broker import QUEUE_BYTES, QUEUE_FRAMES, SLOW_TIMEOUT, Broker
 from tether.relay.routing import CloseCode
@@ -61,10 +61,6 @@ class RelayConfig:
             raise ValueError("frame size, queue length and slow timeout must be positive")
         if self.queue_bytes < self.max_frame_bytes:
             raise ValueError("queue_bytes must hold at least one frame of max_frame_bytes")
-
-
-class RelayBindFailed(UserError):
-    """Pick another --port (or --host), or stop what already listens there."""
 
 
 def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicorn.Config:

@@ -16,7 +16,8 @@ from typing import cast
 from acp import Agent, run_agent
 
 from tether.agents.builtin.agent import BuiltinAgent
-from tether.agents.builtin.config import AgentConfig, ConfigError, resolve
+from tether.agents.builtin.config import AgentConfig, resolve
+from tether.errors import AgentConfigError
 
 
 async def serve(config: AgentConfig) -> None:
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="tether-agent: %(message)s")
     try:
         config = resolve(sys.argv[1:] if argv is None else argv, os.environ)
-    except ConfigError as exc:
+    except AgentConfigError as exc:
         print(f"tether-agent: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if config.missing_key:

@@ -58,7 +58,6 @@ from tether.agents.builtin.model import (
     Block,
     Message,
     Provider,
-    ProviderError,
     Stop,
     Text,
     TextDelta,
@@ -69,6 +68,7 @@ from tether.agents.builtin.model import (
 )
 from tether.agents.builtin.toolbox import Toolbox
 from tether.agents.builtin.tools import Permissions
+from tether.errors import ProviderError
 
 log = logging.getLogger("tether.agents.builtin")
 MAX_STEPS = 100

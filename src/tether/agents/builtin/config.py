@@ -36,6 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from tether.errors import AgentConfigError
+
 ProviderName = Literal["anthropic", "openai"]
 PROVIDERS: tuple[ProviderName, ...] = ("anthropic", "openai")
 DEFAULT_MODELS: dict[ProviderName, str] = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1"}
@@ -45,10 +47,6 @@ OPENAI_CONTEXT = 128_000
 LOCAL_CONTEXT = 32_768
 # Local servers ignore the key, but the openai SDK refuses to build a client without one.
 PLACEHOLDER_KEY = "not-needed"
-
-
-class ConfigError(Exception):
-    """A setting has a value the agent cannot use; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +90,9 @@ def _positive(value: str | int | None, name: str) -> int | None:
     try:
         number = int(value)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number of tokens, not {value!r}") from None
+        raise AgentConfigError(f"{name} must be a whole number of tokens, not {value!r}") from None
     if number <= 0:
-        raise ConfigError(f"{name} must be positive, not {number}")
+        raise AgentConfigError(f"{name} must be positive, not {number}")
     return number
 
 
@@ -102,7 +100,7 @@ def _provider(flag: str | None, env: Mapping[str, str]) -> ProviderName:
     chosen = flag or env.get("TETHER_AGENT_PROVIDER", "").strip().lower()
     if chosen:
         if chosen not in PROVIDERS:
-            raise ConfigError(f"TETHER_AGENT_PROVIDER must be anthropic or openai, not {chosen!r}")
+            raise AgentConfigError(f"TETHER_AGENT_PROVIDER must be anthropic or openai, not {chosen!r}")
         return "anthropic" if chosen == "anthropic" else "openai"
     if env.get("ANTHROPIC_API_KEY"):
         return "anthropic"
@@ -112,7 +110,7 @@ def _provider(flag: str | None, env: Mapping[str, str]) -> ProviderName:
 
 
 def resolve(argv: Sequence[str], env: Mapping[str, str]) -> AgentConfig:
-    """The configuration for this command line and environment; ConfigError for unusable values.
+    """The configuration for this command line and environment; AgentConfigError for unusable values.
 
     ``argparse`` itself exits with a usage message for unknown flags or a bad ``--provider``.
     """

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from tether.errors import ProviderError as ProviderError  # re-exported: providers raise it from here
+
 Role = Literal["user", "assistant"]
 StopKind = Literal["end_turn", "tool_use", "max_tokens", "refusal", "other"]
 
@@ -103,15 +105,6 @@ class Stop:
 
 
 Event = TextDelta | ToolCall | Usage | Stop
-
-
-class ProviderError(Exception):
-    """The model API failed; ``str(error)`` is one readable line for the user."""
-
-    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 class Provider(Protocol):

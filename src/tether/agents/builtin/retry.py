@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tether.agents.builtin.model import ProviderError
+from tether.errors import ProviderError
 
 MAX_ATTEMPTS = 5
 BASE_DELAY = 1.0

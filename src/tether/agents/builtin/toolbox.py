@@ -44,7 +44,7 @@ from acp.schema import (
 
 from tether.agents.builtin import tools
 from tether.agents.builtin.model import ToolCall, ToolResult, ToolSpec
-from tether.agents.builtin.tools import ToolError
+from tether.errors import ToolError
 
 _STATUSES: dict[str, PlanEntryStatus] = {"pending": "pending", "in_progress": "in_progress", "completed": "completed"}
 _PRIORITIES: dict[str, PlanEntryPriority] = {"high": "high", "medium": "medium", "low": "low"}

@@ -32,6 +32,7 @@ from typing import Literal
 from acp.schema import PermissionOption, ToolKind
 
 from tether.agents.builtin.model import ToolSpec
+from tether.errors import ToolError
 
 READ_LINES = 2000
 LINE_CHARS = 2000
@@ -42,10 +43,6 @@ COMMAND_TIMEOUT = 120.0
 MAX_COMMAND_TIMEOUT = 600.0
 # Folders no one wants listed or searched: version control, dependencies, caches.
 SKIPPED_DIRS = (".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache", ".tox")
-
-
-class ToolError(Exception):
-    """A tool could not do what the model asked; the message goes back to the model as the result."""
 
 
 def _object(properties: dict[str, object], required: Sequence[str]) -> dict[str, object]:
