@@ -3,12 +3,19 @@
 ACP (``terminal/create``): the client runs ``command`` with ``args``, keeps the combined
 output, and when ``outputByteLimit`` is set keeps only the last that many bytes,
 truncating at a character boundary and reporting ``truncated``. Each command runs in its
-own process group so that kill and release stop everything it started.
+own process group so that kill and release stop everything it started. Any exit ends the
+terminal: a signal Python has no name for (a real-time one) is reported as ``SIG<n>``.
+
+Beside that retained output, each terminal keeps what arrived since the last
+``take_new()`` for live display (the console, the viewer), bounded the same way: when more
+than ``limit`` bytes arrive between two takes only the last ``limit`` bytes are kept, and
+``skipped`` then says how many were dropped before the text that take returned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import itertools
 import os
@@ -34,21 +41,60 @@ class Terminal:
     exit_code: int | None = None
     signal: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    skipped: int = field(default=0, init=False)
+    """Bytes the last ``take_new()`` dropped before the text it returned (module doc)."""
+    _new: bytearray = field(default_factory=bytearray, init=False, repr=False)
+    _dropped: int = field(default=0, init=False, repr=False)
+    _decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"), init=False, repr=False
+    )
 
     def append(self, data: bytes) -> None:
-        """Keep the last ``limit`` bytes, cut at a UTF-8 character boundary."""
+        """Keep the last ``limit`` bytes, cut at a UTF-8 character boundary; the same for new output."""
         self.output += data
-        excess = len(self.output) - self.limit
-        if excess > 0:
-            # Skip continuation bytes (0b10xxxxxx) so the kept text starts on a character.
-            while excess < len(self.output) and (self.output[excess] & 0xC0) == 0x80:
-                excess += 1
-            del self.output[:excess]
+        if _keep_tail(self.output, self.limit):
             self.truncated = True
+        self._new += data
+        self._dropped += _keep_tail(self._new, self.limit)
 
     def text(self) -> str:
         """The retained output as text."""
         return self.output.decode("utf-8", errors="replace")
+
+    def take_new(self) -> str:
+        """The text appended since the previous call ('' if none); sets ``skipped`` (module doc).
+
+        Decoded incrementally, so a character split between two reads comes out whole in
+        the take that completes it; once the command has ended a dangling partial
+        character comes out as U+FFFD.
+        """
+        self.skipped = self._dropped
+        if self._dropped:
+            self._decoder.reset()  # a partial character held from before belongs to the dropped bytes
+        data = bytes(self._new)
+        self._new.clear()
+        self._dropped = 0
+        return self._decoder.decode(data, final=self.done.is_set())
+
+
+def _keep_tail(buffer: bytearray, limit: int) -> int:
+    """Cut ``buffer`` to its last ``limit`` bytes, starting on a UTF-8 character; bytes removed."""
+    excess = len(buffer) - limit
+    if excess <= 0:
+        return 0
+    # Skip continuation bytes (0b10xxxxxx) so the kept text starts on a character.
+    while excess < len(buffer) and (buffer[excess] & 0xC0) == 0x80:
+        excess += 1
+    del buffer[:excess]
+    return excess
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; ``SIG40`` for a signal Python has no name for (real-time ones)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
 
 
 class Terminals:
@@ -106,15 +152,18 @@ class Terminals:
 
     async def _pump(self, terminal: Terminal) -> None:
         assert terminal.process.stdout is not None
-        while data := await terminal.process.stdout.read(READ_CHUNK):
-            terminal.append(data)
-            self.on_change(terminal)
-        returncode = await terminal.process.wait()
-        if returncode < 0:
-            terminal.signal = signal.Signals(-returncode).name
-        else:
-            terminal.exit_code = returncode
-        terminal.done.set()
+        try:
+            while data := await terminal.process.stdout.read(READ_CHUNK):
+                terminal.append(data)
+                self.on_change(terminal)
+            returncode = await terminal.process.wait()
+            if returncode < 0:
+                terminal.signal = signal_name(-returncode)
+            else:
+                terminal.exit_code = returncode
+        finally:
+            # Whatever happened, a waiting terminal/wait_for_exit must not hang the turn.
+            terminal.done.set()
         self.on_change(terminal)
 
     async def wait(self, terminal_id: str) -> Terminal:
