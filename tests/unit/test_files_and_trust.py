@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from tether.errors import FileRefused, FileTooLarge, NotARegularFile, NotTrusted, OutsideProject
 from tether.host import files as files_module
-from tether.host.agent_process import agent_environment, resolve
+from tether.host.agent_process import AgentSpec, agent_environment, resolve, spawn
 from tether.host.files import MAX_READ_BYTES, ProjectFiles
 from tether.host.trust import TrustStore
 
@@ -201,3 +202,18 @@ def test_inside_tells_whether_a_path_stays_in_the_project(tmp_path: Path) -> Non
     assert [True, True, True, False, False, False] == [
         files.inside(p) for p in ("a.txt", str(root), "new/dir/b", "../x", "/etc/passwd", "up/x")
     ]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+async def test_agent_log_is_private(tmp_path: Path, existing: bool) -> None:
+    """The agent's stderr log is readable by its owner only, also when an older log was world-readable."""
+    log = tmp_path / "logs" / "agent.log"
+    if existing:
+        log.parent.mkdir()
+        log.write_text("before\n")
+        log.chmod(0o644)
+    spec = AgentSpec(name="t", argv=(sys.executable, "-c", "import sys; sys.stderr.write('said\\n')"))
+    process = await spawn(spec, tmp_path, log)
+    await process.communicate()
+    expected = ("before\n" if existing else "") + "said\n"
+    assert (0o600, expected) == (log.stat().st_mode & 0o777, log.read_text())

@@ -90,9 +90,13 @@ def agent_environment(
 
 
 async def spawn(spec: AgentSpec, cwd: Path, log_path: Path) -> asyncio.subprocess.Process:
-    """Start the agent with piped stdin/stdout and stderr appended to ``log_path``."""
+    """Start the agent with piped stdin/stdout and stderr appended to ``log_path`` (mode 0600)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    # Agents log prompts, file contents and sometimes credentials: owner only, also for an
+    # older log created before this rule (open's mode applies to new files only).
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "ab") as log:
+        os.fchmod(descriptor, 0o600)
         try:
             return await asyncio.create_subprocess_exec(
                 *spec.argv,
