@@ -130,3 +130,47 @@ def test_payload_is_json_with_kind_first() -> None:
     """The payload is plain JSON that a browser can read with JSON.parse."""
     payload = Frame.parse(Channel().send(Append(id="m1", text="é"))[0]).payload
     assert {"kind": "append", "id": "m1", "text": "é"} == json.loads(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 200_000,
+        b'{"kind":"prompt","text":' + b"[" * 200_000,
+        b'{"kind":"snapshot","session":' + b'{"a":' * 200_000,
+    ],
+    ids=["bare", "in-a-field", "objects"],
+)
+def test_deeply_nested_payloads_are_remote_errors(payload: bytes) -> None:
+    """200,000 nested brackets from a viewer are a RemoteProtocolError, not a RecursionError."""
+    with pytest.raises(RemoteProtocolError):
+        parse(payload)
+
+
+def test_a_payload_that_is_not_utf8_is_a_remote_error() -> None:
+    """Payloads are UTF-8 JSON; the same JSON in UTF-16 is refused."""
+    with pytest.raises(RemoteProtocolError):
+        parse('{"kind":"prompt","text":"x"}'.encode("utf-16"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("half \ud83c", "half \ufffd"),
+        ("\udf89 rest", "\ufffd rest"),
+        ("\ud83c\udf89", "🎉"),
+        ("a\ud800\ud800b", "a\ufffd\ufffdb"),
+    ],
+    ids=["high-at-end", "low-at-start", "pair-as-two-code-points", "two-highs"],
+)
+def test_lone_surrogates_serialize_as_replacement_characters(text: str, expected: str) -> None:
+    """Half an emoji (split across two agent chunks) serializes as U+FFFD instead of raising; a pair joins."""
+    assert Append(id="m1", text=expected) == parse(Append(id="m1", text=text).serialize())
+
+
+def test_surrogates_anywhere_in_a_message_serialize() -> None:
+    """Keys and nested values of a host message are cleaned the same way."""
+    entry = Entry(entry={"id": "m1", "type": "message", "text": ["\ud800"], "\udc00": {"k": "\ud83c"}})
+    assert {"id": "m1", "type": "message", "text": ["\ufffd"], "\ufffd": {"k": "\ufffd"}} == json.loads(
+        entry.serialize()
+    )["entry"]

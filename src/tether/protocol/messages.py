@@ -4,6 +4,12 @@ Each message is a frozen dataclass. ``serialize`` turns it into the JSON payload
 frame, ``parse`` turns a payload back into a message; both call ``check``, which
 verifies every field against the types declared in ``FIELDS``. A payload of an unknown
 kind parses to ``None`` so that newer peers can add kinds within a protocol version.
+
+``parse`` takes anything a peer sends and raises nothing but RemoteProtocolError (not
+UTF-8, not JSON, nested too deep for the decoder, wrong fields). ``serialize`` never fails
+on the content of a string: a lone UTF-16 surrogate, which a Python str can hold (half an
+emoji cut between two agent chunks) but UTF-8 cannot, goes out as U+FFFD, and a pair of
+surrogate code points goes out as the character they make.
 """
 
 from __future__ import annotations
@@ -56,9 +62,14 @@ class Message:
         return {"kind": str(self.KIND), **asdict(self)}
 
     def serialize(self) -> bytes:
-        """The UTF-8 JSON payload carried by one or more frames."""
+        """The UTF-8 JSON payload carried by one or more frames (surrogates: see module doc)."""
         self.check()
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            # Through UTF-16, surrogates pair up where they can; the rest become U+FFFD.
+            return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +178,12 @@ def parse(payload: bytes) -> Message | None:
     Raises RemoteProtocolError for anything that is not a well-formed message.
     """
     try:
-        data = json.loads(payload)
+        # Decoded first: json.loads would also take UTF-16 and UTF-32 bytes.
+        data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise RemoteProtocolError(f"payload is not JSON: {exc}") from None
+        raise RemoteProtocolError(f"payload is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise RemoteProtocolError("payload is nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
         raise RemoteProtocolError("payload is not an object with a kind")
     cls = BY_KIND.get(data.pop("kind"))
