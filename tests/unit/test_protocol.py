@@ -8,7 +8,7 @@ import pytest
 
 from tether.errors import LocalProtocolError, RemoteProtocolError
 from tether.protocol.channel import Channel
-from tether.protocol.frames import HEADER_SIZE, Frame
+from tether.protocol.frames import HEADER_SIZE, MAX_FRAME_BYTES, Frame
 from tether.protocol.messages import (
     BY_KIND,
     Append,
@@ -174,3 +174,10 @@ def test_surrogates_anywhere_in_a_message_serialize() -> None:
     assert {"id": "m1", "type": "message", "text": ["\ufffd"], "\ufffd": {"k": "\ufffd"}} == json.loads(
         entry.serialize()
     )["entry"]
+
+
+@pytest.mark.parametrize("size", [0, MAX_FRAME_BYTES - HEADER_SIZE + 1])
+def test_fragments_must_fit_a_frame(size: int) -> None:
+    """A channel cannot be made to send frames larger than MAX_FRAME_BYTES, which relays refuse."""
+    with pytest.raises(ValueError, match="fragment_size"):
+        Channel(fragment_size=size)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import json
 
 import pytest
 
 from tether.errors import BrokerUnavailable, Refused, RelayBindFailed, TetherError, UserError
-from tether.relay import routing
+from tether.protocol.channel import FRAGMENT_SIZE
+from tether.protocol.frames import HEADER_SIZE, MAX_FRAME_BYTES
+from tether.relay import app, routing, server
 from tether.relay.broker import Mailbox, MemoryBroker, QueueLimits, create_broker
+from tether.relay.config import RelayConfig
 from tether.relay.routing import (
     Close,
     CloseCode,
@@ -341,3 +346,24 @@ def test_relay_errors_belong_to_the_tether_tree() -> None:
         issubclass(BrokerUnavailable, UserError),
         issubclass(RelayBindFailed, UserError),
     )
+
+
+def test_one_maximum_frame_size() -> None:
+    """The relay's default frame limit is the protocol's MAX_FRAME_BYTES, and a Channel's largest frame fits in it."""
+    uvicorn_limit = server.uvicorn_config(app.create_app(RelayConfig()), RelayConfig(), logs=False).ws_max_size
+    assert (MAX_FRAME_BYTES, MAX_FRAME_BYTES, True) == (
+        RelayConfig().max_frame_bytes,
+        uvicorn_limit,
+        FRAGMENT_SIZE + HEADER_SIZE <= MAX_FRAME_BYTES,
+    )
+
+
+def test_the_relay_app_does_not_import_its_server() -> None:
+    """app.py takes its RelayConfig from config.py, so app and server import no cycle (not even for types)."""
+    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(app))) if isinstance(node, ast.ImportFrom)}
+    assert (True, False) == ("tether.relay.config" in imported, "tether.relay.server" in imported)
+
+
+def test_relay_config_is_still_importable_from_the_server() -> None:
+    """Host code imports RelayConfig from tether.relay.server: the same class as in config.py."""
+    assert RelayConfig is server.RelayConfig

@@ -17,7 +17,7 @@ associated data and ``receive`` opens it, with the same sequence numbers as nonc
 from __future__ import annotations
 
 from tether.errors import RemoteProtocolError
-from tether.protocol.frames import Frame
+from tether.protocol.frames import HEADER_SIZE, MAX_FRAME_BYTES, Frame
 from tether.protocol.messages import Message, parse
 
 FRAGMENT_SIZE = 256 * 1024
@@ -28,8 +28,10 @@ class Channel:
     """Sequencing and fragmentation for one end of a connection (see module doc)."""
 
     def __init__(self, fragment_size: int = FRAGMENT_SIZE, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
-        if fragment_size < 1:
-            raise ValueError("fragment_size must be positive")
+        if not 1 <= fragment_size <= MAX_FRAME_BYTES - HEADER_SIZE:
+            raise ValueError(
+                f"fragment_size must be 1 to {MAX_FRAME_BYTES - HEADER_SIZE}, the payload of the largest frame"
+            )
         self.fragment_size = fragment_size
         self.max_message_size = max_message_size
         self.reset()

@@ -23,6 +23,12 @@ FLAG_MORE = 0x01
 HEADER = struct.Struct(">BBQ")
 HEADER_SIZE = HEADER.size
 MAX_SEQ = 2**64 - 1
+MAX_FRAME_BYTES = 1024 * 1024 + 64
+"""The largest frame anyone sends or accepts: a 1 MiB payload fragment plus header headroom.
+
+Defined here once; relays close 1009 above it (``relay/config.py``), the host's WebSocket
+client takes no more, and a Channel's fragments must fit in it.
+"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ import mimetypes
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,10 +29,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tether.errors import Refused
 from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
+from tether.relay.config import RelayConfig
 from tether.relay.routing import CloseCode, Counters, Drop, Role, error_message
-
-if TYPE_CHECKING:
-    from tether.relay.server import RelayConfig
 
 logger = logging.getLogger("tether.relay")
 

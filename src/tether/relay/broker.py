@@ -31,11 +31,9 @@ from dataclasses import dataclass, field
 
 from tether.errors import BrokerUnavailable, Refused
 from tether.relay import routing
+from tether.relay.config import QUEUE_BYTES, QUEUE_FRAMES, SLOW_TIMEOUT
 from tether.relay.routing import CloseCode, Counters, Drop, Role, SessionState
 
-QUEUE_BYTES = 8 * 1024 * 1024  # per connection: what may wait for a slow reader
-QUEUE_FRAMES = 1024
-SLOW_TIMEOUT = 10.0  # seconds a queue may stay full before its reader is closed "too slow"
 CONTROL_SLACK = 64  # control messages a full queue still takes before its reader counts as too slow
 
 

@@ -3,8 +3,9 @@
 Transport settings are deliberate (measured on this machine): uvicorn's
 ``websockets-sansio`` protocol, permessage-deflate off (it made forwarding 6-7x slower
 for 8 KiB frames and 20x for 1 MiB, and compression leaks content through sizes), and a
-maximum frame size of 1 MiB plus the 10-byte frame header with room to spare; the host
-fragments larger messages itself (docs/protocol.md section 2).
+maximum frame size of the protocol's ``MAX_FRAME_BYTES`` (1 MiB plus the 10-byte frame
+header with room to spare); the host fragments larger messages itself (docs/protocol.md
+section 2). The settings themselves are ``RelayConfig`` (``config.py``).
 
 An embedded relay must not disturb the process it runs in: it binds its own socket,
 installs no signal handlers and leaves logging configuration to its host. Only the
@@ -19,7 +20,6 @@ import math
 import signal
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import TracebackType
 
 import uvicorn
@@ -28,39 +28,9 @@ from uvicorn.config import LOGGING_CONFIG
 
 from tether.errors import RelayBindFailed
 from tether.relay.app import RelayState, create_app, relay_state
-from tether.relay.broker import QUEUE_BYTES, QUEUE_FRAMES, SLOW_TIMEOUT, Broker
+from tether.relay.broker import Broker
+from tether.relay.config import RelayConfig as RelayConfig  # re-exported: host code imports it from here
 from tether.relay.routing import CloseCode
-
-MAX_FRAME_BYTES = 1024 * 1024 + 64
-SHUTDOWN_GRACE = 2.0  # seconds connections get to take their 1001 close before they are cut
-
-
-@dataclass(frozen=True, slots=True)
-class RelayConfig:
-    """How a relay listens, what it accepts and which broker routes for it.
-
-    ``broker`` names the backend: ``memory`` (one process) or, later, ``redis://...``.
-    ``queue_bytes`` / ``queue_frames`` bound what may wait for each connection; a
-    connection whose queue stays full for ``slow_timeout`` seconds is closed 4408.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8787
-    public_url: str | None = None
-    max_frame_bytes: int = MAX_FRAME_BYTES
-    queue_bytes: int = QUEUE_BYTES
-    queue_frames: int = QUEUE_FRAMES
-    slow_timeout: float = SLOW_TIMEOUT
-    broker: str = "memory"
-    shutdown_grace: float = SHUTDOWN_GRACE
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port {self.port} is not a TCP port")
-        if self.max_frame_bytes <= 0 or self.queue_frames <= 0 or self.slow_timeout <= 0:
-            raise ValueError("frame size, queue length and slow timeout must be positive")
-        if self.queue_bytes < self.max_frame_bytes:
-            raise ValueError("queue_bytes must hold at least one frame of max_frame_bytes")
 
 
 def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicorn.Config:
