@@ -139,6 +139,32 @@ async def test_search_without_matches_and_with_a_bad_regex(tree: Path, make: Mak
     assert bad.is_error and bad.content.startswith("grep failed (exit code 2)")
 
 
+@pytest.mark.parametrize("tool", ["search", "list_files"])
+@pytest.mark.parametrize("where", ["/etc", "../..", "up", "up/x", "sub/../.."])
+async def test_search_and_list_stay_inside_the_project(tmp_path: Path, make: Make, tool: str, where: str) -> None:
+    """A path outside the project (absolute, climbing, or a symlink out) is refused before any command runs."""
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "secret.txt").write_text("TOKEN=1\n")
+    os.symlink(tmp_path, project / "up")
+    box, client = make(project)
+    arguments = {"pattern": "TOKEN", "path": where} if tool == "search" else {"path": where}
+    result = await run(box, tool, **arguments)
+    assert (True, "failed", []) == (result.is_error, final(client)["status"], client.commands)
+    assert "outside the project folder" in result.content
+
+
+@pytest.mark.parametrize("tool", ["search", "list_files"])
+async def test_search_and_list_accept_a_symlink_that_stays_inside(tree: Path, make: Make, tool: str) -> None:
+    """A symlink to a folder inside the project is followed like the folder itself."""
+    os.symlink(tree / "src", tree / "code")
+    box, _ = make(tree)
+    arguments = {"pattern": "TODO", "path": "code"} if tool == "search" else {"path": "code"}
+    result = await run(box, tool, **arguments)
+    assert (False, True) == (result.is_error, "app.py" in result.content)
+
+
 # -- edit_file ------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,11 @@ write and command the client is asked (``session/request_permission``) unless th
 already answered "always" for that kind of tool in this session. A denial is a value:
 the model reads that the user said no, and reacts.
 
+Reads and writes are confined by the client, which checks every ``fs/*`` path. Listing and
+searching run commands, and a client checks at most a command's folder, not its
+arguments; so the agent itself refuses a ``path`` for them that leaves the project once
+symlinks are followed, before any command runs.
+
 Cancellation (ACP ``session/cancel``) arrives as CancelledError in whatever the tool is
 awaiting; a running command is then killed through ``terminal/kill`` before the error
 goes on, and the tool call is marked failed.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +71,15 @@ def _string(arguments: dict[str, Any], key: str, default: str | None = None) -> 
     if not isinstance(value, str):
         raise ToolError(f"Missing or invalid argument {key!r}: a string is required.")
     return value
+
+
+def _inside_project(cwd: str, path: str) -> str:
+    """``path`` made absolute (``tools.resolve_path``); ToolError if it leaves ``cwd`` once symlinks are followed."""
+    resolved = tools.resolve_path(cwd, path)
+    root, real = os.path.realpath(cwd), os.path.realpath(resolved)
+    if os.path.commonpath([root, real]) != root:
+        raise ToolError(f"{path} is outside the project folder {cwd}: list and search only inside it.")
+    return resolved
 
 
 class Toolbox:
@@ -289,7 +304,7 @@ class Toolbox:
         return f"{head}\n{output}" if output else f"{head}\n(no output)"
 
     async def _list_files(self, call: ToolCall) -> str:
-        folder = tools.resolve_path(self.cwd, _string(call.input, "path", "."))
+        folder = _inside_project(self.cwd, _string(call.input, "path", "."))
         pattern = _string(call.input, "pattern", "*") or "*"
         output, code, _, truncated, _ = await self._terminal(
             call, "find", tools.find_argv(pattern), folder, tools.COMMAND_TIMEOUT, show=False
@@ -306,7 +321,7 @@ class Toolbox:
 
     async def _search(self, call: ToolCall) -> str:
         pattern = _string(call.input, "pattern")
-        path = tools.resolve_path(self.cwd, _string(call.input, "path", "."))
+        path = _inside_project(self.cwd, _string(call.input, "path", "."))
         include = call.input.get("include") if isinstance(call.input.get("include"), str) else None
         # Relative to the project, so the matches read `src/x.py:3:...`.
         target = tools.display_path(self.cwd, path)

@@ -17,7 +17,9 @@ Listing and searching run ``find``/``grep`` through the host's ``terminal/*`` ra
 reads at all, and a search done by reading every file through the client would send the
 whole tree over the pipe. A fixed argv (no shell; the model's pattern is one argument
 after ``-e``/``--``) keeps them read-only, so, like reads, they need no permission, and
-they stay inside the host's confinement and sandbox like any command.
+they stay inside the host's confinement and sandbox like any command. Their ``path`` must
+lie inside the project (``toolbox.py`` checks it), and neither ``find`` nor ``grep -r``
+follows a symlink met on the way down.
 
 The I/O lives in ``toolbox.py``; everything here is plain functions on strings.
 """
