@@ -19,7 +19,19 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tether.protocol.channel import Channel
-from tether.protocol.messages import Append, Cancel, Decide, Ended, Entry, Hello, Message, Prompt, Snapshot, Turn
+from tether.protocol.messages import (
+    Append,
+    Cancel,
+    Decide,
+    Ended,
+    Entry,
+    Hello,
+    Message,
+    Output,
+    Prompt,
+    Snapshot,
+    Turn,
+)
 
 JSON = dict[str, Any]
 
@@ -66,6 +78,12 @@ class ViewerClient:
         for frame in self.channel.send(message):
             await self._ws.send(frame)
 
+    async def send_payload(self, payload: bytes) -> None:
+        """Frames of a raw payload, well sequenced: for sending what no Message would serialize to."""
+        assert self._ws is not None
+        for frame in self.channel.send_payload(payload):
+            await self._ws.send(frame)
+
     async def prompt(self, text: str) -> None:
         await self.send(Prompt(text=text))
 
@@ -102,6 +120,10 @@ class ViewerClient:
                 self.entries[entry["id"]] = entry
             case Append(id=entry_id, text=text) if entry_id in self.entries:
                 self.entries[entry_id]["text"] += text
+            case Output(id=entry_id, terminal_id=terminal_id, text=text) if entry_id in self.entries:
+                for item in self.entries[entry_id]["content"]:
+                    if item.get("terminal_id") == terminal_id:
+                        item["output"] += text
             case Turn(running=running, stop_reason=stop_reason):
                 self.running = running
                 if not running:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -124,12 +123,10 @@ async def test_closing_the_terminal_ends_the_session_everywhere(rc: RcRun, relay
     """Closing the terminal (SIGHUP), SIGTERM or Ctrl-C ends the session: viewer sees ended, relay forgets it."""
     async with ViewerClient(rc.url) as viewer:
         await viewer.wait_for(lambda v: v.session)
-        started = time.monotonic()
         rc.process.send_signal(sig)
+        # "At once" is measured in benchmarks/session_bench.py; here: it happens, by the event.
         await viewer.wait_for(lambda v: v.closed, 5 * UNIT)
-        elapsed = time.monotonic() - started
         assert viewer.ended is not None and 4000 == viewer.close_code
-    assert elapsed < 2 * UNIT  # generous bound: the rule is "at once"; measured in benchmarks
     assert 0 == rc.process.wait(5 * UNIT)
     async with httpx.AsyncClient() as client:
         assert 0 == (await client.get(f"{relay}/healthz")).json()["sessions"]

@@ -7,9 +7,10 @@ and exit with status 2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -87,9 +88,19 @@ def _options(
             name=name,
             approval_timeout=float(config.get("approvals.timeout_seconds")),
             agent_settings=_agent_settings(config),
+            embedded_relay=_embedded_relay,
         )
     except UserError as exc:
         _fail(exc)
+
+
+@contextlib.asynccontextmanager
+async def _embedded_relay() -> AsyncIterator[str]:
+    """A relay inside this process on 127.0.0.1 (the default when no relay is given)."""
+    from tether.relay.server import EmbeddedRelay, RelayConfig
+
+    async with EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0)) as relay:
+        yield relay.url
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> None:

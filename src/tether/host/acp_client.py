@@ -2,74 +2,92 @@
 
 Every request the agent makes of the machine lands here: ``fs/*`` goes through the
 project boundary (ProjectFiles), ``terminal/*`` through Terminals, permission requests
-and session updates to the session. Internal errors are turned into ACP errors at this
-edge so the agent gets a readable reason and the host keeps running.
+and session updates to the session's Gate. A write or a command runs only once the Gate
+permits it (the session core checks that an approval covers it, or asks itself).
+Internal errors are turned into ACP errors at this edge so the agent gets a readable
+reason and the host keeps running.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from acp import RequestError, schema
 
-from tether.errors import OutsideProject
-from tether.host.agent_process import agent_environment
+from tether.errors import TetherError
+from tether.host.core.approvals import Option
 from tether.host.files import ProjectFiles
-from tether.host.terminals import Terminals
-
-if TYPE_CHECKING:
-    from tether.host.session import HostSession
-
-CAPABILITIES = schema.ClientCapabilities(
-    fs=schema.FileSystemCapabilities(read_text_file=True, write_text_file=True),
-    terminal=True,
-)
+from tether.host.terminals import Terminal, Terminals
 
 
-def _outside(exc: OutsideProject) -> RequestError:
-    return RequestError.invalid_params({"message": str(exc)})
+class Gate(Protocol):
+    """What the client needs of the session: every request that matters goes through it."""
+
+    def update(self, update: Any) -> None: ...
+
+    async def permission(self, tool_call: schema.ToolCallUpdate, options: tuple[Option, ...]) -> str | None: ...
+
+    async def permit_write(self, path: str, shown: str) -> tuple[bool, str]: ...
+
+    async def permit_command(self, argv: list[str], cwd: str, env: dict[str, str]) -> tuple[bool, str]: ...
+
+    def command_environment(self) -> dict[str, str]: ...
+
+    def terminal_started(self, terminal: Terminal) -> None: ...
+
+
+def _refused(path: str, exc: Exception) -> RequestError:
+    detail = getattr(exc, "strerror", None) or str(exc)
+    return RequestError.invalid_params({"message": f"{path}: {detail}"})
 
 
 class HostClient:
-    """ACP Client implementation bound to one HostSession (see module doc)."""
+    """ACP Client implementation bound to one session's Gate (see module doc)."""
 
-    def __init__(self, session: HostSession, files: ProjectFiles, terminals: Terminals) -> None:
-        self.session = session
+    def __init__(self, gate: Gate, files: ProjectFiles, terminals: Terminals) -> None:
+        self.gate = gate
         self.files = files
         self.terminals = terminals
 
     async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
         # Synchronous body: the SDK runs each notification as its own task, in arrival
         # order, so not awaiting before the transcript is updated keeps chunks in order.
-        self.session.on_update(update)
+        self.gate.update(update)
 
     async def request_permission(
         self, session_id: str, tool_call: schema.ToolCallUpdate, options: list[schema.PermissionOption], **kwargs: Any
     ) -> schema.RequestPermissionResponse:
-        return await self.session.ask_permission(tool_call, options)
+        offered = tuple(Option(o.option_id, o.name, o.kind) for o in options)
+        chosen = await self.gate.permission(tool_call, offered)
+        if chosen is not None:
+            return schema.RequestPermissionResponse(outcome=schema.AllowedOutcome(option_id=chosen, outcome="selected"))
+        return schema.RequestPermissionResponse(outcome=schema.DeniedOutcome(outcome="cancelled"))
 
     async def read_text_file(
         self, session_id: str, path: str, line: int | None = None, limit: int | None = None, **kwargs: Any
     ) -> schema.ReadTextFileResponse:
         try:
             return schema.ReadTextFileResponse(content=self.files.read(path, line, limit))
-        except OutsideProject as exc:
-            raise _outside(exc) from None
         except FileNotFoundError:
             raise RequestError.resource_not_found(path) from None
-        except (IsADirectoryError, PermissionError) as exc:
-            raise RequestError.invalid_params({"message": f"{path}: {exc.strerror}"}) from None
+        except (TetherError, OSError) as exc:
+            raise _refused(path, exc) from None
 
     async def write_text_file(
         self, session_id: str, path: str, content: str, **kwargs: Any
     ) -> schema.WriteTextFileResponse | None:
         try:
+            target = self.files.resolve(path)
+        except TetherError as exc:
+            raise _refused(path, exc) from None
+        allowed, reason = await self.gate.permit_write(str(target), path)
+        if not allowed:
+            raise RequestError.invalid_params({"message": f"{path} was not written: {reason}"})
+        try:
             self.files.write(path, content)
-        except OutsideProject as exc:
-            raise _outside(exc) from None
-        except (IsADirectoryError, PermissionError, NotADirectoryError) as exc:
-            raise RequestError.invalid_params({"message": f"{path}: {exc.strerror}"}) from None
+        except (TetherError, OSError) as exc:
+            raise _refused(path, exc) from None
         return schema.WriteTextFileResponse()
 
     async def create_terminal(
@@ -84,13 +102,19 @@ class HostClient:
     ) -> schema.CreateTerminalResponse:
         try:
             folder = self.files.resolve(cwd) if cwd else self.files.root
-        except OutsideProject as exc:
-            raise _outside(exc) from None
-        environment = agent_environment(self.session.agent.env_prefixes) | {v.name: v.value for v in env or []}
+        except TetherError as exc:
+            raise _refused(cwd or ".", exc) from None
+        argv = [command, *args] if args else ["/bin/sh", "-c", command]
+        added = {v.name: v.value for v in env or []}
+        allowed, reason = await self.gate.permit_command(argv, str(folder), added)
+        if not allowed:
+            raise RequestError.invalid_params({"message": f"{command!r} was not run: {reason}"})
+        environment = self.gate.command_environment() | added
         try:
             terminal = await self.terminals.create(command, args, environment, Path(folder), output_byte_limit)
         except OSError as exc:
             raise RequestError.invalid_params({"message": f"cannot run {command!r}: {exc.strerror}"}) from None
+        self.gate.terminal_started(terminal)
         return schema.CreateTerminalResponse(terminal_id=terminal.id)
 
     def _terminal(self, terminal_id: str) -> Any:

@@ -23,7 +23,7 @@ from rich.console import Console as RichConsole
 from tether.errors import UserError
 from tether.host import agent_process
 from tether.host.console import Console, read_lines
-from tether.host.remote import Remote, check_allowed, refuse_sandbox
+from tether.host.remote import RelayFactory, Remote, check_allowed, refuse_sandbox
 from tether.host.session import APPROVAL_TIMEOUT, HostSession
 from tether.paths import logs_dir
 
@@ -49,6 +49,7 @@ class RunOptions:
     name: str | None = None
     approval_timeout: float = APPROVAL_TIMEOUT
     agent_settings: tuple[tuple[str, str], ...] = ()  # TETHER_AGENT_* for the built-in agent
+    embedded_relay: RelayFactory | None = None  # a relay in this process, when no --relay is given
 
 
 def _log_path(name: str) -> Path:
@@ -62,18 +63,22 @@ def _install_stop(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _open_session(options: RunOptions, out: RichConsole) -> HostSession:
+async def _open_session(options: RunOptions, out: RichConsole) -> tuple[HostSession, Console]:
+    """The session with the terminal attached from the start (it sees the login, the modes)."""
     spec = agent_process.resolve(agent_process.default_agent(options.agent))
     if spec.name == "builtin" and options.agent_settings:
         spec = dataclasses.replace(spec, settings=options.agent_settings)
     if options.agent is None and spec.name == agent_process.DEMO:
         out.print(f"[yellow]{DEMO_BANNER}[/yellow]", highlight=False)
-    session = HostSession(options.root, spec, _log_path(spec.name), options.approval_timeout)
-    session.skip_permissions = options.skip_permissions
+    session = HostSession(
+        options.root, spec, _log_path(spec.name), options.approval_timeout, skip_permissions=options.skip_permissions
+    )
     if options.name:
-        session.info["title"] = options.name
+        session.core.info["title"] = options.name
+    console = Console(session.handle, session.root, out)
+    session.sinks.append(console)
     await session.start()
-    return session
+    return session, console
 
 
 async def run_rc(options: RunOptions) -> int:
@@ -84,10 +89,8 @@ async def run_rc(options: RunOptions) -> int:
     out = RichConsole(stderr=options.as_json)
     stop = asyncio.Event()
     _install_stop(stop)
-    session = await _open_session(options, out)
-    console = Console(session, out)
-    session.sinks.append(console)
-    remote = Remote(session, options.relay, out, as_json=options.as_json)
+    session, console = await _open_session(options, out)
+    remote = Remote(session, options.relay, out, as_json=options.as_json, embedded=options.embedded_relay)
     try:
         link = await remote.start(options.skip_permissions)
     except BaseException:
@@ -104,10 +107,13 @@ async def run_rc(options: RunOptions) -> int:
 
     stopped = asyncio.ensure_future(stop.wait())
     answers = asyncio.ensure_future(answer_from_terminal())
-    ends: list[asyncio.Future[Any]] = [stopped, session.ended, link.lost]
+    ends: list[asyncio.Future[Any]] = [stopped, session.ended, link.lost, remote.ended]
     await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
     code = 0
-    if link.lost.done() and not session.ended.done():
+    if remote.ended.done() and not session.ended.done():
+        out.print(f"[red]Remote Control ended:[/red] {remote.ended.result()}")
+        code = 1
+    elif link.lost.done() and not session.ended.done():
         out.print(f"[red]Remote Control lost:[/red] {link.lost.result()}")
         code = 1
     reason = "the host stopped" if stop.is_set() else "the session ended"
@@ -127,11 +133,9 @@ async def run_interactive(options: RunOptions) -> int:
     out = RichConsole()
     stop = asyncio.Event()
     _install_stop(stop)
-    session = await _open_session(options, out)
-    console = Console(session, out)
-    session.sinks.append(console)
-    remote = Remote(session, options.relay, out)
-    out.print(f"[bold]tether[/bold] · agent [cyan]{session.agent.name}[/cyan] · {session.root}")
+    session, console = await _open_session(options, out)
+    remote = Remote(session, options.relay, out, embedded=options.embedded_relay)
+    out.print(f"[bold]tether[/bold] · agent [cyan]{session.spec.name}[/cyan] · {session.root}")
     out.print("[dim]Type a prompt and press Enter. /help for commands.[/dim]")
 
     async def toggle_remote() -> None:

@@ -1,9 +1,16 @@
 """The terminal side of a session: renders the transcript, reads prompts and answers.
 
-Rendering follows the same message stream the viewer gets. Input comes line by line from
-a reader thread (stdin blocks; the event loop must not). While an approval is pending,
-a line answers it: ``y`` allow once, ``a`` allow always, ``n`` deny, or the option's
-number. Otherwise a line is a prompt, or a command: ``/remote``, ``/stop``, ``/quit``.
+Rendering follows the same message stream the viewer gets; input becomes the same
+messages the viewer sends (``FromScreen("terminal", ...)`` events for the session core).
+Input comes line by line from a reader thread (stdin blocks; the event loop must not).
+While an approval is pending, a line answers it: ``y`` allow once, ``a`` allow always,
+``n`` deny, or the option's number. Otherwise a line is a prompt, or a command:
+``/remote``, ``/stop``, ``/quit``.
+
+Everything the agent controls (text, titles, paths, command output) is printed as plain
+text with its control characters and escape sequences made visible (sanitize.py), never
+highlighted, and with over-long lines cut: an agent cannot erase a warning, fake a prompt
+or stall the terminal with one enormous word.
 """
 
 from __future__ import annotations
@@ -17,11 +24,24 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console as RichConsole
-from rich.markup import escape
+from rich.markup import escape as rich_escape
 
-from tether.host.approvals import ALLOW_KINDS, REJECT_KINDS
-from tether.host.session import HostSession
-from tether.protocol.messages import Append, Ended, Entry, Message, Turn
+from tether.host.core.approvals import ALLOW_KINDS, REJECT_KINDS
+from tether.host.core.events import FromScreen
+from tether.host.sanitize import bounded, visible
+from tether.protocol.messages import (
+    Append,
+    Authenticate,
+    Cancel,
+    Decide,
+    Ended,
+    Entry,
+    Message,
+    Prompt,
+    SetMode,
+    SetOption,
+    Turn,
+)
 
 ANSWER_KINDS = {"y": ("allow_once",), "a": ("allow_always",), "n": REJECT_KINDS}
 OUTPUT_TAIL = 20  # lines of command output shown in the terminal
@@ -43,22 +63,43 @@ def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]
     threading.Thread(target=pump, name="tether-stdin", daemon=True).start()
 
 
-class Console:
-    """Terminal renderer and input handler for one session (see module doc)."""
+TERMINAL = "terminal"  # this screen's name in the session core
 
-    def __init__(self, session: HostSession, out: RichConsole) -> None:
-        self.session = session
+
+def escape(text: str) -> str:
+    """Agent-controlled text made safe to print: controls visible, lines bounded, markup escaped."""
+    return rich_escape(bounded(visible(text)))
+
+
+class Console:
+    """Terminal renderer and input handler for one session (see module doc).
+
+    ``handle`` is the session's one door (``HostSession.handle``); ``root`` the project
+    folder (diff paths are shown relative to it).
+    """
+
+    name = TERMINAL
+
+    def __init__(self, handle: Callable[[FromScreen], None], root: Path, out: RichConsole) -> None:
+        self.handle_event = handle
+        self.root = root
         self.out = out
         self._seen_status: dict[str, str] = {}
         self._shown_diffs: set[tuple[str, str]] = set()
         self._streaming = False
+        self.pending: dict[str, dict[str, Any]] = {}  # approval id -> entry, oldest first
+        self.controls: dict[str, Any] | None = None
+
+    def send(self, message: Message) -> None:
+        """A message from this screen to the session."""
+        self.handle_event(FromScreen(TERMINAL, message))
 
     # -- rendering ---------------------------------------------------------------------
 
     def deliver(self, message: Message) -> None:
         """Render one session message."""
         if isinstance(message, Append):
-            self.out.print(message.text, end="", markup=False, highlight=False)
+            self.out.print(bounded(visible(message.text)), end="", markup=False, highlight=False)
             self._streaming = True
             return
         self._end_stream()
@@ -86,9 +127,19 @@ class Console:
                 mark = {"completed": "✓", "in_progress": "›"}.get(item["status"], "·")
                 self.out.print(f"  {mark} {escape(item['content'])}")
         elif kind == "approval":
+            if entry["state"] == "pending":
+                self.pending[entry["id"]] = entry
+            else:
+                self.pending.pop(entry["id"], None)
             self._approval(entry)
         elif kind == "controls":
-            self._controls(entry)
+            before = self.controls["modes"]["current"] if self.controls else None
+            self.controls = entry
+            now = entry["modes"]["current"]
+            if before is not None and now != before:
+                self.out.print(f"Mode is now {escape(str(now))}.", highlight=False)
+            else:
+                self._controls(entry)
         elif kind == "login":
             self._login(entry)
 
@@ -116,9 +167,10 @@ class Console:
     def _message(self, entry: dict[str, Any]) -> None:
         role, text = entry["role"], escape(entry["text"])
         if role == "user":
-            self.out.print(f"[bold cyan]you ›[/bold cyan] {text}")
+            who = "" if entry.get("by") in (None, TERMINAL) else f" [dim](from {escape(str(entry['by']))})[/dim]"
+            self.out.print(f"[bold cyan]you ›[/bold cyan]{who} {text}", highlight=False)
         elif role == "system":
-            self.out.print(f"[yellow]{text}[/yellow]")
+            self.out.print(f"[yellow]{text}[/yellow]", highlight=False)
         else:
             style = "dim italic" if role == "thought" else ""
             self.out.print(f"[{style}]{text}[/{style}]" if style else text, end="", highlight=False)
@@ -127,7 +179,8 @@ class Console:
     def _tool_call(self, entry: dict[str, Any]) -> None:
         call_id, status = entry["id"], entry["status"]
         if call_id not in self._seen_status:
-            self.out.print(f"[magenta]⚙ {escape(entry['title'])}[/magenta] [dim]({escape(entry['kind'])})[/dim]")
+            self.out.print(f"[magenta]⚙ {escape(entry['title'])}[/magenta] [dim]({escape(entry['kind'])})[/dim]",
+                           highlight=False)  # fmt: skip
         for item in entry["content"]:
             if item["type"] == "diff" and (call_id, item["path"]) not in self._shown_diffs:
                 self._shown_diffs.add((call_id, item["path"]))
@@ -145,8 +198,8 @@ class Console:
         old = (item["old_text"] or "").splitlines()
         new = item["new_text"].splitlines()
         path = Path(item["path"])
-        if path.is_absolute() and path.is_relative_to(self.session.root):
-            path = path.relative_to(self.session.root)
+        if path.is_absolute() and path.is_relative_to(self.root):
+            path = path.relative_to(self.root)
         lines = difflib.unified_diff(old, new, f"a/{path}", f"b/{path}", lineterm="")
         for line in lines:
             color = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
@@ -155,16 +208,17 @@ class Console:
 
     def _approval(self, entry: dict[str, Any]) -> None:
         if entry["state"] == "pending":
-            self.out.print(f"[bold yellow]Approve?[/bold yellow] {escape(entry['title'])}")
+            source = " [dim](asked by tether)[/dim]" if entry.get("source") == "host" else ""
+            self.out.print(f"[bold yellow]Approve?[/bold yellow]{source} {escape(entry['title'])}", highlight=False)
             for number, option in enumerate(entry["options"], 1):
-                self.out.print(f"  [{number}] {escape(option['name'])}", markup=False)
+                self.out.print(f"  [{number}] {bounded(visible(option['name']))}", markup=False, highlight=False)
             self.out.print("[dim]  answer: y allow once · a allow always · n deny · or a number[/dim]")
             return
         if entry["state"] == "decided":
             option = next((o for o in entry["options"] if o["option_id"] == entry["outcome"]), None)
             kind = option["kind"] if option else ""
             word = OUTCOME_WORDS.get(kind, "denied")
-            self.out.print(f"  → {word} ({entry['decided_by']})")
+            self.out.print(f"  → {word} ({escape(str(entry['decided_by']))})", highlight=False)
         else:
             self.out.print(f"  → {entry['state']}")
 
@@ -172,32 +226,31 @@ class Console:
 
     def answer(self, line: str) -> bool:
         """Try ``line`` as an answer to the oldest pending approval; True if it was one."""
-        pending = self.session.approvals.pending()
-        if not pending:
+        if not self.pending:
             return False
-        approval = pending[0]
+        approval = next(iter(self.pending.values()))
+        options = approval["options"]
         word = line.strip().lower()
         option = None
-        if word.isdigit() and 1 <= int(word) <= len(approval.options):
-            option = approval.options[int(word) - 1]
+        if word.isdigit() and 1 <= int(word) <= len(options):
+            option = options[int(word) - 1]
         elif word in ANSWER_KINDS:
-            option = approval.option_of_kind(*ANSWER_KINDS[word])
-            if option is None and word == "a":
-                option = approval.option_of_kind(*ALLOW_KINDS)
+            kinds = ANSWER_KINDS[word] + (ALLOW_KINDS if word == "a" else ())
+            option = next((o for kind in kinds for o in options if o["kind"] == kind), None)
         if option is None:
             self.out.print("[yellow]An approval is pending: answer y, a, n or an option number.[/yellow]")
             return True
-        self.session.decide(approval.id, option.option_id, by="terminal")
+        self.send(Decide(approval_id=approval["id"], option_id=option["option_id"]))
         return True
 
-    async def _mode(self, mode_id: str) -> None:
-        if not mode_id:
-            self._controls(self.session.controls.entry())
-            if not self.session.controls.modes:
-                self.out.print("[dim]This agent has no modes.[/dim]")
+    def _mode(self, mode_id: str) -> None:
+        if mode_id:
+            self.send(SetMode(mode_id=mode_id))
             return
-        if await self.session.set_mode(mode_id):
-            self.out.print(f"Mode is now {escape(mode_id)}.")
+        if self.controls is not None:
+            self._controls(self.controls)
+        if self.controls is None or not self.controls["modes"]["available"]:
+            self.out.print("[dim]This agent has no modes.[/dim]")
 
     async def handle(self, line: str, toggle_remote: Callable[[], Awaitable[None]] | None) -> bool:
         """Handle one input line; False when the user asked to quit."""
@@ -210,28 +263,25 @@ class Console:
         if command == "/help":
             self.out.print(HELP, markup=False)
         elif command == "/stop":
-            await self.session.cancel()
+            self.send(Cancel())
         elif command == "/remote":
             if toggle_remote is None:
                 self.out.print("[yellow]/remote is only available in an interactive session.[/yellow]")
             else:
                 await toggle_remote()
         elif command == "/mode" or command.startswith("/mode "):
-            await self._mode(command.removeprefix("/mode").strip())
+            self._mode(command.removeprefix("/mode").strip())
         elif command.startswith("/option "):
             parts = command.split(maxsplit=2)
             if len(parts) != 3:
                 self.out.print("[yellow]Usage: /option ID VALUE[/yellow]")
             else:
                 value: str | bool = {"true": True, "false": False}.get(parts[2].lower(), parts[2])
-                await self.session.set_option(parts[1], value)
+                self.send(SetOption(option_id=parts[1], value=value))
         elif command == "/login" or command.startswith("/login "):
-            method = command.removeprefix("/login").strip()
-            ok = await (self.session.authenticate(method) if method else self.session.retry_login())
-            if not ok:
-                self.out.print("[yellow]The agent is still not logged in.[/yellow]")
+            self.send(Authenticate(method_id=command.removeprefix("/login").strip()))
         elif command.startswith("/"):
             self.out.print(f"[yellow]Unknown command {escape(command)}.[/yellow] " + escape(HELP))
         elif command and toggle_remote is not None:
-            self.session.submit_prompt(command)
+            self.send(Prompt(text=command))
         return True

@@ -8,7 +8,13 @@ and the relay never looks inside them.
 
 Calling contract: ``await connect()`` once (RelayUnreachable if it fails), ``deliver``
 from the session for every message, ``await close()`` once at the end; ``lost`` is set
-with a reason if the relay connection drops on its own.
+with a reason if the relay connection drops on its own (or the link fails).
+
+The link decides nothing about the session: each viewer message becomes a ``FromScreen``
+event for the session core. What waits for a slow viewer is bounded (``OUTBOX_BYTES``,
+``OUTBOX_MESSAGES``): past that, what was queued is dropped and the viewer gets a fresh
+snapshot from the host's transcript instead (``ViewerBehind``), never unbounded memory.
+A bad frame from the viewer is dropped and counted; nothing it sends stops the link.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,27 +32,20 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tether.errors import RelayUnreachable, RemoteProtocolError
+from tether.host.core.events import FromScreen, ViewerBehind
 from tether.protocol.channel import Channel
-from tether.protocol.messages import (
-    Authenticate,
-    Cancel,
-    Decide,
-    Ended,
-    Hello,
-    Message,
-    Prompt,
-    SetMode,
-    SetOption,
-    Snapshot,
-)
+from tether.protocol.frames import MAX_FRAME_BYTES
+from tether.protocol.messages import Ended, Hello, Message
 
 if TYPE_CHECKING:
     from tether.host.session import HostSession
 
 log = logging.getLogger(__name__)
 
-MAX_FRAME = 1024 * 1024 + 64
 FLUSH_TIMEOUT = 1.0  # seconds to get "ended" out before closing
+OUTBOX_BYTES = 8 * 1024 * 1024  # what may wait for a slow viewer; past it the viewer resyncs
+OUTBOX_MESSAGES = 4096
+VIEWER = "viewer"  # the screen name of the (one) viewer in the session core
 
 
 def new_session_id() -> str:
@@ -72,6 +71,8 @@ def viewer_url(relay: str, session_id: str) -> str:
 class RelayLink:
     """See module doc."""
 
+    name = VIEWER
+
     def __init__(self, session: HostSession, relay: str, session_id: str | None = None) -> None:
         self.session = session
         self.relay = relay
@@ -80,10 +81,15 @@ class RelayLink:
         self.channel = Channel()
         self.viewer_ready = False
         self.drops = 0
+        self.resyncs = 0
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._ws: ClientConnection | None = None
-        self._outbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._outbox: deque[bytes] = deque()
+        self._outbox_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     async def connect(self) -> None:
@@ -91,27 +97,67 @@ class RelayLink:
         target = _websocket_url(self.relay, f"/v1/host/{self.session_id}")
         try:
             # permessage-deflate off: it cut forwarding throughput 6-20x when measured.
-            self._ws = await websockets.connect(target, compression=None, max_size=MAX_FRAME, open_timeout=10)
+            self._ws = await websockets.connect(target, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10)
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise RelayUnreachable(f"cannot reach the relay at {self.relay}: {exc}") from None
-        self._tasks = {asyncio.create_task(self._read()), asyncio.create_task(self._write())}
+        for work in (self._read(), self._write()):
+            task = asyncio.create_task(work)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("the relay link failed", exc_info=exc)
+            self._lose(f"the relay link failed: {exc!r}")
+
+    def _lose(self, reason: str) -> None:
+        if not self._closing and not self.lost.done():
+            self.lost.set_result(reason)
 
     def deliver(self, message: Message) -> None:
         """Queue a session message for the viewer (dropped while no viewer is ready)."""
-        if self.viewer_ready or isinstance(message, Ended):
-            self._outbox.put_nowait(message)
+        if not (self.viewer_ready or isinstance(message, Ended)):
+            return
+        try:
+            payload = message.serialize()
+        except Exception:  # a bug on this side: log it, keep the link
+            log.exception("could not serialize a %s message", message.KIND)
+            return
+        if self._outbox_bytes + len(payload) > OUTBOX_BYTES or len(self._outbox) >= OUTBOX_MESSAGES:
+            # The viewer cannot keep up: forget what waits, send it the transcript afresh.
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            self.resyncs += 1
+            self.session.handle(ViewerBehind(VIEWER))
+            if isinstance(message, Ended):
+                self._push(payload)
+            return
+        self._push(payload)
+
+    def _push(self, payload: bytes) -> None:
+        self._outbox.append(payload)
+        self._outbox_bytes += len(payload)
+        self._drained.clear()
+        self._wakeup.set()
 
     async def _write(self) -> None:
         assert self._ws is not None
         while True:
-            message = await self._outbox.get()
-            try:
-                for frame in self.channel.send(message):
-                    await self._ws.send(frame)
-            except websockets.ConnectionClosed:
-                return
-            finally:
-                self._outbox.task_done()
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._outbox:
+                payload = self._outbox.popleft()
+                self._outbox_bytes -= len(payload)
+                try:
+                    for frame in self.channel.send_payload(payload):
+                        await self._ws.send(frame)
+                except websockets.ConnectionClosed:
+                    return
+            self._drained.set()
 
     async def _read(self) -> None:
         assert self._ws is not None
@@ -124,8 +170,7 @@ class RelayLink:
                     self._frame(data)
         except websockets.ConnectionClosed as exc:
             reason = f"the relay connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
-        if not self._closing and not self.lost.done():
-            self.lost.set_result(reason)
+        self._lose(reason)
 
     def _control(self, text: str) -> None:
         try:
@@ -133,49 +178,32 @@ class RelayLink:
         except ValueError:
             log.warning("relay sent a malformed control message")
             return
-        if control.get("type") == "peer" and control.get("role") == "viewer":
+        if not isinstance(control, dict):
+            log.warning("relay sent a malformed control message")
+        elif control.get("type") == "peer" and control.get("role") == "viewer":
             # Each viewer connection starts new sequence spaces; nothing queued for the
             # previous viewer may reach the new one.
             self.viewer_ready = False
             self.channel.reset()
-            while not self._outbox.empty():
-                self._outbox.get_nowait()
-                self._outbox.task_done()
+            self._outbox.clear()
+            self._outbox_bytes = 0
         elif control.get("type") == "error":
             log.warning("relay refused a frame: %s", control.get("detail") or control.get("reason"))
 
     def _frame(self, data: bytes) -> None:
         try:
             message = self.channel.receive(data)
+            if message is None:
+                return
+            if isinstance(message, Hello):
+                self.viewer_ready = True
+            self.session.handle(FromScreen(VIEWER, message))
         except RemoteProtocolError as exc:
             self.drops += 1
             log.warning("dropped a frame from the viewer: %s", exc)
-            return
-        session = self.session
-        match message:
-            case Hello():
-                self.viewer_ready = True
-                entries = session.transcript.snapshot()
-                self._outbox.put_nowait(Snapshot(session=dict(session.info), entries=entries, running=session.running))
-            case Prompt(text=text):
-                session.submit_prompt(text)
-            case Decide(approval_id=approval_id, option_id=option_id):
-                session.decide(approval_id, option_id, by="viewer")
-            case Cancel():
-                self._spawn(session.cancel())
-            case SetMode(mode_id=mode_id):
-                self._spawn(session.set_mode(mode_id))
-            case SetOption(option_id=option_id, value=value):
-                self._spawn(session.set_option(option_id, value))
-            case Authenticate(method_id=method_id):
-                self._spawn(session.authenticate(method_id))
-            case _:
-                pass  # unknown kinds and host-to-viewer kinds are ignored
-
-    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        except Exception:  # never stop serving because of one input (docs/protocol.md section 2)
+            self.drops += 1
+            log.exception("a frame from the viewer could not be handled")
 
     async def close(self) -> None:
         """Flush what is queued (the ``ended`` message), then close the connection."""
@@ -183,7 +211,7 @@ class RelayLink:
         if self._ws is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._outbox.join(), FLUSH_TIMEOUT)
+            await asyncio.wait_for(self._drained.wait(), FLUSH_TIMEOUT)
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):

@@ -2,14 +2,18 @@
 
 Turning Remote Control on checks, in this order, that the folder is trusted and that
 permission checks are not skipped, then reaches the relay: the one given with --relay
-(or ``relay.url``), else a relay started inside this process on 127.0.0.1.
+(or ``relay.url``), else an embedded relay from the factory the composition root hands
+in (the CLI: a relay inside this process on 127.0.0.1). The host never imports the relay.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import segno
@@ -20,6 +24,9 @@ from tether.host.relay_link import RelayLink
 from tether.host.session import HostSession
 from tether.host.trust import TrustStore
 from tether.protocol.messages import Ended
+
+# Starts a relay for this session and yields its URL (the CLI's embedded relay).
+RelayFactory = Callable[[], AbstractAsyncContextManager[str]]
 
 
 def check_allowed(root: Path, skip_permissions: bool, trust: TrustStore | None = None) -> None:
@@ -40,15 +47,28 @@ def qr_text(url: str) -> str:
 
 
 class Remote:
-    """Remote Control of one session; ``start`` and ``stop`` may alternate."""
+    """Remote Control of one session; ``start`` and ``stop`` may alternate.
 
-    def __init__(self, session: HostSession, relay: str | None, out: RichConsole, as_json: bool = False) -> None:
+    ``ended`` resolves with a reason when the session's rules ended Remote Control by
+    themselves (the agent could not be kept in a mode that asks).
+    """
+
+    def __init__(
+        self,
+        session: HostSession,
+        relay: str | None,
+        out: RichConsole,
+        as_json: bool = False,
+        embedded: RelayFactory | None = None,
+    ) -> None:
         self.session = session
         self.relay = relay
         self.out = out
         self.as_json = as_json
+        self.embedded = embedded
         self.link: RelayLink | None = None
-        self._embedded: contextlib.AsyncExitStack | None = None
+        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._stack: contextlib.AsyncExitStack | None = None
 
     @property
     def active(self) -> bool:
@@ -57,31 +77,35 @@ class Remote:
     async def start(self, skip_permissions: bool = False) -> RelayLink:
         """Turn Remote Control on and print the session URL (or the JSON line)."""
         check_allowed(self.session.root, skip_permissions)
-        if not await self.session.set_remote(True):
-            raise UserError(
-                f"the agent is in mode {self.session.controls.current_mode!r}, which approves tools by itself, "
-                "and offers no mode that asks first; Remote Control needs one."
-            )
-        relay = self.relay
+        if not self.session.set_remote(True):
+            raise UserError(f"Remote Control cannot start: {self.session.remote_refusal}.")
+        if self.ended.done():
+            self.ended = asyncio.get_running_loop().create_future()
+        self.session.on_remote_end = self._ended_by_rule
         stack = contextlib.AsyncExitStack()
         try:
+            relay = self.relay
             if relay is None:
-                # Imported here: a session without Remote Control never loads the relay.
-                from tether.relay.server import EmbeddedRelay, RelayConfig
-
-                embedded = await stack.enter_async_context(EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0)))
-                relay = embedded.url
+                if self.embedded is None:
+                    raise UserError("no relay given: use --relay URL or set relay.url")
+                relay = await stack.enter_async_context(self.embedded())
             link = RelayLink(self.session, relay)
             await link.connect()
         except BaseException:
             await stack.aclose()
-            await self.session.set_remote(False)
+            self.session.on_remote_end = None
+            self.session.set_remote(False)
             raise
-        self._embedded = stack
+        self._stack = stack
         self.link = link
         self.session.sinks.append(link)
         self._announce(link)
         return link
+
+    def _ended_by_rule(self, reason: str) -> None:
+        if self.link is not None and not self.ended.done():
+            self.ended.set_result(reason)
+            self.session.spawn(self.stop(f"Remote Control ended: {reason}"), "ending Remote Control")
 
     def _announce(self, link: RelayLink) -> None:
         if self.as_json:
@@ -95,17 +119,18 @@ class Remote:
     async def stop(self, reason: str = "Remote Control was turned off") -> None:
         """Tell the viewer it is over, close the link, stop an embedded relay."""
         link, self.link = self.link, None
-        if not self.session.closing:
-            await self.session.set_remote(False)
+        self.session.on_remote_end = None
+        if not self.session.ended.done():
+            self.session.set_remote(False)
         if link is not None:
             if link in self.session.sinks:
                 self.session.sinks.remove(link)
-                if not self.session.closing:  # a closing session has said "ended" already
+                if not self.session.ended.done():  # a closing session has said "ended" already
                     link.deliver(Ended(reason=reason))
             await link.close()
-        if self._embedded is not None:
-            await self._embedded.aclose()
-            self._embedded = None
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
 
 
 def refuse_sandbox() -> None:

@@ -45,7 +45,10 @@ class Channel:
 
     def send(self, message: Message) -> list[bytes]:
         """Frames carrying ``message``; the caller must send all of them, in order."""
-        payload = message.serialize()
+        return self.send_payload(message.serialize())
+
+    def send_payload(self, payload: bytes) -> list[bytes]:
+        """Frames carrying an already serialized message (``Message.serialize()``)."""
         size = self.fragment_size
         pieces = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
         frames = []

@@ -37,6 +37,7 @@ class Kind(enum.StrEnum):
     SNAPSHOT = "snapshot"  # host -> viewer: the whole transcript so far
     ENTRY = "entry"  # host -> viewer: insert or replace one transcript entry
     APPEND = "append"  # host -> viewer: append streamed text to a message entry
+    OUTPUT = "output"  # host -> viewer: new output of a command shown in a tool call
     TURN = "turn"  # host -> viewer: a turn started or ended
     ENDED = "ended"  # host -> viewer: the session is over
 
@@ -152,6 +153,15 @@ class Append(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Output(Message):
+    KIND: ClassVar[Kind] = Kind.OUTPUT
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"id": (str,), "terminal_id": (str,), "text": (str,)}
+    id: str
+    terminal_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Turn(Message):
     KIND: ClassVar[Kind] = Kind.TURN
     FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"running": (bool,), "stop_reason": (str, type(None))}
@@ -168,7 +178,21 @@ class Ended(Message):
 
 BY_KIND: dict[str, type[Message]] = {
     cls.KIND: cls
-    for cls in (Hello, Prompt, Decide, Cancel, SetMode, SetOption, Authenticate, Snapshot, Entry, Append, Turn, Ended)
+    for cls in (
+        Hello,
+        Prompt,
+        Decide,
+        Cancel,
+        SetMode,
+        SetOption,
+        Authenticate,
+        Snapshot,
+        Entry,
+        Append,
+        Output,
+        Turn,
+        Ended,
+    )
 }
 
 

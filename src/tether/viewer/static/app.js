@@ -11,6 +11,7 @@ const fragment = location.hash.slice(1);
 if (location.hash) history.replaceState(history.state, "", location.pathname + location.search);
 
 const CLIENT = "tether-web/1";
+const OUTPUT_KEPT = 64 * 1024; // characters of command output kept per terminal, as the host does
 const SESSION_ID_RE = /^[A-Za-z0-9_-]{16,64}$/;
 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
@@ -141,6 +142,20 @@ function apply(message) {
       if (record?.entry.type !== "message" || typeof message.text !== "string") return;
       record.entry.text = (record.entry.text ?? "") + message.text;
       return appendText(record.el, message.text);
+    }
+    case "output": {
+      // New output of a command shown in a tool call (a delta; the host keeps the whole).
+      const record = state.entries.get(message.id);
+      if (record?.entry.type !== "tool_call" || typeof message.text !== "string") return;
+      const items = Array.isArray(record.entry.content) ? record.entry.content : [];
+      const item = items.find((c) => c?.type === "terminal" && c.terminal_id === message.terminal_id);
+      if (!item) return;
+      item.output = (typeof item.output === "string" ? item.output : "") + message.text;
+      if (item.output.length > OUTPUT_KEPT) {
+        item.output = item.output.slice(-OUTPUT_KEPT);
+        item.truncated = true;
+      }
+      return upsert(record.entry);
     }
     case "turn":
       return setRunning(message.running === true);

@@ -200,7 +200,7 @@ function renderApproval(entry, actions) {
   const card = h(
     "section",
     { testid: "approval", class: "entry card approval", data: { id: entry.id, state }, role: "group", "aria-label": "Approval needed" },
-    h("header", { class: "card-head" }, "Approval needed"),
+    h("header", { class: "card-head" }, entry.source === "host" ? "Approval needed (asked by tether: the agent did not ask)" : "Approval needed"),
     title,
     entry.kind ? h("div", { class: "approval-kind" }, label(entry.kind)) : null,
   );

@@ -57,6 +57,39 @@ class Controls:
             self.is_self_approving(value)
         ))  # fmt: skip
 
+    def _choices(self, option: Any) -> list[str]:
+        values = []
+        for choice in getattr(option, "options", None) or []:
+            for item in getattr(choice, "options", None) or [choice]:
+                values.append(item.value)
+        return values
+
+    def self_approving_now(self) -> tuple[str | None, str] | None:
+        """What currently lets the agent approve its own tool calls, or None.
+
+        One rule for both doors (rule 4): the session mode (``(None, mode_id)``), or a
+        mode-like config option whose current value is self-approving (``(option_id, value)``);
+        an agent may report the same switch either way.
+        """
+        if self.current_mode is not None and self.is_self_approving(self.current_mode):
+            return (None, self.current_mode)
+        for option in self.options:
+            current = getattr(option, "current_value", None)
+            if self._mode_like(option) and isinstance(current, str) and self.is_self_approving(current):
+                return (option.id, current)
+        return None
+
+    def asking_choice(self, option_id: str | None) -> str | None:
+        """Where to move a self-approving mode (``None``) or option back to: a value that asks."""
+        if option_id is None:
+            return self.asking_mode()
+        option = self.option(option_id)
+        values = self._choices(option) if option is not None else []
+        preferred = self.preset.asking_mode if self.preset else None
+        if preferred in values:
+            return preferred
+        return next((v for v in values if not self.is_self_approving(v)), None)
+
     def asking_mode(self) -> str | None:
         """A mode where the agent asks before acting (the preset's, else the first), or None."""
         preferred = self.preset.asking_mode if self.preset else None

@@ -10,6 +10,11 @@ a late or duplicate answer is an ordinary event when two screens race.
     pending --decide--> decided      an option chosen at the terminal or on the device
     pending --cancel--> cancelled    the turn was stopped or the session ended
     pending --expire--> expired      nobody answered in time: resolves as a rejection
+
+What an approval shows (title, kind, options) is frozen when it opens: a later update
+from the agent cannot rewrite it. Approval ids (``approval-N``) live in a namespace of
+their own, apart from the agent's tool-call ids (see transcript.py). The deadline comes
+from the injected clock of the session core and is checked on its ticks (``expire_due``).
 """
 
 from __future__ import annotations
@@ -54,14 +59,22 @@ class Option:
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    """One permission request and where it stands."""
+    """One permission request and where it stands.
+
+    ``request`` is the number of the agent request it answers. ``source`` is ``agent``
+    for the agent's own ``session/request_permission``, ``host`` for an approval the host
+    opened itself because a write or command arrived that no granted approval covers.
+    """
 
     id: str
-    tool_call_id: str
+    tool_call_id: str | None
     title: str
     kind: str
     options: tuple[Option, ...]
     deadline: float
+    request: int = 0
+    source: str = "agent"
+    paths: tuple[str, ...] = ()
     state: State = State.PENDING
     outcome: str | None = None
     decided_by: str | None = None
@@ -78,6 +91,11 @@ class Approval:
                     return option
         return None
 
+    def granted(self) -> str | None:
+        """``allow_once`` or ``allow_always`` if a person (or the local flag) allowed it, else None."""
+        option = self.option(self.outcome) if self.state is State.DECIDED and self.outcome else None
+        return option.kind if option is not None and option.kind in ALLOW_KINDS else None
+
     def to_entry(self) -> dict[str, Any]:
         """The transcript entry of docs/protocol.md section 3."""
         return {
@@ -86,6 +104,7 @@ class Approval:
             "tool_call_id": self.tool_call_id,
             "title": self.title,
             "kind": self.kind,
+            "source": self.source,
             "options": [{"option_id": o.option_id, "name": o.name, "kind": o.kind} for o in self.options],
             "state": str(self.state),
             "outcome": self.outcome,
@@ -100,15 +119,28 @@ class ApprovalBook:
         self._approvals: dict[str, Approval] = {}
         self._ids = itertools.count(1)
 
-    def open(self, tool_call_id: str, title: str, kind: str, options: list[Option], deadline: float) -> Approval:
+    def open(
+        self,
+        tool_call_id: str | None,
+        title: str,
+        kind: str,
+        options: list[Option],
+        deadline: float,
+        request: int = 0,
+        source: str = "agent",
+        paths: tuple[str, ...] = (),
+    ) -> Approval:
         """Record a new pending approval."""
         approval = Approval(
-            id=f"ap-{next(self._ids)}",
+            id=f"approval-{next(self._ids)}",
             tool_call_id=tool_call_id,
             title=title,
             kind=kind,
             options=tuple(options),
             deadline=deadline,
+            request=request,
+            source=source,
+            paths=paths,
         )
         self._approvals[approval.id] = approval
         return approval
@@ -151,6 +183,10 @@ class ApprovalBook:
         return self._move(approval_id, Event.EXPIRE, outcome=reject.option_id if reject else None)
 
     def expire_due(self, now: float) -> list[Approval]:
-        """Expire every pending approval whose deadline has passed."""
+        """Expire every pending approval whose deadline has passed (``now`` from the core's clock)."""
         due = [a.id for a in self.pending() if a.deadline <= now]
         return [a for a in (self.expire(i) for i in due) if a is not None]
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a pending approval, or None."""
+        return min((a.deadline for a in self.pending()), default=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tether.host.approvals import ApprovalBook, Option, State
+from tether.host.core.approvals import ApprovalBook, Option, State
 
 OPTIONS = [
     Option("ok", "Allow", "allow_once"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from acp import schema
 
 from tether.agents.presets import PRESETS
-from tether.host.controls import Controls
+from tether.host.core.controls import Controls
 
 
 def modes(current: str, *ids: str) -> schema.SessionModeState:
