@@ -77,7 +77,7 @@ class Remote:
     async def start(self, skip_permissions: bool = False) -> RelayLink:
         """Turn Remote Control on and print the session URL (or the JSON line)."""
         check_allowed(self.session.root, skip_permissions)
-        if not self.session.set_remote(True):
+        if not await self.session.set_remote(True):
             raise UserError(f"Remote Control cannot start: {self.session.remote_refusal}.")
         if self.ended.done():
             self.ended = asyncio.get_running_loop().create_future()
@@ -94,7 +94,7 @@ class Remote:
         except BaseException:
             await stack.aclose()
             self.session.on_remote_end = None
-            self.session.set_remote(False)
+            await self.session.set_remote(False)
             raise
         self._stack = stack
         self.link = link
@@ -121,7 +121,7 @@ class Remote:
         link, self.link = self.link, None
         self.session.on_remote_end = None
         if not self.session.ended.done():
-            self.session.set_remote(False)
+            await self.session.set_remote(False)
         if link is not None:
             if link in self.session.sinks:
                 self.session.sinks.remove(link)

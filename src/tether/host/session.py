@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 APPROVAL_TIMEOUT = 600.0  # seconds; an unanswered approval resolves as a rejection
 AGENT_START_TIMEOUT = 120.0  # initialize + session/new; npx may install the agent on first run
+AGENT_CALL_TIMEOUT = 60.0  # seconds an agent may take to switch modes
 TERMINAL_REFRESH = 0.1  # seconds between output deltas of one command
 AGENT_ERRORS = (TimeoutError, RequestError, ConnectionError, OSError, TetherError)
 
@@ -85,6 +86,8 @@ class HostSession:
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._settled = asyncio.Event()  # no switch back to an asking mode is in flight
+        self._settled.set()
 
     def _resolve(self, path: str) -> str | None:
         try:
@@ -106,6 +109,10 @@ class HostSession:
                     self._carry_out(effect)
         finally:
             self._handling = False
+            if self.core.enforcing:
+                self._settled.clear()
+            else:
+                self._settled.set()
 
     def _carry_out(self, effect: fx.Effect) -> None:
         if isinstance(effect, fx.Show):
@@ -298,10 +305,20 @@ class HostSession:
 
     # -- Remote Control and the end ----------------------------------------------------
 
-    def set_remote(self, on: bool) -> bool:
-        """Remote Control on or off; False (``remote_refusal`` says why) if the rules refuse it."""
+    async def set_remote(self, on: bool) -> bool:
+        """Remote Control on or off; False (``remote_refusal`` says why) if the rules refuse it.
+
+        Turning it on waits until the agent is in a mode where it asks (the core moves it
+        there first), so no URL is handed out while the agent still approves by itself.
+        """
         self.remote_refusal = None
         self.handle(ev.RemoteChanged(on))
+        if on:
+            try:
+                async with asyncio.timeout(AGENT_CALL_TIMEOUT):
+                    await self._settled.wait()
+            except TimeoutError:
+                self.handle(ev.CallFailed("mode", "the agent did not answer in time", enforcing=True))
         return self.remote_refusal is None
 
     async def close(self, reason: str) -> None:

@@ -17,83 +17,34 @@ What lives here, each in one place:
 - the agent's modes and options and the rule that keeps it asking under Remote Control
   (controls.py);
 - the queue of prompts waiting for the agent.
+
+The class is put together from parts that share one state (state.py): approvals and
+grants (approving.py), modes under Remote Control (modes.py); this file has the door, the
+agent's lifecycle, turns and screens, and HANDLERS, the table from event type to handler.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from acp import schema
 
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
-from tether.host.core import policy
-from tether.host.core.approvals import Approval, ApprovalBook
-from tether.host.core.controls import Controls
-from tether.host.core.phases import Phase, Step, advance
-from tether.host.core.transcript import Transcript, tool_entry_id
-from tether.protocol.messages import (
-    Authenticate,
-    Cancel,
-    Decide,
-    Ended,
-    Hello,
-    Message,
-    Prompt,
-    SetMode,
-    SetOption,
-    Snapshot,
-    Turn,
-)
+from tether.host.core.approving import Approving
+from tether.host.core.modes import LIVE, Modes
+from tether.host.core.phases import Phase, Step
+from tether.host.core.state import AgentInfo, Resolve
+from tether.protocol.messages import Authenticate, Cancel, Decide, Ended, Hello, Prompt, SetMode, SetOption, Turn
+
+__all__ = ["MAX_RESTARTS", "AgentInfo", "Resolve", "SessionCore"]
 
 MAX_RESTARTS = 3  # an agent that can reload its session is restarted this often at most
-LIVE = (Phase.READY, Phase.TURN_RUNNING)
-Resolve = Callable[[str], str | None]  # a path -> its resolved absolute form, None if outside
 
 
-@dataclass(frozen=True, slots=True)
-class AgentInfo:
-    """What the core knows of the agent: its name, command line and preset facts."""
-
-    name: str
-    argv: tuple[str, ...]
-    preset: Any = None  # tether.agents.presets.Preset
-
-
-class SessionCore:
+class SessionCore(Approving, Modes):
     """See module doc."""
-
-    def __init__(
-        self,
-        root: str,
-        agent: AgentInfo,
-        resolve: Resolve,
-        approval_timeout: float,
-        skip_permissions: bool = False,
-    ) -> None:
-        self.root = root
-        self.agent = agent
-        self.resolve = resolve
-        self.approval_timeout = approval_timeout
-        self.skip_permissions = skip_permissions
-        self.phase = Phase.STARTING
-        self.transcript = Transcript()
-        self.approvals = ApprovalBook()
-        self.controls = Controls(agent.preset)
-        self.grants: list[policy.Grant] = []
-        self.prompts: deque[tuple[str, str]] = deque()  # (text, by)
-        self.info: dict[str, Any] = {"title": root.rsplit("/", 1)[-1], "agent": agent.name, "cwd": root,
-                                     "protocol": 1}  # fmt: skip
-        self.can_load = False
-        self.restarts = 0
-        self.enforcing = False  # a switch back to an asking mode is in flight
-        self._withheld_noticed = False
-        self._wake: float | None = None
-        self._out: list[fx.Effect] = []
-        self._now = 0.0
 
     # -- the one door ------------------------------------------------------------------
 
@@ -105,28 +56,6 @@ class SessionCore:
             HANDLERS[type(event)](self, event)
             self._rewake()
         return self._out
-
-    # -- small helpers -----------------------------------------------------------------
-
-    def _emit(self, messages: list[Message], to: str | None = None) -> None:
-        self._out.extend(fx.Show(message, to) for message in messages)
-
-    def _notice(self, text: str) -> None:
-        self._emit(self.transcript.message("system", text))
-
-    def _step(self, step: Step) -> None:
-        self.phase = advance(self.phase, step)
-
-    def _rewake(self) -> None:
-        wake = self.approvals.next_deadline() if self.phase is not Phase.ENDED else None
-        if wake != self._wake:
-            self._wake = wake
-            self._out.append(fx.WakeAt(wake))
-
-    def snapshot(self) -> Snapshot:
-        """The whole (bounded) transcript for a screen that joins."""
-        entries = self.transcript.snapshot()
-        return Snapshot(session=dict(self.info), entries=entries, running=self.phase is Phase.TURN_RUNNING)
 
     # -- agent lifecycle ---------------------------------------------------------------
 
@@ -213,70 +142,6 @@ class SessionCore:
         else:
             self._emit(self.transcript.apply(update))
 
-    def _controls_changed(self) -> None:
-        self._emit(self.transcript.put(self.controls.entry()))
-
-    def _police(self, by_agent: bool = False) -> None:
-        """Rule 4: under Remote Control the agent runs in a mode where it asks."""
-        offending = self.controls.self_approving_now()
-        if not self.controls.remote or offending is None or self.enforcing:
-            return
-        option_id, value = offending
-        target = self.controls.asking_choice(option_id)
-        what = f"mode {value!r}" if option_id is None else f"{option_id} = {value!r}"
-        if by_agent:
-            self._notice(f"The agent switched itself to {what}, which approves tools by itself.")
-        if target is None:
-            self._end_remote(f"the agent is in {what}, which approves tools by itself, and offers no choice that asks")
-            return
-        self._notice(f"Switching the agent to {target!r}, where it asks before acting.")
-        self.enforcing = True
-        if option_id is None:
-            self._out.append(fx.ChangeMode(target, enforcing=True))
-        else:
-            self._out.append(fx.ChangeOption(option_id, target, enforcing=True))
-
-    def _end_remote(self, reason: str) -> None:
-        self.controls.remote = False
-        self._notice(f"Remote Control is off: {reason}.")
-        if self.controls.modes or self.controls.options:
-            self._controls_changed()
-        # Prompts the phone sent while the rule could not be kept are not run unasked.
-        kept = [(text, by) for text, by in self.prompts if by == "terminal"]
-        if len(kept) < len(self.prompts):
-            self._notice(f"{len(self.prompts) - len(kept)} prompt(s) from the phone were dropped.")
-        self.prompts = deque(kept)
-        self._out.append(fx.EndRemote(reason))
-
-    def _mode_changed(self, event: ev.ModeChanged) -> None:
-        self.controls.current_mode = event.mode_id
-        self.enforcing = False
-        self._controls_changed()
-        self._police()
-        self._next_prompt()
-
-    def _options_changed(self, event: ev.OptionsChanged) -> None:
-        self.controls.load(None, event.options)
-        self.enforcing = False
-        self._controls_changed()
-        self._police()
-        self._next_prompt()
-
-    def _call_failed(self, event: ev.CallFailed) -> None:
-        if event.enforcing:
-            # A policy action that fails must never leave the agent self-approving unseen.
-            self.enforcing = False
-            self._end_remote(f"the agent could not be moved to a mode that asks ({event.detail})")
-            return
-        self._notice(f"The agent refused the {event.what} change: {event.detail}")
-
-    def _remote_changed(self, event: ev.RemoteChanged) -> None:
-        self.controls.remote = event.on
-        if self.controls.modes or self.controls.options:
-            self._controls_changed()
-        if event.on and self.phase is not Phase.STARTING:
-            self._police()
-
     # -- prompts and turns -------------------------------------------------------------
 
     def _prompt(self, text: str, by: str) -> None:
@@ -287,15 +152,6 @@ class SessionCore:
         if self.phase is Phase.LOGIN_NEEDED:
             self._notice("The prompt waits until the agent is logged in.")
         self._next_prompt()
-
-    def _next_prompt(self) -> None:
-        if self.phase is not Phase.READY or self.enforcing or not self.prompts:
-            return
-        text, by = self.prompts.popleft()
-        self._emit(self.transcript.message("user", text, by=by))
-        self._step(Step.TURN_STARTED)
-        self._emit([Turn(running=True)])
-        self._out.append(fx.StartTurn(text))
 
     def _turn_ended(self, event: ev.TurnEnded) -> None:
         if event.error:
@@ -311,106 +167,6 @@ class SessionCore:
         self._settle_all()
         if self.phase is Phase.TURN_RUNNING:
             self._out.append(fx.CancelTurn())
-
-    # -- approvals ---------------------------------------------------------------------
-
-    def _permission(self, event: ev.PermissionAsked) -> None:
-        tool_call = event.tool_call
-        shown = self.transcript.tool_call(tool_call)
-        self._emit([shown])
-        entry = shown.entry
-        options, withheld = policy.offered(
-            list(event.options),
-            self.controls.remote,
-            self.agent.preset.always_enters_mode if self.agent.preset else None,
-            self.controls.is_self_approving,
-        )
-        if withheld and not self._withheld_noticed:
-            self._withheld_noticed = True
-            self._notice(f"'Always allow' is not offered under Remote Control: {self.agent.name} would switch itself "
-                         f"to {self.agent.preset.always_enters_mode!r} and approve later edits by itself.")  # fmt: skip
-        paths = policy.tool_call_paths(tool_call)
-        outside = policy.outside_paths(paths, lambda path: self.resolve(path) is not None)
-        resolved = tuple(r for r in (self.resolve(p) for p in paths) if r is not None)
-        approval = self.approvals.open(
-            tool_call_id=tool_entry_id(tool_call.tool_call_id),
-            title=policy.flag_outside(tool_call.title or entry.get("title", "tool call"), outside),
-            kind=tool_call.kind or entry.get("kind", "other"),
-            options=options,
-            deadline=policy.deadline(self._now, self.approval_timeout),
-            request=event.request,
-            paths=resolved,
-        )
-        self._opened_approval(approval)
-
-    def _write(self, event: ev.WriteAsked) -> None:
-        index = policy.covering(self.grants, event.path)
-        if index is not None:
-            self._use_grant(index)
-            self._out.append(fx.Permit(event.request, True))
-            return
-        self._host_approval(event.request, policy.write_title(event.shown), "edit", (event.path,))
-
-    def _command(self, event: ev.CommandAsked) -> None:
-        index = policy.covering(self.grants, None) if not event.env else None  # added variables always ask
-        if index is not None:
-            self._use_grant(index)
-            self._out.append(fx.Permit(event.request, True))
-            return
-        title = policy.command_title(list(event.argv), event.cwd, dict(event.env))
-        self._host_approval(event.request, title, "execute", ())
-
-    def _use_grant(self, index: int) -> None:
-        if self.grants[index].used_up():
-            del self.grants[index]
-
-    def _host_approval(self, request: int, title: str, kind: str, paths: tuple[str, ...]) -> None:
-        """A side effect no granted approval covers: the host asks on its own (rule 4)."""
-        approval = self.approvals.open(
-            tool_call_id=None,
-            title=title,
-            kind=kind,
-            options=list(policy.HOST_OPTIONS),
-            deadline=policy.deadline(self._now, self.approval_timeout),
-            request=request,
-            source="host",
-            paths=paths,
-        )
-        self._opened_approval(approval)
-
-    def _opened_approval(self, approval: Approval) -> None:
-        self._emit(self.transcript.put(approval.to_entry()))
-        flagged = policy.auto_allow(approval.options, self.controls.remote, self.skip_permissions)
-        if flagged is not None:
-            self._decide(approval.id, flagged.option_id, by="flag")
-
-    def _decide(self, approval_id: str, option_id: str, by: str) -> None:
-        self._settle(self.approvals.decide(approval_id, option_id, by))
-
-    def _settle(self, approval: Approval | None) -> None:
-        """Show the outcome of an approval and answer the request that waits for it."""
-        if approval is None:
-            return
-        self._emit(self.transcript.put(approval.to_entry()))
-        granted = approval.granted()
-        if approval.source == "host":
-            reason = "" if granted else f"the person did not allow it ({approval.state})"
-            self._out.append(fx.Permit(approval.request, granted is not None, reason))
-            return
-        if granted is not None:
-            self.grants.append(policy.Grant(frozenset(approval.paths), approval.kind, granted == "allow_always"))
-        self._out.append(fx.Answer(approval.request, approval.outcome))
-
-    def _settle_all(self) -> None:
-        for approval in self.approvals.pending():
-            self._settle(self.approvals.cancel(approval.id))
-
-    def _tick(self, event: ev.Tick) -> None:
-        expired = self.approvals.expire_due(self._now)
-        for approval in expired:
-            self._settle(approval)
-        if expired:
-            self._notice("An approval timed out and was denied.")
 
     # -- screens -----------------------------------------------------------------------
 
@@ -431,24 +187,6 @@ class SessionCore:
         elif isinstance(message, Authenticate):
             self._login(message.method_id)
         # Other kinds are host-to-viewer kinds: a screen sending one is ignored.
-
-    def _set_mode(self, mode_id: str) -> None:
-        if self.controls.remote and self.controls.is_self_approving(mode_id):
-            self._notice(f"Mode {mode_id!r} approves tools by itself; it is not allowed while Remote Control is on.")
-        elif self.phase not in LIVE:
-            self._notice("The agent cannot change modes right now.")
-        elif mode_id not in {m.id for m in self.controls.modes}:
-            self._notice(f"The agent has no mode {mode_id!r}.")
-        else:
-            self._out.append(fx.ChangeMode(mode_id))
-
-    def _set_option(self, option_id: str, value: str | bool) -> None:
-        if self.controls.remote and self.controls.refuses_option(option_id, value):
-            self._notice(f"{option_id} = {value!r} approves tools by itself; not allowed while Remote Control is on.")
-        elif self.phase not in LIVE or self.controls.option(option_id) is None:
-            self._notice(f"The agent has no option {option_id!r} to change now.")
-        else:
-            self._out.append(fx.ChangeOption(option_id, value))
 
     def _login(self, method_id: str) -> None:
         if self.phase is not Phase.LOGIN_NEEDED:

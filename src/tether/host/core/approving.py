@@ -1,0 +1,119 @@
+"""Approvals in the session core: open, decide, expire, and the grants they give.
+
+Each approval is held in one place (ApprovalBook: its deadline, who decided it, its
+outcome). An allowed approval becomes a Grant (policy.py) that covers the writes and
+commands the agent then sends through the host; anything not covered opens an approval of
+the host's own. Settling an approval answers the request waiting for it (Answer for the
+agent's permission request, Permit for a write or command).
+"""
+
+from __future__ import annotations
+
+from tether.host.core import effects as fx
+from tether.host.core import events as ev
+from tether.host.core import policy
+from tether.host.core.approvals import Approval
+from tether.host.core.state import CoreState
+from tether.host.core.transcript import tool_entry_id
+
+
+class Approving(CoreState):
+    """The approval part of SessionCore."""
+
+    def _permission(self, event: ev.PermissionAsked) -> None:
+        tool_call = event.tool_call
+        shown = self.transcript.tool_call(tool_call)
+        self._emit([shown])
+        entry = shown.entry
+        options, withheld = policy.offered(
+            list(event.options),
+            self.controls.remote,
+            self.agent.preset.always_enters_mode if self.agent.preset else None,
+            self.controls.is_self_approving,
+        )
+        if withheld and not self._withheld_noticed:
+            self._withheld_noticed = True
+            self._notice(f"'Always allow' is not offered under Remote Control: {self.agent.name} would switch itself "
+                         f"to {self.agent.preset.always_enters_mode!r} and approve later edits by itself.")  # fmt: skip
+        paths = policy.tool_call_paths(tool_call)
+        outside = policy.outside_paths(paths, lambda path: self.resolve(path) is not None)
+        resolved = tuple(r for r in (self.resolve(p) for p in paths) if r is not None)
+        approval = self.approvals.open(
+            tool_call_id=tool_entry_id(tool_call.tool_call_id),
+            title=policy.flag_outside(tool_call.title or entry.get("title", "tool call"), outside),
+            kind=tool_call.kind or entry.get("kind", "other"),
+            options=options,
+            deadline=policy.deadline(self._now, self.approval_timeout),
+            request=event.request,
+            paths=resolved,
+        )
+        self._opened_approval(approval)
+
+    def _write(self, event: ev.WriteAsked) -> None:
+        index = policy.covering(self.grants, event.path)
+        if index is not None:
+            self._use_grant(index)
+            self._out.append(fx.Permit(event.request, True))
+            return
+        self._host_approval(event.request, policy.write_title(event.shown), "edit", (event.path,))
+
+    def _command(self, event: ev.CommandAsked) -> None:
+        index = policy.covering(self.grants, None) if not event.env else None  # added variables always ask
+        if index is not None:
+            self._use_grant(index)
+            self._out.append(fx.Permit(event.request, True))
+            return
+        title = policy.command_title(list(event.argv), event.cwd, dict(event.env))
+        self._host_approval(event.request, title, "execute", ())
+
+    def _use_grant(self, index: int) -> None:
+        if self.grants[index].used_up():
+            del self.grants[index]
+
+    def _host_approval(self, request: int, title: str, kind: str, paths: tuple[str, ...]) -> None:
+        """A side effect no granted approval covers: the host asks on its own (rule 4)."""
+        approval = self.approvals.open(
+            tool_call_id=None,
+            title=title,
+            kind=kind,
+            options=list(policy.HOST_OPTIONS),
+            deadline=policy.deadline(self._now, self.approval_timeout),
+            request=request,
+            source="host",
+            paths=paths,
+        )
+        self._opened_approval(approval)
+
+    def _opened_approval(self, approval: Approval) -> None:
+        self._emit(self.transcript.put(approval.to_entry()))
+        flagged = policy.auto_allow(approval.options, self.controls.remote, self.skip_permissions)
+        if flagged is not None:
+            self._decide(approval.id, flagged.option_id, by="flag")
+
+    def _decide(self, approval_id: str, option_id: str, by: str) -> None:
+        self._settle(self.approvals.decide(approval_id, option_id, by))
+
+    def _settle(self, approval: Approval | None) -> None:
+        """Show the outcome of an approval and answer the request that waits for it."""
+        if approval is None:
+            return
+        self._emit(self.transcript.put(approval.to_entry()))
+        granted = approval.granted()
+        if approval.source == "host":
+            reason = "" if granted else f"the person did not allow it ({approval.state})"
+            self._out.append(fx.Permit(approval.request, granted is not None, reason))
+            return
+        if granted is not None:
+            self.grants.append(policy.Grant(frozenset(approval.paths), approval.kind, granted == "allow_always"))
+        self._out.append(fx.Answer(approval.request, approval.outcome))
+
+    def _settle_all(self) -> None:
+        for approval in self.approvals.pending():
+            self._settle(self.approvals.cancel(approval.id))
+
+    def _tick(self, event: ev.Tick) -> None:
+        expired = self.approvals.expire_due(self._now)
+        for approval in expired:
+            self._settle(approval)
+        if expired:
+            self._notice("An approval timed out and was denied.")

@@ -1,0 +1,100 @@
+"""The agent's modes and options in the session core: rule 4 under Remote Control.
+
+With Remote Control on, the agent runs in a mode where it asks. One rule covers both
+doors an agent may use to switch (a mode update, a mode-category config option); a
+switch back that fails ends Remote Control on every screen rather than go on unseen.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from tether.host.core import effects as fx
+from tether.host.core import events as ev
+from tether.host.core.phases import Phase
+from tether.host.core.state import CoreState
+
+LIVE = (Phase.READY, Phase.TURN_RUNNING)
+
+
+class Modes(CoreState):
+    """The modes part of SessionCore."""
+
+    def _police(self, by_agent: bool = False) -> None:
+        """Rule 4: under Remote Control the agent runs in a mode where it asks."""
+        offending = self.controls.self_approving_now()
+        if not self.controls.remote or offending is None or self.enforcing:
+            return
+        option_id, value = offending
+        target = self.controls.asking_choice(option_id)
+        what = f"mode {value!r}" if option_id is None else f"{option_id} = {value!r}"
+        if by_agent:
+            self._notice(f"The agent switched itself to {what}, which approves tools by itself.")
+        if target is None:
+            self._end_remote(f"the agent is in {what}, which approves tools by itself, and offers no choice that asks")
+            return
+        self._notice(f"Switching the agent to {target!r}, where it asks before acting.")
+        self.enforcing = True
+        if option_id is None:
+            self._out.append(fx.ChangeMode(target, enforcing=True))
+        else:
+            self._out.append(fx.ChangeOption(option_id, target, enforcing=True))
+
+    def _end_remote(self, reason: str) -> None:
+        self.controls.remote = False
+        self._notice(f"Remote Control is off: {reason}.")
+        if self.controls.modes or self.controls.options:
+            self._controls_changed()
+        # Prompts the phone sent while the rule could not be kept are not run unasked.
+        kept = [(text, by) for text, by in self.prompts if by == "terminal"]
+        if len(kept) < len(self.prompts):
+            self._notice(f"{len(self.prompts) - len(kept)} prompt(s) from the phone were dropped.")
+        self.prompts = deque(kept)
+        self._out.append(fx.EndRemote(reason))
+
+    def _mode_changed(self, event: ev.ModeChanged) -> None:
+        self.controls.current_mode = event.mode_id
+        self.enforcing = False
+        self._controls_changed()
+        self._police()
+        self._next_prompt()
+
+    def _options_changed(self, event: ev.OptionsChanged) -> None:
+        self.controls.load(None, event.options)
+        self.enforcing = False
+        self._controls_changed()
+        self._police()
+        self._next_prompt()
+
+    def _call_failed(self, event: ev.CallFailed) -> None:
+        if event.enforcing:
+            # A policy action that fails must never leave the agent self-approving unseen.
+            self.enforcing = False
+            self._end_remote(f"the agent could not be moved to a mode that asks ({event.detail})")
+            return
+        self._notice(f"The agent refused the {event.what} change: {event.detail}")
+
+    def _remote_changed(self, event: ev.RemoteChanged) -> None:
+        self.controls.remote = event.on
+        if self.controls.modes or self.controls.options:
+            self._controls_changed()
+        if event.on and self.phase is not Phase.STARTING:
+            self._police()
+
+    def _set_mode(self, mode_id: str) -> None:
+        if self.controls.remote and self.controls.is_self_approving(mode_id):
+            self._notice(f"Mode {mode_id!r} approves tools by itself; it is not allowed while Remote Control is on.")
+        elif self.phase not in LIVE:
+            self._notice("The agent cannot change modes right now.")
+        elif mode_id not in {m.id for m in self.controls.modes}:
+            self._notice(f"The agent has no mode {mode_id!r}.")
+        else:
+            self._out.append(fx.ChangeMode(mode_id))
+
+    def _set_option(self, option_id: str, value: str | bool) -> None:
+        if self.controls.remote and self.controls.refuses_option(option_id, value):
+            self._notice(f"{option_id} = {value!r} approves tools by itself; not allowed while Remote Control is on.")
+        elif self.phase not in LIVE or self.controls.option(option_id) is None:
+            self._notice(f"The agent has no option {option_id!r} to change now.")
+        else:
+            self._out.append(fx.ChangeOption(option_id, value))

@@ -1,0 +1,98 @@
+"""The state every part of the session core shares, and the helpers they all use.
+
+SessionCore (session.py) is this state plus its parts: approvals (approving.py) and the
+agent's modes under Remote Control (modes.py). See session.py for the calling contract.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tether.host.core import effects as fx
+from tether.host.core import policy
+from tether.host.core.approvals import ApprovalBook
+from tether.host.core.controls import Controls
+from tether.host.core.phases import Phase, Step, advance
+from tether.host.core.transcript import Transcript
+from tether.protocol.messages import Message, Snapshot, Turn
+
+Resolve = Callable[[str], str | None]  # a path -> its resolved absolute form, None if outside
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """What the core knows of the agent: its name, command line and preset facts."""
+
+    name: str
+    argv: tuple[str, ...]
+    preset: Any = None  # tether.agents.presets.Preset
+
+
+class CoreState:
+    """The fields of one session and the helpers that emit effects."""
+
+    def __init__(
+        self,
+        root: str,
+        agent: AgentInfo,
+        resolve: Resolve,
+        approval_timeout: float,
+        skip_permissions: bool = False,
+    ) -> None:
+        self.root = root
+        self.agent = agent
+        self.resolve = resolve
+        self.approval_timeout = approval_timeout
+        self.skip_permissions = skip_permissions
+        self.phase = Phase.STARTING
+        self.transcript = Transcript()
+        self.approvals = ApprovalBook()
+        self.controls = Controls(agent.preset)
+        self.grants: list[policy.Grant] = []
+        self.prompts: deque[tuple[str, str]] = deque()  # (text, by)
+        self.info: dict[str, Any] = {"title": root.rsplit("/", 1)[-1], "agent": agent.name, "cwd": root,
+                                     "protocol": 1}  # fmt: skip
+        self.can_load = False
+        self.restarts = 0
+        self.enforcing = False  # a switch back to an asking mode is in flight
+        self._withheld_noticed = False
+        self._wake: float | None = None
+        self._out: list[fx.Effect] = []
+        self._now = 0.0
+
+    # -- small helpers -----------------------------------------------------------------
+
+    def _emit(self, messages: list[Message], to: str | None = None) -> None:
+        self._out.extend(fx.Show(message, to) for message in messages)
+
+    def _notice(self, text: str) -> None:
+        self._emit(self.transcript.message("system", text))
+
+    def _step(self, step: Step) -> None:
+        self.phase = advance(self.phase, step)
+
+    def _rewake(self) -> None:
+        wake = self.approvals.next_deadline() if self.phase is not Phase.ENDED else None
+        if wake != self._wake:
+            self._wake = wake
+            self._out.append(fx.WakeAt(wake))
+
+    def snapshot(self) -> Snapshot:
+        """The whole (bounded) transcript for a screen that joins."""
+        entries = self.transcript.snapshot()
+        return Snapshot(session=dict(self.info), entries=entries, running=self.phase is Phase.TURN_RUNNING)
+
+    def _controls_changed(self) -> None:
+        self._emit(self.transcript.put(self.controls.entry()))
+
+    def _next_prompt(self) -> None:
+        if self.phase is not Phase.READY or self.enforcing or not self.prompts:
+            return
+        text, by = self.prompts.popleft()
+        self._emit(self.transcript.message("user", text, by=by))
+        self._step(Step.TURN_STARTED)
+        self._emit([Turn(running=True)])
+        self._out.append(fx.StartTurn(text))
