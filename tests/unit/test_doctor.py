@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tether.host.doctor import agent_checks, relay_check
+from tether.host.doctor import agent_checks, relay_check, tunnel_checks
 
 
 def statuses(env: dict[str, str], home: Path) -> dict[str, str]:
@@ -39,3 +39,13 @@ def test_unreachable_relay_is_reported() -> None:
     """A configured relay that does not answer is reported, not raised."""
     check = relay_check("http://127.0.0.1:9", timeout=1.0)
     assert "missing" == check.status and "not reachable" in check.detail
+
+
+def test_tunnel_tools_installed_or_missing(tmp_path: Path) -> None:
+    """Each tunnel tool is ok when on PATH (with the flag that uses it), else missing with where to get it."""
+    (tmp_path / "cloudflared").write_text("#!/bin/sh\n")
+    (tmp_path / "cloudflared").chmod(0o755)
+    checks = {check.name: check for check in tunnel_checks({"PATH": str(tmp_path)})}
+    assert ("ok", "missing") == (checks["cloudflared"].status, checks["tailscale"].status)
+    assert "--tunnel cloudflared" in checks["cloudflared"].detail
+    assert "tailscale.com/download" in checks["tailscale"].detail

@@ -20,6 +20,7 @@ from pathlib import Path
 from tether.agents.presets import PRESETS, Preset
 from tether.config import Config
 from tether.host.trust import TrustStore
+from tether.host.tunnel import TOOLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,19 @@ def relay_check(url: str | None, timeout: float = 3.0) -> Check:
     return Check("relay", url, "ok" if health.get("ok") else "missing", f"{health.get('sessions', '?')} sessions")
 
 
+def tunnel_checks(env: Mapping[str, str] | None = None) -> list[Check]:
+    """Which tunnel tools (``--tunnel``: a phone reaches the built-in relay through them) are installed."""
+    env = os.environ if env is None else env
+    checks = []
+    for tool in TOOLS.values():
+        path = shutil.which(tool.name, path=env.get("PATH"))
+        if path is None:
+            checks.append(Check("tunnel", tool.name, "missing", f"not installed; get it from {tool.install}"))
+        else:
+            checks.append(Check("tunnel", tool.name, "ok", f"{path}: `tether --remote --tunnel {tool.name}`"))
+    return checks
+
+
 def sandbox_check() -> Check:
     """The sandbox is not part of this version; say what the platform would use."""
     tool = "bubblewrap (bwrap)" if sys.platform.startswith("linux") else "sandbox-exec"
@@ -91,4 +105,4 @@ def run_checks(folder: Path) -> list[Check]:
         "ok" if trusted else "setup",
         "trusted: Remote Control is available here" if trusted else f"run `tether trust {folder}` first",
     )
-    return [*agent_checks(), relay_check(Config().get("relay.url")), sandbox_check(), trust]
+    return [*agent_checks(), relay_check(Config().get("relay.url")), *tunnel_checks(), sandbox_check(), trust]
