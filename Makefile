@@ -32,6 +32,7 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/relay_throughput.py
 	$(BIN)/python benchmarks/session_bench.py
+	$(BIN)/python benchmarks/relay_memory.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

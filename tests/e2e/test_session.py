@@ -13,6 +13,14 @@ from tests.conftest import TETHER, UNIT, RcRun, start_rc, stop
 from tether.config import Config
 from tether.testing import ViewerClient
 
+OPERATOR_TOKEN = "operator-token-for-tests"
+
+
+@pytest.fixture
+def tether_env(tether_env: dict[str, str]) -> dict[str, str]:
+    """The shared environment, with an operator token so the relay's /metrics can be read."""
+    return {**tether_env, "TETHER_RELAY_OPERATOR_TOKEN": OPERATOR_TOKEN}
+
 
 def option_id(approval: dict[str, object], kind: str) -> str:
     """The agent's own option id for an ACP option kind."""
@@ -129,7 +137,8 @@ async def test_closing_the_terminal_ends_the_session_everywhere(rc: RcRun, relay
         assert viewer.ended is not None and 4000 == viewer.close_code
     assert 0 == rc.process.wait(5 * UNIT)
     async with httpx.AsyncClient() as client:
-        assert 0 == (await client.get(f"{relay}/healthz")).json()["sessions"]
+        metrics = await client.get(f"{relay}/metrics", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        assert 0 == metrics.json()["sessions"]
 
 
 def test_untrusted_folder_is_refused(tmp_path: Path, tether_env: dict[str, str], relay: str) -> None:

@@ -63,13 +63,17 @@ def test_close_codes_and_reasons_match_the_protocol() -> None:
         4404: "unknown session",
         4408: "too slow",
         4409: "session busy",
+        4401: "unauthorized",
+        4429: "too many sessions",
     }
     assert expected == {int(code): code.reason for code in CloseCode}
 
 
 def test_every_refusal_has_a_drop_reason() -> None:
     """Each close code that refuses a join is counted under its own drop reason."""
-    refusals = {o.refusal for o in routing.TRANSITIONS.values() if o.refusal is not None} | {CloseCode.BAD_SESSION_ID}
+    # Refused before the table is asked: a malformed id, no credential, an address at its limit.
+    before = {CloseCode.BAD_SESSION_ID, CloseCode.UNAUTHORIZED, CloseCode.TOO_MANY_SESSIONS}
+    refusals = {o.refusal for o in routing.TRANSITIONS.values() if o.refusal is not None} | before
     assert refusals == set(routing.REFUSALS)
 
 

@@ -15,6 +15,13 @@ the same interface so that many relay processes share sessions:
 Either way nothing outlives the connections: the only content the relay holds is the
 in-flight frames in bounded mailboxes, and a session is gone when its host leaves.
 
+Memory is bounded twice: each mailbox by its ``QueueLimits``, and all mailboxes of the
+relay together by one :class:`Budget` (``total_bytes``), so that many sessions whose
+readers never read cannot add up to more. A frame needs room in both; its sender waits,
+and when there is still no room after ``slow_timeout`` a reader is cut 4408: the
+sender's peer if its own queue is the full one, else the reader that has gone longest
+without draining anything (in a flood, the flooder's).
+
 Calling contract, per connection: ``attach`` once (it raises :class:`Refused`), then
 ``forward`` for every binary frame the connection sends, and ``detach`` exactly once at
 the end (also after the relay closed the connection; a second detach is a no-op). The
@@ -31,7 +38,7 @@ from dataclasses import dataclass, field
 
 from tether.errors import BrokerUnavailable, Refused
 from tether.relay import routing
-from tether.relay.config import QUEUE_BYTES, QUEUE_FRAMES, SLOW_TIMEOUT
+from tether.relay.config import QUEUE_BYTES, QUEUE_FRAMES, SLOW_TIMEOUT, TOTAL_QUEUE_BYTES
 from tether.relay.routing import CloseCode, Counters, Drop, Role, SessionState
 
 CONTROL_SLACK = 64  # control messages a full queue still takes before its reader counts as too slow
@@ -44,6 +51,39 @@ class QueueLimits:
     max_bytes: int = QUEUE_BYTES
     max_frames: int = QUEUE_FRAMES
     slow_timeout: float = SLOW_TIMEOUT
+    total_bytes: int = TOTAL_QUEUE_BYTES  # every queue of the relay together (the Budget)
+
+
+class Budget:
+    """The bytes queued in all mailboxes of one relay, bounded by ``limit``.
+
+    Mailboxes ``take`` when they queue an item and ``give`` back when it is sent or
+    discarded. Frames wait for room (``fits``); control messages are taken past the limit
+    (they are small, and bounded per mailbox). A mailbox waiting for room registers its
+    event in ``waiting`` so that room freed anywhere wakes it.
+    """
+
+    def __init__(self, limit: int = TOTAL_QUEUE_BYTES) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0  # the most ever used at once (for /metrics and the benchmark)
+        self.waiting: set[asyncio.Event] = set()
+
+    def fits(self, size: int) -> bool:
+        """Whether ``size`` more bytes stay within the limit."""
+        return self.used + size <= self.limit
+
+    def take(self, size: int) -> None:
+        """Count ``size`` bytes as queued."""
+        self.used += size
+        self.peak = max(self.peak, self.used)
+
+    def give(self, size: int) -> None:
+        """Count ``size`` bytes as gone, and wake whoever waits for room."""
+        self.used -= size
+        if size:
+            for event in self.waiting:
+                event.set()
 
 
 Item = bytes | str | CloseCode
@@ -61,12 +101,16 @@ class Mailbox:
     what was queued (nothing, if closed with ``discard``), then the close code.
     """
 
-    def __init__(self, limits: QueueLimits) -> None:
+    def __init__(self, limits: QueueLimits, budget: Budget | None = None) -> None:
         self.limits = limits
+        self.budget = budget if budget is not None else Budget(limits.total_bytes)
         self._items: collections.deque[bytes | str] = collections.deque()
         self._bytes = 0
         self._changed = asyncio.Event()  # set on every get, push and close; waiters re-check
+        self._dropped = False
         self.closing: CloseCode | None = None
+        # Since when the reader has taken nothing while something waited for it (None: empty).
+        self.stalled_since: float | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -77,7 +121,11 @@ class Mailbox:
         return self._bytes
 
     def has_room(self, size: int) -> bool:
-        """Whether a frame of ``size`` bytes fits now (an empty queue takes any frame)."""
+        """Whether a frame of ``size`` bytes fits now, in this queue (see ``fits_own``) and in the budget."""
+        return self.fits_own(size) and self.budget.fits(size)
+
+    def fits_own(self, size: int) -> bool:
+        """Whether a frame of ``size`` bytes fits within this queue's own bounds."""
         if not self._items:
             return True
         return self._bytes + size <= self.limits.max_bytes and len(self._items) < self.limits.max_frames
@@ -88,19 +136,23 @@ class Mailbox:
             async with asyncio.timeout(self.limits.slow_timeout):
                 while self.closing is None and not self.has_room(size):
                     self._changed.clear()
-                    await self._changed.wait()
+                    self.budget.waiting.add(self._changed)
+                    try:
+                        await self._changed.wait()
+                    finally:
+                        self.budget.waiting.discard(self._changed)
         except TimeoutError:
             return False
         return self.closing is None
 
     def push(self, frame: bytes) -> None:
         """Queue a binary frame; call right after ``wait_for_room`` returned True."""
-        if self.closing is None:
+        if self.closing is None and not self._dropped:
             self._append(frame)
 
     def push_control(self, text: str) -> bool:
         """Queue a control message past the bound; False if the queue overflows (evict its reader)."""
-        if self.closing is not None:
+        if self.closing is not None or self._dropped:
             return True
         if len(self._items) >= self.limits.max_frames + CONTROL_SLACK:
             return False
@@ -113,9 +165,20 @@ class Mailbox:
             return
         self.closing = code
         if discard:
-            self._items.clear()
-            self._bytes = 0
+            self._clear()
         self._changed.set()  # wakes both the reader and blocked senders
+
+    def drop(self) -> None:
+        """The connection's writer is gone: forget what is queued, give its bytes back, take nothing more."""
+        self._dropped = True
+        self._clear()
+        self._changed.set()
+
+    def _clear(self) -> None:
+        self._items.clear()
+        self.budget.give(self._bytes)
+        self._bytes = 0
+        self.stalled_since = None
 
     async def get(self) -> Item:
         """The next item, waiting for one; the close code once closed and drained."""
@@ -126,12 +189,17 @@ class Mailbox:
             await self._changed.wait()
         item = self._items.popleft()
         self._bytes -= len(item)
+        self.budget.give(len(item))
+        self.stalled_since = asyncio.get_running_loop().time() if self._items else None
         self._changed.set()
         return item
 
     def _append(self, item: bytes | str) -> None:
+        if not self._items:
+            self.stalled_since = asyncio.get_running_loop().time()
         self._items.append(item)
         self._bytes += len(item)
+        self.budget.take(len(item))
         self._changed.set()
 
 
@@ -150,6 +218,7 @@ class Broker(abc.ABC):
     def __init__(self, counters: Counters | None = None, limits: QueueLimits | None = None) -> None:
         self.counters = counters if counters is not None else Counters()
         self.limits = limits if limits is not None else QueueLimits()
+        self.budget = Budget(self.limits.total_bytes)  # shared by every mailbox of this broker
 
     @abc.abstractmethod
     async def attach(self, session_id: str, role: Role) -> Attachment:
@@ -197,7 +266,7 @@ class MemoryBroker(Broker):
         outcome = routing.join(session_id, role, SessionState.of(set(ends)))
         if outcome.refusal is not None:
             raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
-        attachment = Attachment(session_id, role, Mailbox(self.limits))
+        attachment = Attachment(session_id, role, Mailbox(self.limits, self.budget))
         ends[role] = attachment
         self._sessions[session_id] = ends
         self._apply(ends, outcome.effects)
@@ -212,16 +281,34 @@ class MemoryBroker(Broker):
             self.counters.count(target)
             return
         peer = ends[target]
-        room = await peer.mailbox.wait_for_room(len(frame))
-        # Re-check after the wait: either end may have left meanwhile, and a new viewer may
-        # have joined, whose host must not get a frame of the old one after its `joined`.
-        if not (self._current(attachment) and self._current(peer)):
-            return
-        if room:
-            peer.mailbox.push(frame)
-        elif peer.mailbox.closing is None:
-            await self.evict(peer, CloseCode.TOO_SLOW)
-        # else: the other end is already being closed; the frame goes with it
+        while True:
+            room = await peer.mailbox.wait_for_room(len(frame))
+            # Re-check after the wait: either end may have left meanwhile, and a new viewer may
+            # have joined, whose host must not get a frame of the old one after its `joined`.
+            if not (self._current(attachment) and self._current(peer)):
+                return
+            if room:
+                peer.mailbox.push(frame)
+                return
+            if peer.mailbox.closing is not None:
+                return  # the other end is already being closed; the frame goes with it
+            # Still no room after slow_timeout. If the peer's own queue is the full one, its
+            # reader is too slow; if the relay-wide budget is, cut whoever drains least.
+            stalest = None if not peer.mailbox.fits_own(len(frame)) else self._stalest()
+            if stalest is None or stalest is peer:
+                await self.evict(peer, CloseCode.TOO_SLOW)
+                return
+            await self.evict(stalest, CloseCode.TOO_SLOW)
+
+    def _stalest(self) -> Attachment | None:
+        """The attached end whose reader has gone longest without taking a queued item."""
+        stalled = [
+            attachment
+            for ends in self._sessions.values()
+            for attachment in ends.values()
+            if attachment.mailbox.stalled_since is not None and attachment.mailbox.closing is None
+        ]
+        return min(stalled, key=lambda attachment: attachment.mailbox.stalled_since or 0.0, default=None)
 
     async def detach(self, attachment: Attachment) -> None:
         self._leave(attachment)
