@@ -11,8 +11,8 @@ at start it:
   ``benchmarks/relay_memory.py``: after a flood of 40 sessions of unread 1 MiB frames
   the relay (no budget then) stayed at 479 MiB (from 43) without this, and came back to
   83 MiB with it (``MALLOC_MMAP_THRESHOLD_=131072``, the same setting). What stays is
-  smaller objects' fragmentation, about 2 MiB per flooding session (benchmark figures in
-  the module doc there); ``malloc_trim`` did not reduce it;
+  heap fragmentation, about 1-2 MiB per flooding session (figures in the benchmark's
+  doc); ``malloc_trim`` and ``PYTHONMALLOC=malloc`` did not reduce it;
 - logs uvicorn's lines to stderr through a handler that never raises (``log_to_stderr``).
 
 ``connection_cap`` is used by embedded relays too: no more connections than the

@@ -26,6 +26,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tether.relay.routing import Counters, Drop
@@ -68,6 +69,10 @@ def guarded_protocol(limits: ConnectionLimits, counters: Counters) -> type[H11Pr
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
+
+        def handle_websocket_upgrade(self, event: h11.Request) -> None:
+            self._disarm()  # the WebSocket protocol takes the connection over; nothing of this one may linger
+            super().handle_websocket_upgrade(event)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
