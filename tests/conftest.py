@@ -5,19 +5,25 @@ Every wait is a multiple of UNIT (seconds), which CI can scale with TETHER_TEST_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 UNIT = float(os.environ.get("TETHER_TEST_UNIT", "1.0"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +56,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -101,6 +108,50 @@ def relay(tether_env: dict[str, str]) -> Iterator[str]:
     stop(process)
 
 
+class Lines:
+    """The lines a process prints, read with select() so that every wait on them has a deadline.
+
+    Reads the pipe's file descriptor directly: the stream object's own buffer is never used.
+    A wait that runs out fails with every line seen so far.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.seen: list[str] = []
+        self._fd = stream.fileno()
+        self._buffer = b""
+        self._ended = False
+
+    def next(self, timeout: float, waiting_for: str = "a line") -> str | None:
+        """The next line (also kept in ``seen``), None at the end of output."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer and not self._ended:
+            ready, _, _ = select.select([self._fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError(f"no {waiting_for} in time; seen so far:\n" + "".join(self.seen))
+            data = os.read(self._fd, 65536)
+            self._ended = not data
+            self._buffer += data
+        line, newline, self._buffer = self._buffer.partition(b"\n")
+        if not (line or newline):
+            return None
+        self.seen.append((line + newline).decode(errors="replace"))
+        return self.seen[-1]
+
+    def until(self, marker: str, timeout: float) -> None:
+        """Read lines until one contains ``marker``; fails at the end of output or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (line := self.next(max(deadline - time.monotonic(), 0), repr(marker))) is not None:
+            if marker in line:
+                return
+        raise AssertionError(f"output ended without {marker!r}:\n" + "".join(self.seen))
+
+    def rest(self, timeout: float) -> None:
+        """Read up to the end of output, for at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.next(max(deadline - time.monotonic(), 0), "end of output") is not None:
+            pass
+
+
 @dataclass
 class RcRun:
     """A running `tether rc --json`."""
@@ -129,14 +180,17 @@ def start_rc(project: Path, env: dict[str, str], relay: str, agent: str = SCRIPT
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert process.stdout is not None
-    line = process.stdout.readline()
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        line = Lines(process.stdout).next(30 * UNIT, "JSON line")
+    except AssertionError:
+        line = None
     if not line:
-        assert process.stderr is not None
-        process.wait(5 * UNIT)
-        error = process.stderr.read().decode()
+        process.kill()
+        process.wait()
+        error = process.stderr.read().decode(errors="replace")
         stop(process)
-        raise AssertionError(f"tether rc printed nothing: {error}")
+        raise AssertionError(f"tether rc printed no JSON line within {30 * UNIT:g} s: {error}")
     data = json.loads(line)
     return RcRun(process=process, url=data["url"], session_id=data["session_id"])
 
@@ -149,6 +203,27 @@ def rc(project: Path, tether_env: dict[str, str], relay: str) -> Iterator[RcRun]
     stop(run.process)
 
 
-def chromium_path() -> str | None:
-    """Debian's chromium, never a downloaded browser."""
-    return shutil.which("chromium") or (None if not Path("/usr/bin/chromium").exists() else "/usr/bin/chromium")
+# Headless in a container: no sandbox (no user namespaces), no GPU, and no traffic of its own.
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update")
+
+
+def chromium_path() -> str:
+    """Debian's chromium, never a downloaded browser; skips the test without it (fails under CI=true)."""
+    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    require(path is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    assert path is not None
+    return path
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium driven by Playwright, for every browser test (see chromium_path)."""
+    path = chromium_path()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            await browser.close()

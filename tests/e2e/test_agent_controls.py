@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import IO
 
-from tests.conftest import SCRIPTED_AGENT, TETHER, UNIT, RcRun, start_rc, stop
+from tests.conftest import SCRIPTED_AGENT, TETHER, UNIT, Lines, RcRun, start_rc, stop
 from tether.protocol.messages import Authenticate, SetMode
 from tether.testing import ViewerClient
 
 
 def current_mode(viewer: ViewerClient) -> str | None:
+    """The agent's current mode as the viewer last saw it (None before any controls entry)."""
     controls = viewer.entries.get("controls")
     return controls["modes"]["current"] if controls else None
 
@@ -71,16 +71,6 @@ async def test_a_crashed_agent_is_restarted_and_reattached(rc: RcRun) -> None:
         assert viewer.ended is None
 
 
-def read_until(stream: IO[bytes], marker: str, seen: list[str]) -> None:
-    """Read lines into ``seen`` until one contains ``marker`` (fails at end of output)."""
-    while True:
-        line = stream.readline().decode()
-        assert line, f"no {marker!r} in: " + "".join(seen)
-        seen.append(line)
-        if marker in line:
-            return
-
-
 def converse(project: Path, env: dict[str, str], flags: list[str], steps: tuple[tuple[str, str], ...]) -> list[str]:
     """Run interactive `tether` with the scripted agent: type each line, read until its marker, then /quit."""
     process = subprocess.Popen(
@@ -91,27 +81,31 @@ def converse(project: Path, env: dict[str, str], flags: list[str], steps: tuple[
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    seen: list[str] = []
+    assert process.stdin is not None and process.stdout is not None
+    lines = Lines(process.stdout)
     try:
-        assert process.stdin is not None and process.stdout is not None
         for line, marker in steps:
             process.stdin.write(f"{line}\n".encode())
             process.stdin.flush()
-            read_until(process.stdout, marker, seen)
+            lines.until(marker, 30 * UNIT)  # the first marker waits for tether to start
         process.stdin.write(b"/quit\n")
         process.stdin.close()
-        seen.extend(line.decode() for line in process.stdout)
+        lines.rest(30 * UNIT)
         assert 0 == process.wait(10 * UNIT)
     finally:
         stop(process)
-    return seen
+    return lines.seen
 
 
 def test_terminal_can_switch_modes_when_remote_is_off(project: Path, tether_env: dict[str, str]) -> None:
-    """Locally, /mode may pick a self-approving mode; the agent then writes without asking."""
-    steps = (("/mode acceptEdits", "Mode is now acceptEdits"), ("write free.txt no asking", "turn ended"))
+    """Locally, /mode may pick a self-approving mode; the agent no longer asks, but tether still does."""
+    steps = (
+        ("/mode acceptEdits", "Mode is now acceptEdits"),
+        ("write free.txt no asking", "asked by tether"),
+        ("y", "turn ended"),
+    )
     seen = converse(project, tether_env, [], steps)
-    assert not any("Approve?" in line for line in seen)
+    assert 1 == sum("Approve?" in line for line in seen)
     assert "no asking" == (project / "free.txt").read_text()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def model_env(env: dict[str, str], fake: FakeModelServer, provider: str) -> dict
 
 @pytest.fixture
 def stopper() -> Iterator[list[RcRun]]:
+    """The `tether rc` runs a test started, stopped at teardown."""
     runs: list[RcRun] = []
     yield runs
     for run in runs:
@@ -32,6 +34,7 @@ def stopper() -> Iterator[list[RcRun]]:
 
 
 def kind_of(approval: dict[str, object], kind: str) -> str:
+    """The agent's own option id for an ACP option kind."""
     return next(o["option_id"] for o in approval["options"] if o["kind"] == kind)  # type: ignore[attr-defined, index]
 
 
@@ -99,21 +102,31 @@ async def test_rate_limit_is_retried_and_shown(
             assert viewer.texts("thought"), "the retry is shown in the transcript"
 
 
-def test_a_provider_key_selects_the_builtin_agent(project: Path, tether_env: dict[str, str], relay: str) -> None:
-    """With no --agent and no config, a provider key makes the built-in agent the default."""
-    env = {k: v for k, v in tether_env.items() if not k.startswith(SCRUBBED)}
-    env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
-    run = start_rc(project, env, relay, agent="")
-    try:
-        assert run.url
-    finally:
-        stderr = run.stderr()
-    assert "DEMO" not in stderr
+async def test_a_provider_key_selects_the_builtin_agent(
+    project: Path, tether_env: dict[str, str], relay: str, stopper: list[RcRun]
+) -> None:
+    """With no --agent and no config, a provider key runs the built-in agent: it is named and the model answers."""
+    async with FakeOpenAI([Turn(text="Answered by the fake model.")]) as fake:
+        run = start_rc(project, model_env(tether_env, fake, "openai"), relay, agent="")
+        stopper.append(run)
+        async with ViewerClient(run.url) as viewer:
+            await viewer.wait_for(lambda v: v.session, 10 * UNIT)
+            assert "builtin" == viewer.session["agent"]
+            await viewer.prompt("who answers?")
+            await viewer.wait_for(lambda v: "Answered by the fake model." in v.texts("agent"), 10 * UNIT)
+        [request] = fake.model_requests()
+        assert "who answers?" in json.dumps(request.body["messages"])
 
 
-def test_without_a_key_the_demo_is_the_default(project: Path, tether_env: dict[str, str], relay: str) -> None:
-    """No agent configured and no key: the demo agent, with a banner saying how to connect one."""
+async def test_without_a_key_the_demo_is_the_default(
+    project: Path, tether_env: dict[str, str], relay: str, stopper: list[RcRun]
+) -> None:
+    """No agent configured and no key: the demo agent runs, with a banner saying how to connect one."""
     env = {k: v for k, v in tether_env.items() if not k.startswith(SCRUBBED)}
     run = start_rc(project, env, relay, agent="")
+    stopper.append(run)
+    async with ViewerClient(run.url) as viewer:
+        await viewer.wait_for(lambda v: v.session, 10 * UNIT)
+        assert "demo" == viewer.session["agent"]
     stderr = run.stderr()
     assert "DEMO agent" in stderr and "ANTHROPIC_API_KEY" in stderr

@@ -20,7 +20,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import UNIT, require
+from tests.conftest import UNIT, chromium
 from tether.protocol.channel import Channel
 from tether.protocol.frames import Frame
 from tether.protocol.messages import (
@@ -40,9 +40,6 @@ from tether.protocol.messages import (
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 10_000 * UNIT
 
@@ -225,14 +222,9 @@ async def relay_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    """Debian's headless Chromium; never a downloaded browser."""
-    require(HAVE_CHROMIUM, f"Debian chromium is not installed at {CHROMIUM}")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    """Debian's headless Chromium (tests/conftest.py: chromium)."""
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ import acp
 from acp import RequestError, schema
 from acp.core import ClientSideConnection
 
+from tests.conftest import UNIT
+
 STDIO_LIMIT = 50 * 1024 * 1024
 
 
@@ -253,7 +255,7 @@ async def spawn_agent(
         if process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), 5)
+                await asyncio.wait_for(process.wait(), 5 * UNIT)
             except TimeoutError:
                 process.kill()
                 await process.wait()

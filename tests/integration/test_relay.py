@@ -1,6 +1,8 @@
 """The relay on real sockets: an embedded uvicorn on 127.0.0.1, clients with `websockets`.
 
-Every wait is a multiple of UNIT; nothing here asserts speed beyond "at once" (one UNIT).
+Forwarding, routing refusals, bad input, slow readers, the end of a session, the viewer
+page and /healthz. No test measures speed: each waits for the event it pins (a close, a
+frame, a counter) with a timeout of a few UNITs, so a busy machine is slower, not red.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ import asyncio
 import json
 import secrets
 import signal
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -91,7 +92,7 @@ async def still_forwards(relay: EmbeddedRelay) -> None:
     await host.close()
 
 
-async def test_frames_cross_byte_for_byte_both_ways(relay: EmbeddedRelay) -> None:
+async def test_frames_are_forwarded_byte_for_byte_both_ways(relay: EmbeddedRelay) -> None:
     """Binary frames of any content and size up to the limit arrive unchanged and in order, both ways."""
     _, host, viewer = await pair(relay)
     payloads = [b"", bytes(range(256)), b'{"type":"peer","role":"host","state":"left"}', secrets.token_bytes(MAX_FRAME)]
@@ -103,43 +104,37 @@ async def test_frames_cross_byte_for_byte_both_ways(relay: EmbeddedRelay) -> Non
     await host.close()
 
 
-async def test_viewer_for_unknown_session_gets_4404(relay: EmbeddedRelay) -> None:
+async def test_unknown_session_is_refused(relay: EmbeddedRelay) -> None:
     """A viewer for a session no host holds is closed 4404 `unknown session`."""
     viewer = await connect(relay, "viewer", new_id())
     assert (4404, "unknown session") == await closed(viewer)
 
 
-async def test_second_viewer_gets_4409_and_the_pair_goes_on(relay: EmbeddedRelay) -> None:
-    """One controlling viewer per session: a second one is closed 4409; the first keeps working."""
+@pytest.mark.parametrize("role", ["host", "viewer"])
+async def test_each_role_is_taken_once(relay: EmbeddedRelay, role: str) -> None:
+    """A second host or a second viewer of a live session is closed 4409; the first pair goes on both ways."""
     session_id, host, viewer = await pair(relay)
-    second = await connect(relay, "viewer", session_id)
+    second = await connect(relay, role, session_id)
     assert (4409, "session busy") == await closed(second)
-    await host.send(b"still paired")
-    assert b"still paired" == await viewer.recv()
-    await host.close()
-
-
-async def test_second_host_gets_4409_and_the_pair_goes_on(relay: EmbeddedRelay) -> None:
-    """A second host for a live session is closed 4409; the session keeps its host."""
-    session_id, host, viewer = await pair(relay)
-    second = await connect(relay, "host", session_id)
-    assert (4409, "session busy") == await closed(second)
+    await host.send(b"to the first viewer")
     await viewer.send(b"to the first host")
-    assert b"to the first host" == await host.recv()
+    assert (b"to the first viewer", b"to the first host") == (await viewer.recv(), await host.recv())
+    assert 1 == (await health(relay))["drops"]["session_busy"]
     await host.close()
 
 
 @pytest.mark.parametrize("role", ["host", "viewer"])
 @pytest.mark.parametrize(
-    "session_id", ["short", "x" * 65, "semi;colon;is;not;ok", "dot.is.not.ok.either", "%C3%A9" * 8]
+    "session_id",
+    ["short", "x" * 65, "semi;colon;is;not;ok", "dot.is.not.ok.either", "%C3%A9" * 8, "has%20spaces%20and%20more"],
 )
-async def test_bad_session_id_gets_4400(relay: EmbeddedRelay, role: str, session_id: str) -> None:
+async def test_bad_session_ids_are_refused(relay: EmbeddedRelay, role: str, session_id: str) -> None:
     """A malformed session id is closed 4400 `bad session id`, for either role."""
     ws = await connect(relay, role, session_id)
     assert (4400, "bad session id") == await closed(ws)
 
 
-async def test_oversized_frame_gets_1009_and_the_relay_keeps_serving(relay: EmbeddedRelay) -> None:
+async def test_oversized_frame_closes_that_connection_only(relay: EmbeddedRelay) -> None:
     """A frame over the limit closes its sender 1009; its host hears `left`; other sessions go on."""
     _, other_host, other_viewer = await pair(relay)
     _, host, viewer = await pair(relay)
@@ -152,7 +147,7 @@ async def test_oversized_frame_gets_1009_and_the_relay_keeps_serving(relay: Embe
     assert 1 == (await health(relay))["drops"]["oversized"]
 
 
-async def test_text_frame_gets_an_error_and_nothing_else_changes(relay: EmbeddedRelay) -> None:
+async def test_text_frames_get_an_error_and_are_counted(relay: EmbeddedRelay) -> None:
     """Garbage in a text frame is answered `malformed` and counted; it is not forwarded; the session goes on."""
     _, other_host, other_viewer = await pair(relay)
     _, host, viewer = await pair(relay)
@@ -179,15 +174,13 @@ async def test_text_frame_that_is_not_utf8_is_closed_and_counted(relay: Embedded
     assert 1 == (await health(relay))["drops"]["malformed"]
 
 
-async def test_host_leaving_closes_the_viewer_4000_at_once(relay: EmbeddedRelay) -> None:
-    """The viewer gets the host's last frame, then 4000 within one unit; the session is gone."""
+async def test_host_leaving_ends_the_session_at_once(relay: EmbeddedRelay) -> None:
+    """The viewer gets the host's last frame, then 4000 (no grace period); the relay forgets the session."""
     session_id, host, viewer = await pair(relay)
     await host.send(b"last words")
-    started = time.monotonic()
     await host.close()
     assert b"last words" == await viewer.recv()
-    assert (4000, "session ended") == await closed(viewer, within=UNIT)
-    assert time.monotonic() - started < UNIT
+    assert (4000, "session ended") == await closed(viewer)
     assert 0 == (await health(relay))["sessions"]
     late = await connect(relay, "viewer", session_id)
     assert 4404 == (await closed(late))[0]
@@ -204,7 +197,7 @@ async def test_host_hears_joined_before_the_viewers_first_frame(relay: EmbeddedR
     await host.close()
 
 
-async def test_viewer_leaving_is_told_and_a_new_viewer_may_join(relay: EmbeddedRelay) -> None:
+async def test_viewer_leaving_is_told_to_the_host(relay: EmbeddedRelay) -> None:
     """The host hears `left`; the seat is free again and the next viewer is announced."""
     session_id, host, viewer = await pair(relay)
     await viewer.close()
@@ -246,8 +239,8 @@ async def test_healthz_shows_sessions_and_every_drop_reason(relay: EmbeddedRelay
     await host.close()
 
 
-async def test_viewer_that_does_not_read_is_closed_4408() -> None:
-    """A viewer whose queue stays full is closed `too slow`; the host hears `left` and goes on."""
+async def test_slow_reader_is_cut_off() -> None:
+    """A viewer that does not read, its queue full for slow_timeout, is closed 4408 `too slow` and counted."""
     config = RelayConfig(port=0, max_frame_bytes=MAX_FRAME, queue_bytes=4 * MAX_FRAME, slow_timeout=0.2 * UNIT)
     async with EmbeddedRelay(config) as relay:
         _, host, viewer = await pair(relay)
@@ -267,14 +260,13 @@ async def test_viewer_that_does_not_read_is_closed_4408() -> None:
 
 
 async def test_shutdown_closes_every_connection_1001() -> None:
-    """Leaving the relay's context closes host and viewer with 1001 promptly."""
-    relay = EmbeddedRelay(RelayConfig(port=0))
-    async with relay:
-        _, host, viewer = await pair(relay)
-        started = time.monotonic()
-    elapsed = time.monotonic() - started
+    """Leaving the relay's context closes host and viewer 1001; clients that take the close end it, not the grace."""
+    # A grace far longer than the timeout: the stop must come from the closes, not from waiting it out.
+    relay = EmbeddedRelay(RelayConfig(port=0, shutdown_grace=600 * UNIT))
+    async with asyncio.timeout(10 * UNIT):
+        async with relay:
+            _, host, viewer = await pair(relay)
     assert [(1001, "relay shutting down")] * 2 == [await closed(host), await closed(viewer)]
-    assert elapsed < UNIT
 
 
 async def test_garbage_instead_of_http_does_not_hurt_the_relay(relay: EmbeddedRelay) -> None:
@@ -289,19 +281,44 @@ async def test_garbage_instead_of_http_does_not_hurt_the_relay(relay: EmbeddedRe
     await still_forwards(relay)
 
 
-async def test_viewer_page_and_assets_are_served(relay: EmbeddedRelay) -> None:
-    """/s/<id> is the viewer page with strict headers; /assets serves its files and nothing outside them."""
+async def test_viewer_page_is_served_with_strict_headers(relay: EmbeddedRelay) -> None:
+    """/s/<id> is the viewer page: CSP of this origin only, no framing, no referrer; /assets serves nothing else."""
     async with httpx.AsyncClient(timeout=5 * UNIT) as client:
         page = await client.get(f"{relay.url}/s/{new_id()}")
         script = await client.get(f"{relay.url}/assets/app.js")
         missing = await client.get(f"{relay.url}/assets/nothing-here.js")
         escape = await client.get(f"{relay.url}/assets/..%2F__init__.py")
     assert (200, "text/html") == (page.status_code, page.headers["content-type"].split(";")[0])
-    assert 'data-testid="connection-status"' in page.text
-    assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert "no-referrer" == page.headers["referrer-policy"]
+    assert 'data-testid="connection-status"' in page.text and 'data-testid="prompt-input"' in page.text
+    csp = page.headers["content-security-policy"]
+    policy = {name: value for name, _, value in (d.strip().partition(" ") for d in csp.split(";"))}
+    assert ["'self'"] * 3 == [policy["default-src"], policy["script-src"], policy["style-src"]]
+    assert ["'none'"] * 2 == [policy["frame-ancestors"], policy["base-uri"]]
+    assert not any(word in csp for word in ("*", "unsafe-", "http:", "https:")), csp
+    assert ("no-referrer", "nosniff") == (page.headers["referrer-policy"], page.headers["x-content-type-options"])
     assert (200, "text/javascript") == (script.status_code, script.headers["content-type"].split(";")[0])
     assert [404, 404] == [missing.status_code, escape.status_code]
+
+
+async def test_a_flood_from_one_session_does_not_stop_another(relay: EmbeddedRelay) -> None:
+    """While one session carries thousands of frames, another session's frame still arrives; the flood arrives whole."""
+    _, host, viewer = await pair(relay)
+    _, other_host, other_viewer = await pair(relay)
+    frames = [i.to_bytes(4, "big") + b"f" * 1020 for i in range(2000)]
+
+    async def flood() -> None:
+        for frame in frames:
+            await host.send(frame)
+
+    sender = asyncio.create_task(flood())
+    assert frames[0] == await asyncio.wait_for(viewer.recv(), 5 * UNIT)  # the flood is under way
+    await other_host.send(b"ping")
+    assert b"ping" == await asyncio.wait_for(other_viewer.recv(), 5 * UNIT)
+    received = [frames[0]] + [await asyncio.wait_for(viewer.recv(), 5 * UNIT) for _ in frames[1:]]
+    await asyncio.wait_for(sender, 5 * UNIT)
+    assert frames == received
+    await host.close()
+    await other_host.close()
 
 
 class BrokenBroker(MemoryBroker):
