@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import platform
 import secrets
 import statistics
@@ -30,6 +31,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.version import version as websockets_version
 
 from tether.relay.server import EmbeddedRelay, RelayConfig
+from tether.testing import initiation_token
 
 KIB, MIB = 1024, 1024 * 1024
 SIZES = [(8 * KIB, 20_000), (MIB, 400)]  # frame size, frames per round
@@ -60,10 +62,16 @@ async def pair(relay: EmbeddedRelay) -> tuple[ClientConnection, ClientConnection
     """A host and a viewer of a new session, past their `peer joined` notices."""
     session_id = secrets.token_urlsafe(16)
     base = relay.url.replace("http://", "ws://", 1)
-    host = await websockets.connect(f"{base}/v1/host/{session_id}", compression=None, max_size=2 * MIB)
+    headers = {"Authorization": f"Bearer {initiation_token(relay.admission)}"}
+    host = await websockets.connect(
+        f"{base}/v1/host/{session_id}", compression=None, max_size=2 * MIB, additional_headers=headers
+    )
+    join = json.loads(await host.recv())["join"]  # this end's credentials come first
     viewer = await websockets.connect(f"{base}/v1/viewer/{session_id}", compression=None, max_size=2 * MIB)
-    await viewer.recv()
-    await host.recv()
+    await viewer.send(json.dumps({"type": "join", "token": join}))
+    await viewer.recv()  # credentials
+    await viewer.recv()  # peer joined
+    await host.recv()  # peer joined
     return host, viewer
 
 

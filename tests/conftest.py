@@ -68,6 +68,7 @@ def tether_env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["TETHER_CONFIG_DIR"] = str(tmp_path / "config")
     env["TETHER_STATE_DIR"] = str(tmp_path / "state")
+    env["TETHER_KEYRING"] = "0"  # device keys in the test's state folder, never the user's keyring
     return env
 
 
@@ -104,8 +105,16 @@ def relay(tether_env: dict[str, str]) -> Iterator[str]:
             stop(process)
             raise RuntimeError(f"relay did not start: {error}")
         time.sleep(0.05)
+    log_in(url, tether_env)
     yield url
     stop(process)
+
+
+def log_in(relay: str, env: dict[str, str], account: str = "tester") -> None:
+    """Register this test's machine with a relay on 127.0.0.1, as a user would: invite, then login."""
+    invite = subprocess.run([*TETHER, "relay", "invite", account, "--public-url", relay], env=env, check=True,
+                            capture_output=True, timeout=60 * UNIT).stdout.decode().strip()  # fmt: skip
+    subprocess.run([*TETHER, "login", invite], env=env, check=True, capture_output=True, timeout=60 * UNIT)
 
 
 class Lines:

@@ -32,6 +32,7 @@ class Key:
     type: type
     default: Any
     help: str
+    choices: tuple[str, ...] = ()  # the only values a str key takes, when not empty
 
 
 KEYS = {
@@ -41,7 +42,15 @@ KEYS = {
         Key("agent.provider", str, None, "built-in agent: anthropic or openai (OpenAI-compatible servers too)"),
         Key("agent.model", str, None, "built-in agent: the model name, e.g. claude-sonnet-4-5 or llama3.1"),
         Key("relay.url", str, None, "relay used when --relay is not given (default: embedded on 127.0.0.1)"),
+        Key("relay.ca", str, None, "PEM file of the private CA a relay's certificate must chain to (--relay-ca)"),
         Key("remote.auto_start", bool, False, "start every interactive session with Remote Control on"),
+        Key(
+            "remote.tunnel",
+            str,
+            None,
+            "publish the embedded relay for phones through cloudflared or tailscale (when --relay is not given)",
+            ("cloudflared", "tailscale"),
+        ),
         Key("sandbox.default", bool, False, "run tools in the sandbox unless --no-sandbox is given"),
         Key("approvals.timeout_seconds", int, 600, "an unanswered approval is denied after this long"),
     )
@@ -66,7 +75,14 @@ def _parse(key: Key, text: str) -> Any:
             return int(text)
         except ValueError:
             raise ConfigError(f"{key.name} takes a whole number, not {text!r}") from None
+    _check_choice(key, text)
     return text
+
+
+def _check_choice(key: Key, value: Any) -> None:
+    if key.choices and value not in key.choices:
+        allowed = ", ".join(key.choices[:-1]) + f" or {key.choices[-1]}"
+        raise ConfigError(f"{key.name} takes {allowed}, not {value!r}")
 
 
 class Config:
@@ -97,7 +113,10 @@ class Config:
         value = self._document().get(table, {}).get(leaf, key.default)
         if value is not None and not isinstance(value, key.type):
             raise ConfigError(f"{name} in {self.path} should be a {key.type.__name__}")
-        return value.unwrap() if hasattr(value, "unwrap") else value
+        value = value.unwrap() if hasattr(value, "unwrap") else value
+        if value is not None:
+            _check_choice(key, value)
+        return value
 
     def set(self, name: str, text: str) -> Any:
         """Parse ``text`` for ``name`` and write it to the file; returns the value."""

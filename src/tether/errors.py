@@ -10,7 +10,12 @@
     │   ├── RelayUnreachable      the relay cannot be reached or refused the session
     │   ├── RelayBindFailed       the relay cannot listen on its host and port
     │   ├── BrokerUnavailable     the relay's broker is unknown or not in this version
-    │   └── AgentConfigError      a flag or variable of the built-in agent has an unusable value
+    │   ├── InsecureRelay         a plain http:// or ws:// relay that is not on this machine
+    │   ├── TlsUnusable           the relay's TLS certificate, key or CA file cannot be used
+    │   ├── TunnelFailed          --tunnel: the tool is missing, unknown, stopped, or gave no address in time
+    │   ├── RelayConflict         both a relay URL and a tunnel were asked for
+    │   ├── AgentConfigError      a flag or variable of the built-in agent has an unusable value
+    │   └── NotLoggedIn           this machine has no device registered with that relay
     ├── ProtocolError             a frame or message broke docs/protocol.md
     │   ├── LocalProtocolError    we were about to send something invalid (a bug here)
     │   └── RemoteProtocolError   the other side sent something invalid (drop and count)
@@ -19,6 +24,7 @@
     │   ├── NotARegularFile       a folder, FIFO, device or socket where a file was expected
     │   └── FileTooLarge          a file above the read limit (host/files.py MAX_READ_BYTES)
     ├── Refused                   the relay refuses a connection: a close code and a drop reason
+    ├── CredentialRefused         a token or proof failed a check; ``reason`` names which (auth/)
     ├── ToolError                 a built-in agent's tool could not do what the model asked
     └── ProviderError             the built-in agent's model API failed
 
@@ -72,8 +78,28 @@ class BrokerUnavailable(UserError):
     """Use --broker memory, the broker this version of tether ships."""
 
 
+class TunnelFailed(UserError):
+    """Run the tool's command shown above by hand to see what it needs, or go without --tunnel (docs/deploy.md)."""
+
+
+class RelayConflict(UserError):
+    """Use --relay URL (a relay of your own) or --tunnel cloudflared|tailscale (publish the built-in one), not both."""
+
+
+class InsecureRelay(UserError):
+    """Use the relay's https:// address (a relay of your own: `tether relay serve --tls-cert F --tls-key F`, or behind Caddy), or reach this machine's relay through a tunnel (--tunnel cloudflared|tailscale)."""  # noqa: E501
+
+
+class TlsUnusable(UserError):
+    """Check the file names and that each file is PEM: --tls-cert with --tls-key for a relay, --relay-ca for a host."""
+
+
 class AgentConfigError(UserError):
     """Fix the flag or TETHER_AGENT_* variable named in the message (see `tether-agent --help`)."""
+
+
+class NotLoggedIn(UserError):
+    """Register this machine with the relay first: `tether login <invite URL>` (ask its operator for an invite)."""
 
 
 class ProtocolError(TetherError):
@@ -124,3 +150,11 @@ class ProviderError(TetherError):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class CredentialRefused(TetherError):
+    """A credential failed a check; ``reason`` is one word (auth/tokens.py ``Refusal``), never the token."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import ssl
+import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -36,6 +39,15 @@ from tether.protocol.messages import (
 JSON = dict[str, Any]
 
 
+def initiation_token(admission: Any, device: str = "test-device") -> str:
+    """A session-initiation token minted with a relay's own keys (``EmbeddedRelay.admission``),
+    standing in for the login and possession proof a real host goes through."""
+    from tether.auth.tokens import Purpose, mint
+
+    token, _ = mint(admission.keys, Purpose.INITIATE, device, time.time(), os.urandom)
+    return token
+
+
 def viewer_socket_url(session_url: str) -> str:
     """``http://relay/s/ID#...`` -> ``ws://relay/v1/viewer/ID``."""
     parts = urlsplit(session_url)
@@ -47,8 +59,12 @@ def viewer_socket_url(session_url: str) -> str:
 class ViewerClient:
     """A scripted viewer (see module doc). Use ``async with ViewerClient(url) as viewer``."""
 
-    def __init__(self, session_url: str) -> None:
+    def __init__(self, session_url: str, join: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.url = viewer_socket_url(session_url)
+        self.tls = tls  # for a wss:// relay with a private CA
+        # The viewer-join credential from the URL fragment (#j=...), as the web page reads it.
+        self.join = join if join is not None else (parse_qs(urlsplit(session_url).fragment).get("j") or [""])[0]
+        self.credentials: list[JSON] = []
         self.channel = Channel()
         self.entries: dict[str, JSON] = {}
         self.session: JSON = {}
@@ -62,7 +78,8 @@ class ViewerClient:
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ViewerClient:
-        self._ws = await websockets.connect(self.url, compression=None, max_size=2 * 1024 * 1024)
+        self._ws = await websockets.connect(self.url, compression=None, max_size=2 * 1024 * 1024, ssl=self.tls)
+        await self._ws.send(json.dumps({"type": "join", "token": self.join}))
         self._reader = asyncio.create_task(self._read())
         await self.send(Hello(client="tether-testing"))
         return self
@@ -77,6 +94,11 @@ class ViewerClient:
         assert self._ws is not None
         for frame in self.channel.send(message):
             await self._ws.send(frame)
+
+    async def renew(self) -> None:
+        """Ask the relay for a fresh routing credential (in-band)."""
+        assert self._ws is not None
+        await self._ws.send(json.dumps({"type": "renew"}))
 
     async def send_payload(self, payload: bytes) -> None:
         """Frames of a raw payload, well sequenced: for sending what no Message would serialize to."""
@@ -98,7 +120,11 @@ class ViewerClient:
         try:
             async for data in self._ws:
                 if isinstance(data, str):
-                    self.controls.append(json.loads(data))
+                    control = json.loads(data)
+                    if control.get("type") == "credentials":
+                        self.credentials.append(control)
+                    else:
+                        self.controls.append(control)
                 else:
                     message = self.channel.receive(data)
                     if message is not None:

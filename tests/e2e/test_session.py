@@ -177,11 +177,17 @@ async def test_agent_cannot_write_outside_the_project(rc: RcRun, tmp_path: Path)
 
 
 def test_unreachable_relay_is_a_clear_error(project: Path, tether_env: dict[str, str]) -> None:
-    """A relay that is not there gives one readable line, not a traceback."""
-    from tests.conftest import free_port
+    """A relay this machine logged in to, now not there, gives one readable line, not a traceback."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from tests.conftest import free_port
+    from tether.host.device import Devices
+
+    relay = f"http://127.0.0.1:{free_port()}"
+    devices = Devices(Path(tether_env["TETHER_STATE_DIR"]), use_keyring=False)
+    devices.remember(relay, "dev-gone", "tester", Ed25519PrivateKey.generate())
     result = subprocess.run(
-        [*TETHER, "rc", "--relay", f"http://127.0.0.1:{free_port()}", "--agent", "demo", "--json"],
+        [*TETHER, "rc", "--relay", relay, "--agent", "demo", "--json"],
         cwd=project,
         env=tether_env,
         capture_output=True,

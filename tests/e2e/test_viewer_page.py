@@ -37,6 +37,7 @@ from tether.protocol.messages import (
     Snapshot,
     Turn,
 )
+from tether.testing import initiation_token
 
 pytestmark = pytest.mark.browser
 
@@ -146,6 +147,7 @@ class FakeHost:
 
     def __init__(self, relay_url: str, fragment_size: int = 256 * 1024) -> None:
         self.session_id = secrets.token_urlsafe(16)
+        self.relay_url = relay_url
         base = relay_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
         self.socket_url = f"{base}/v1/host/{self.session_id}"
         self.page_url = f"{relay_url.rstrip('/')}/s/{self.session_id}"
@@ -157,7 +159,11 @@ class FakeHost:
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> FakeHost:
-        self._ws = await websockets.connect(self.socket_url, compression=None)
+        token = initiation_token(ADMISSIONS[self.relay_url])
+        headers = {"Authorization": f"Bearer {token}"}
+        self._ws = await websockets.connect(self.socket_url, compression=None, additional_headers=headers)
+        credentials = json.loads(await self._ws.recv())  # the relay's first word: this end's credentials
+        self.page_url += f"#j={credentials['join']}"
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -217,7 +223,12 @@ async def relay_url() -> AsyncIterator[str]:
     from tether.relay.server import EmbeddedRelay, RelayConfig
 
     async with EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0)) as relay:
+        ADMISSIONS[relay.url] = relay.admission
         yield relay.url
+        del ADMISSIONS[relay.url]
+
+
+ADMISSIONS: dict[str, Any] = {}  # relay URL -> its admission, so a FakeHost can present a credential
 
 
 @pytest.fixture
@@ -242,7 +253,7 @@ async def page(browser: Any) -> AsyncIterator[Any]:
 
 async def open_session(page: Any, host: FakeHost, entries: list[dict[str, Any]], running: bool = False) -> None:
     """Open the viewer on the host's session and answer its hello with a snapshot."""
-    await page.goto(f"{host.page_url}#k=secret-material")
+    await page.goto(f"{host.page_url}&k=secret-material")
     hello = await host.wait_for_kind(Hello)
     assert isinstance(hello, Hello)
     await host.send(Snapshot(session=SESSION, entries=entries, running=running))
@@ -285,7 +296,7 @@ async def test_fragment_is_stripped_from_the_address_bar(page: Any, relay_url: s
     """The secret-carrying fragment leaves the URL at once, and hello opens the connection."""
     async with FakeHost(relay_url) as host:
         await open_session(page, host, [])
-        assert host.page_url == page.url
+        assert host.page_url.split("#")[0] == page.url
         assert "" == await page.evaluate("location.hash")
 
 
@@ -395,12 +406,13 @@ async def test_host_disconnect_ends_the_session(page: Any, relay_url: str) -> No
     await expect(page.get_by_test_id("prompt-send")).to_be_disabled()
 
 
-async def test_unknown_session_says_so(page: Any, relay_url: str) -> None:
-    """A link to a session no host holds ends with 'unknown session'."""
+async def test_a_link_without_its_credential_is_not_admitted(page: Any, relay_url: str) -> None:
+    """A session link without a valid join credential (or to a session no host holds) says it is not admitted."""
     from playwright.async_api import expect
 
-    await page.goto(f"{relay_url.rstrip('/')}/s/{secrets.token_urlsafe(16)}")
-    await expect(page.get_by_test_id("connection-status")).to_have_text("ended: unknown session", timeout=WAIT_MS)
+    await page.goto(f"{relay_url.rstrip('/')}/s/{secrets.token_urlsafe(16)}#j=made-up")
+    await expect(page.get_by_test_id("connection-status")).to_have_text("ended: not admitted", timeout=WAIT_MS)
+    await expect(page.locator("#notice")).to_contain_text("Ask for a new link", timeout=WAIT_MS)
 
 
 async def test_js_frames_match_the_python_codec(page: Any, relay_url: str) -> None:

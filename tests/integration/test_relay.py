@@ -8,6 +8,7 @@ frame, a counter) with a timeout of a few UNITs, so a busy machine is slower, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import signal
@@ -22,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from tests.conftest import UNIT
 from tether.relay.broker import Attachment, MemoryBroker
 from tether.relay.server import EmbeddedRelay, RelayConfig
+from tether.testing import initiation_token
 
 MAX_FRAME = 64 * 1024 + 64  # small, so oversized frames are cheap to send
 
@@ -38,11 +40,33 @@ def new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-async def connect(relay: EmbeddedRelay, role: str, session_id: str, **options: Any) -> ClientConnection:
-    """A WebSocket to one end of a session, without compression, as tether's clients connect."""
+JOINS: dict[str, str] = {}  # session id -> the viewer-join token its host was given
+
+
+async def connect(
+    relay: EmbeddedRelay, role: str, session_id: str, credential: bool = True, **options: Any
+) -> ClientConnection:
+    """A WebSocket to one end of a session, without compression, as tether's clients connect.
+
+    With ``credential`` it presents what a real end presents (docs/protocol.md, "Credentials"):
+    the host a session-initiation token, the viewer its session's join token. The relay's
+    ``credentials`` answer is read here (a refused end gets none: it is closed instead).
+    """
     url = relay.url.replace("http://", "ws://", 1) + f"/v1/{role}/{session_id}"
     options.setdefault("max_size", 4 * MAX_FRAME)
-    return await websockets.connect(url, compression=None, open_timeout=5 * UNIT, **options)
+    if role == "host" and credential:
+        options["additional_headers"] = {"Authorization": f"Bearer {initiation_token(relay.admission)}"}
+    ws = await websockets.connect(url, compression=None, open_timeout=5 * UNIT, **options)
+    if role == "viewer" and credential:
+        with contextlib.suppress(websockets.ConnectionClosed):  # a bad session id is closed at once
+            await ws.send(json.dumps({"type": "join", "token": JOINS.get(session_id, "")}))
+    if credential:
+        with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(5 * UNIT):
+                first = json.loads(await ws.recv())
+                if first.get("type") == "credentials" and "join" in first:
+                    JOINS[session_id] = first["join"]
+    return ws
 
 
 async def closed(ws: ClientConnection, within: float = 5 * UNIT) -> tuple[int | None, str | None]:
@@ -75,12 +99,8 @@ async def pair(relay: EmbeddedRelay) -> tuple[str, ClientConnection, ClientConne
 
 
 async def health(relay: EmbeddedRelay) -> dict[str, Any]:
-    """The relay's /healthz document."""
-    async with httpx.AsyncClient(timeout=5 * UNIT) as client:
-        response = await client.get(f"{relay.url}/healthz")
-    assert 200 == response.status_code
-    document: dict[str, Any] = response.json()
-    return document
+    """The relay's figures, as /metrics shows them to its operator (tests/integration/test_relay_operator.py)."""
+    return {"ok": True, "sessions": await relay.broker.session_count(), "drops": relay.broker.counters.snapshot()}
 
 
 async def still_forwards(relay: EmbeddedRelay) -> None:
@@ -105,9 +125,9 @@ async def test_frames_are_forwarded_byte_for_byte_both_ways(relay: EmbeddedRelay
 
 
 async def test_unknown_session_is_refused(relay: EmbeddedRelay) -> None:
-    """A viewer for a session no host holds is closed 4404 `unknown session`."""
+    """A viewer for a session no host holds has no credential for it: closed 4401 `unauthorized`."""
     viewer = await connect(relay, "viewer", new_id())
-    assert (4404, "unknown session") == await closed(viewer)
+    assert (4401, "unauthorized") == await closed(viewer)
 
 
 @pytest.mark.parametrize("role", ["host", "viewer"])
@@ -175,15 +195,15 @@ async def test_text_frame_that_is_not_utf8_is_closed_and_counted(relay: Embedded
 
 
 async def test_host_leaving_ends_the_session_at_once(relay: EmbeddedRelay) -> None:
-    """The viewer gets the host's last frame, then 4000 (no grace period); the relay forgets the session."""
+    """The viewer gets the host's last frame, then 4000 (no grace); the relay forgets the session and its join token."""
     session_id, host, viewer = await pair(relay)
     await host.send(b"last words")
     await host.close()
     assert b"last words" == await viewer.recv()
     assert (4000, "session ended") == await closed(viewer)
     assert 0 == (await health(relay))["sessions"]
-    late = await connect(relay, "viewer", session_id)
-    assert 4404 == (await closed(late))[0]
+    late = await connect(relay, "viewer", session_id)  # with the session's join token
+    assert 4401 == (await closed(late))[0]
 
 
 async def test_host_hears_joined_before_the_viewers_first_frame(relay: EmbeddedRelay) -> None:
@@ -219,21 +239,26 @@ async def test_host_frames_without_viewer_are_dropped_and_counted(relay: Embedde
 
 
 async def test_healthz_shows_sessions_and_every_drop_reason(relay: EmbeddedRelay) -> None:
-    """/healthz counts live sessions and refusals by reason, every reason listed."""
+    """The operator's figures count live sessions and refusals by reason, every reason listed."""
     _, host, _viewer = await pair(relay)
-    assert 4404 == (await closed(await connect(relay, "viewer", new_id())))[0]
+    assert 4401 == (await closed(await connect(relay, "viewer", new_id())))[0]
     assert 4400 == (await closed(await connect(relay, "host", "bad")))[0]
     document = await health(relay)
     assert (True, 1) == (document["ok"], document["sessions"])
     expected = {
         "bad_session_id": 1,
-        "unknown_session": 1,
+        "unknown_session": 0,
+        "unauthorized": 1,
         "session_busy": 0,
         "malformed": 0,
         "oversized": 0,
         "no_peer": 0,
         "too_slow": 0,
         "internal": 0,
+        "too_many_sessions": 0,
+        "over_capacity": 0,
+        "idle": 0,
+        "bad_request": 0,
     }
     assert expected == document["drops"]
     await host.close()

@@ -52,3 +52,17 @@ def test_broken_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("[[[")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Config(path).get("agent.default")
+
+
+def test_remote_tunnel_takes_only_the_two_tools(tmp_path: Path) -> None:
+    """remote.tunnel is cloudflared or tailscale; another value is refused on set and when read from the file."""
+    path = tmp_path / "config.toml"
+    config = Config(path)
+    assert None is config.get("remote.tunnel")
+    assert "tailscale" == config.set("remote.tunnel", "tailscale")
+    assert "tailscale" == config.get("remote.tunnel")
+    with pytest.raises(ConfigError, match="cloudflared or tailscale"):
+        config.set("remote.tunnel", "ngrok")
+    path.write_text("[remote]\ntunnel = 'ngrok'\n")
+    with pytest.raises(ConfigError, match="cloudflared or tailscale"):
+        config.get("remote.tunnel")

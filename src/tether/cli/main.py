@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -17,7 +17,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from tether.cli import accounts
 from tether.errors import UserError
+from tether.relay.config import HANDSHAKE_TIMEOUT, SESSIONS_PER_ADDRESS, SLOW_TIMEOUT, TOTAL_QUEUE_BYTES
 
 app = typer.Typer(
     name="tether",
@@ -39,6 +41,17 @@ AgentOption = Annotated[
 ]
 RelayOption = Annotated[
     str | None, typer.Option("--relay", help="Relay URL; default: a relay inside this process on 127.0.0.1.")
+]
+RelayCaOption = Annotated[
+    Path | None,
+    typer.Option("--relay-ca", help="PEM file of the private CA the relay's certificate chains to (default: config)."),
+]
+TunnelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tunnel",
+        help="cloudflared or tailscale: publish the built-in relay through that tool, for phones (default: config).",
+    ),
 ]
 SandboxOption = Annotated[
     bool | None, typer.Option("--sandbox/--no-sandbox", help="Confine tools to the project (default: config).")
@@ -70,17 +83,27 @@ def _options(
     remote: bool,
     as_json: bool = False,
     name: str | None = None,
+    tunnel: str | None = None,
+    relay_ca: Path | None = None,
 ) -> Any:
     """RunOptions from the flags, falling back to the config file for what is not given."""
     from tether.config import Config
     from tether.host.app import RunOptions
+    from tether.host.tls import check_relay_url
+    from tether.host.tunnel import choose_relay
 
     try:
         config = Config()
+        relay, tunnel = choose_relay(relay, tunnel, config.get("relay.url"), config.get("remote.tunnel"))
+        if relay is not None:
+            check_relay_url(relay)  # refused before the agent starts (host/tls.py)
+        configured_ca = config.get("relay.ca")
+        relay_ca = relay_ca or (Path(configured_ca).expanduser() if configured_ca else None)
         return RunOptions(
             root=Path.cwd(),
             agent=agent or config.get("agent.default"),
-            relay=relay or config.get("relay.url"),
+            relay=relay,
+            tunnel=tunnel,
             sandbox=config.get("sandbox.default") if sandbox is None else sandbox,
             skip_permissions=skip_permissions,
             remote=remote or config.get("remote.auto_start"),
@@ -89,18 +112,39 @@ def _options(
             approval_timeout=float(config.get("approvals.timeout_seconds")),
             agent_settings=_agent_settings(config),
             embedded_relay=_embedded_relay,
+            relay_ca=relay_ca,
         )
     except UserError as exc:
         _fail(exc)
 
 
 @contextlib.asynccontextmanager
-async def _embedded_relay() -> AsyncIterator[str]:
-    """A relay inside this process on 127.0.0.1 (the default when no relay is given)."""
+async def _embedded_relay() -> AsyncIterator[tuple[str, Any]]:
+    """A relay inside this process on 127.0.0.1 (the default when no relay is given).
+
+    Its account store lives in the state folder; this machine's device is provisioned
+    there silently on first use, so the session needs no login step.
+    """
+    import time
+
+    from tether.auth.keys import public_key_raw
+    from tether.host.device import Devices, embedded_identity, local_device_key
+    from tether.paths import state_dir
+    from tether.relay.accounts import AccountStore
     from tether.relay.server import EmbeddedRelay, RelayConfig
 
-    async with EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0)) as relay:
-        yield relay.url
+    devices = Devices()
+    key = local_device_key(devices)
+    store = AccountStore(f"sqlite:///{state_dir() / 'embedded-relay.db'}")
+    await asyncio.to_thread(store.migrate)
+    device = await asyncio.to_thread(
+        store.provision_local, public_key_raw(key), "this machine", time.time(), os.urandom
+    )
+    try:
+        async with EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0), store=store) as relay:
+            yield relay.url, embedded_identity(relay.url, device.id, key)
+    finally:
+        store.close()
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
@@ -119,6 +163,8 @@ def interactive(
     remote: Annotated[bool, typer.Option("--remote", help="Start with Remote Control on.")] = False,
     agent: AgentOption = None,
     relay: RelayOption = None,
+    relay_ca: RelayCaOption = None,
+    tunnel: TunnelOption = None,
     sandbox: SandboxOption = None,
     skip_permissions: SkipOption = False,
 ) -> None:
@@ -127,7 +173,11 @@ def interactive(
         return
     from tether.host.app import run_interactive
 
-    _run(lambda: run_interactive(_options(agent, relay, sandbox, skip_permissions, remote=remote)))
+    _run(
+        lambda: run_interactive(
+            _options(agent, relay, sandbox, skip_permissions, remote=remote, tunnel=tunnel, relay_ca=relay_ca)
+        )
+    )
 
 
 @app.command()
@@ -136,13 +186,15 @@ def rc(
     as_json: Annotated[bool, typer.Option("--json", help='Print one JSON line {"url", "session_id"}.')] = False,
     agent: AgentOption = None,
     relay: RelayOption = None,
+    relay_ca: RelayCaOption = None,
+    tunnel: TunnelOption = None,
     sandbox: SandboxOption = None,
     skip_permissions: SkipOption = False,
 ) -> None:
     """Server mode: a headless remote-controlled session; prints the URL and a QR code."""
     from tether.host.app import run_rc
 
-    _run(lambda: run_rc(_options(agent, relay, sandbox, skip_permissions, remote=True, as_json=as_json, name=name)))
+    _run(lambda: run_rc(_options(agent, relay, sandbox, skip_permissions, True, as_json, name, tunnel, relay_ca)))
 
 
 @app.command()
@@ -180,7 +232,7 @@ def untrust(
 
 
 def _fail(exc: UserError) -> NoReturn:
-    err.print(f"[bold red]Error:[/bold red] {exc}", highlight=False)
+    err.print(f"[bold red]Error:[/bold red] {exc}", highlight=False, soft_wrap=True)
     if advice := exc.advice():
         err.print(advice, highlight=False)
     raise typer.Exit(2)
@@ -246,20 +298,95 @@ def doctor() -> None:
     Console().print(table)
 
 
+def _public_url(value: str | None) -> str | None:
+    """--public-url must be an http(s) base address (checked as the relay's config checks it)."""
+    from tether.relay.config import RelayConfig
+
+    if value is not None:
+        try:
+            RelayConfig(public_url=value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 @relay_app.command("serve")
 def relay_serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
     public_url: Annotated[
-        str | None, typer.Option("--public-url", help="URL browsers use to reach this relay (behind TLS).")
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="The relay's address as browsers and hosts reach it (behind TLS); every URL it gives out uses it.",
+            callback=_public_url,
+        ),
     ] = None,
     broker: Annotated[str, typer.Option(help="Where routing lives: memory (one process).")] = "memory",
+    db: Annotated[str | None, typer.Option(help=accounts.DB_HELP)] = None,
+    keys: Annotated[
+        str | None, typer.Option(help="Signing key set (JSON, made 0600 on first start; share it between relays).")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate (chain): serve HTTPS/WSS. Needs --tls-key.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
+    operator_token: Annotated[
+        str | None,
+        typer.Option(
+            "--operator-token",
+            envvar="TETHER_RELAY_OPERATOR_TOKEN",
+            help="Bearer token that reads /metrics (prefer the variable: flags show in ps). Unset: /metrics is off.",
+        ),
+    ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address (or CIDR) of a reverse proxy whose X-Forwarded-For names the client; repeatable.",
+        ),
+    ] = None,
+    sessions_per_address: Annotated[
+        int, typer.Option(help="Sessions one client address may hold at once (more: closed 4429).")
+    ] = SESSIONS_PER_ADDRESS,
+    max_connections: Annotated[
+        int | None, typer.Option(help="Open connections at most (default: 4096, or what `ulimit -n` allows).")
+    ] = None,
+    max_queued_mib: Annotated[
+        int, typer.Option(help="MiB of frames the relay holds for slow readers, all sessions together.")
+    ] = TOTAL_QUEUE_BYTES // 2**20,
+    handshake_timeout: Annotated[
+        float, typer.Option(help="Seconds a connection has to send its request (and finish TLS).")
+    ] = HANDSHAKE_TIMEOUT,
+    slow_timeout: Annotated[
+        float, typer.Option(help="Seconds a reader may leave its queue full before it is closed 4408.")
+    ] = SLOW_TIMEOUT,
 ) -> None:
     """Run a standalone relay until stopped."""
+    from tether.relay.config import relay_public_base
     from tether.relay.server import RelayConfig, serve
 
-    config = RelayConfig(host=host, port=port, public_url=public_url, broker=broker)
-    err.print(f"tether relay starting on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    config = RelayConfig(host=host, port=port, public_url=public_url, broker=broker,
+                         db=db or accounts.default_db(), keys_file=keys or accounts.default_keys())  # fmt: skip
+    try:
+        config = dataclasses.replace(
+            config,
+            tls_cert=str(tls_cert) if tls_cert else None,
+            tls_key=str(tls_key) if tls_key else None,
+            operator_token=operator_token or None,
+            trusted_proxies=tuple(trusted_proxy or ()),
+            sessions_per_address=sessions_per_address,
+            max_connections=max_connections,
+            total_queue_bytes=max_queued_mib * 2**20,
+            handshake_timeout=handshake_timeout,
+            slow_timeout=slow_timeout,
+        )
+    except ValueError as exc:
+        _fail(UserError(str(exc)))
+    scheme = "https" if tls_cert else "http"
+    err.print(f"tether relay starting on {scheme}://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    if public_url:
+        err.print(f"Public address: {relay_public_base(config)} (the URLs it gives out start there)", highlight=False)
 
     async def main() -> int:
         await serve(config)
@@ -269,16 +396,18 @@ def relay_serve(
 
 
 def _log_to_file() -> None:
-    """Library warnings (ACP SDK, uvicorn) go to logs/tether.log, not over the conversation."""
+    """Library warnings (ACP SDK, uvicorn) go to logs/tether.log, not over the conversation.
+
+    Through a handler that never raises (tether/logs.py): logging must not be what stops
+    a relay that runs out of descriptors.
+    """
+    from tether.logs import log_to_file
     from tether.paths import logs_dir
 
-    try:
-        logs_dir().mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(logs_dir() / "tether.log", encoding="utf-8")
-    except OSError:
-        handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    log_to_file(logs_dir() / "tether.log")
+
+
+accounts.register(app, relay_app, _fail)
 
 
 def main() -> None:

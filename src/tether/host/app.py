@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console as RichConsole
 
 from tether.errors import UserError
-from tether.host import agent_process
+from tether.host import agent_process, tls
 from tether.host.console import Console, read_lines
 from tether.host.remote import RelayFactory, Remote, check_allowed, refuse_sandbox
 from tether.host.session import APPROVAL_TIMEOUT, HostSession
@@ -50,6 +50,8 @@ class RunOptions:
     approval_timeout: float = APPROVAL_TIMEOUT
     agent_settings: tuple[tuple[str, str], ...] = ()  # TETHER_AGENT_* for the built-in agent
     embedded_relay: RelayFactory | None = None  # a relay in this process, when no --relay is given
+    tunnel: str | None = None  # publish the embedded relay through cloudflared or tailscale (host/tunnel.py)
+    relay_ca: Path | None = None  # the private CA the relay's certificate chains to (host/tls.py)
 
 
 def _log_path(name: str) -> Path:
@@ -65,6 +67,7 @@ def _install_stop(stop: asyncio.Event) -> None:
 
 async def _open_session(options: RunOptions, out: RichConsole) -> tuple[HostSession, Console]:
     """The session with the terminal attached from the start (it sees the login, the modes)."""
+    tls.use_relay_ca(options.relay_ca)  # every connection to the relay in this run verifies against it
     spec = agent_process.resolve(agent_process.default_agent(options.agent))
     if spec.name == "builtin" and options.agent_settings:
         spec = dataclasses.replace(spec, settings=options.agent_settings)
@@ -90,7 +93,9 @@ async def run_rc(options: RunOptions) -> int:
     stop = asyncio.Event()
     _install_stop(stop)
     session, console = await _open_session(options, out)
-    remote = Remote(session, options.relay, out, as_json=options.as_json, embedded=options.embedded_relay)
+    remote = Remote(
+        session, options.relay, out, as_json=options.as_json, embedded=options.embedded_relay, tunnel=options.tunnel
+    )
     try:
         link = await remote.start(options.skip_permissions)
     except BaseException:
@@ -134,7 +139,7 @@ async def run_interactive(options: RunOptions) -> int:
     stop = asyncio.Event()
     _install_stop(stop)
     session, console = await _open_session(options, out)
-    remote = Remote(session, options.relay, out, embedded=options.embedded_relay)
+    remote = Remote(session, options.relay, out, embedded=options.embedded_relay, tunnel=options.tunnel)
     out.print(f"[bold]tether[/bold] · agent [cyan]{session.spec.name}[/cyan] · {session.root}")
     out.print("[dim]Type a prompt and press Enter. /help for commands.[/dim]")
 

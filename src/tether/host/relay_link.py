@@ -6,7 +6,12 @@ viewer, and turns the viewer's frames into calls on the session. Text frames are
 relay's own control messages (peer joined/left, errors); binary frames are the viewer's,
 and the relay never looks inside them.
 
-Calling contract: ``await connect()`` once (RelayUnreachable if it fails), ``deliver``
+Credentials (docs/protocol.md section 1): ``connect(token)`` presents a session-initiation
+token; the relay answers with a ``credentials`` message carrying this end's routing token
+and the session's viewer-join token, which goes in the fragment of ``url``. The link
+renews its routing token in-band at half its lifetime.
+
+Calling contract: ``await connect(token)`` once (RelayUnreachable if it fails), ``deliver``
 from the session for every message, ``await close()`` once at the end; ``lost`` is set
 with a reason if the relay connection drops on its own (or the link fails).
 
@@ -24,6 +29,7 @@ import contextlib
 import json
 import logging
 import secrets
+import ssl
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +38,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tether.errors import RelayUnreachable, RemoteProtocolError
+from tether.host import tls
 from tether.host.core.events import FromScreen, ViewerBehind
 from tether.protocol.channel import Channel
 from tether.protocol.frames import MAX_FRAME_BYTES
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT = 1.0  # seconds to get "ended" out before closing
+CREDENTIALS_TIMEOUT = 10.0  # seconds the relay has to send this end's credentials
 OUTBOX_BYTES = 8 * 1024 * 1024  # what may wait for a slow viewer; past it the viewer resyncs
 OUTBOX_MESSAGES = 4096
 VIEWER = "viewer"  # the screen name of the (one) viewer in the session core
@@ -73,11 +81,25 @@ class RelayLink:
 
     name = VIEWER
 
-    def __init__(self, session: HostSession, relay: str, session_id: str | None = None) -> None:
+    def __init__(
+        self,
+        session: HostSession,
+        relay: str,
+        session_id: str | None = None,
+        ssl: Any = None,
+        public_url: str | None = None,
+    ) -> None:
         self.session = session
         self.relay = relay
+        # The relay as browsers reach it (a tunnel's https address); the link itself dials ``relay``.
+        self.public_url = public_url or relay
+        self.ssl = ssl
         self.session_id = session_id or new_session_id()
-        self.url = viewer_url(relay, self.session_id)
+        self.url = viewer_url(self.public_url, self.session_id)
+        self.routing: str | None = None
+        self.join: str | None = None
+        self._credentials = asyncio.Event()
+        self._renewal: asyncio.TimerHandle | None = None
         self.channel = Channel()
         self.viewer_ready = False
         self.drops = 0
@@ -92,18 +114,36 @@ class RelayLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
-    async def connect(self) -> None:
-        """Register the session at the relay."""
+    async def connect(self, token: str) -> None:
+        """Register the session at the relay with a session-initiation token; wait for this end's credentials."""
         target = _websocket_url(self.relay, f"/v1/host/{self.session_id}")
+        tls.check_relay_url(target)  # before anything crosses the network (host/tls.py)
+        options: dict[str, Any] = {"ssl": self.ssl or tls.relay_context()} if target.startswith("wss:") else {}
         try:
             # permessage-deflate off: it cut forwarding throughput 6-20x when measured.
-            self._ws = await websockets.connect(target, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10)
+            self._ws = await websockets.connect(
+                target, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10,
+                additional_headers={"Authorization": f"Bearer {token}"}, **options,
+            )  # fmt: skip
+        except ssl.SSLCertVerificationError as exc:
+            raise RelayUnreachable(
+                f"the relay at {self.relay} is not who it claims to be ({exc.verify_message}); "
+                "if it uses a private CA, pass --relay-ca FILE (or set relay.ca)"
+            ) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise RelayUnreachable(f"cannot reach the relay at {self.relay}: {exc}") from None
         for work in (self._read(), self._write()):
             task = asyncio.create_task(work)
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
+        waiting: asyncio.Future[Any] = asyncio.ensure_future(self._credentials.wait())
+        ends: list[asyncio.Future[Any]] = [waiting, self.lost]
+        await asyncio.wait(ends, timeout=CREDENTIALS_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not self._credentials.is_set():
+            reason = self.lost.result() if self.lost.done() else "no credentials in time"
+            await self.close()
+            raise RelayUnreachable(f"the relay at {self.relay} did not admit this session: {reason}")
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -187,8 +227,29 @@ class RelayLink:
             self.channel.reset()
             self._outbox.clear()
             self._outbox_bytes = 0
+        elif control.get("type") == "credentials" and isinstance(control.get("routing"), str):
+            self._take_credentials(control)
         elif control.get("type") == "error":
             log.warning("relay refused a frame: %s", control.get("detail") or control.get("reason"))
+
+    def _take_credentials(self, control: dict[str, Any]) -> None:
+        self.routing = control["routing"]
+        if isinstance(control.get("join"), str) and self.join is None:
+            self.join = control["join"]
+            self.url = f"{viewer_url(self.public_url, self.session_id)}#j={self.join}"
+        lifetime = control.get("expires_in")
+        if isinstance(lifetime, int | float) and lifetime > 0:
+            if self._renewal is not None:
+                self._renewal.cancel()
+            self._renewal = asyncio.get_running_loop().call_later(lifetime / 2, self._renew)
+        self._credentials.set()
+
+    def _renew(self) -> None:
+        """Ask the relay for a fresh routing token before this one lapses (docs/protocol.md)."""
+        if self._ws is not None and not self._closing:
+            task = asyncio.ensure_future(self._ws.send(json.dumps({"type": "renew"})))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
 
     def _frame(self, data: bytes) -> None:
         try:
@@ -208,6 +269,8 @@ class RelayLink:
     async def close(self) -> None:
         """Flush what is queued (the ``ended`` message), then close the connection."""
         self._closing = True
+        if self._renewal is not None:
+            self._renewal.cancel()
         if self._ws is None:
             return
         with contextlib.suppress(TimeoutError):

@@ -4,6 +4,10 @@ Turning Remote Control on checks, in this order, that the folder is trusted and 
 permission checks are not skipped, then reaches the relay: the one given with --relay
 (or ``relay.url``), else an embedded relay from the factory the composition root hands
 in (the CLI: a relay inside this process on 127.0.0.1). The host never imports the relay.
+With a tunnel (``--tunnel``, ``remote.tunnel``: host/tunnel.py) the embedded relay is
+published through that tool: the link still dials 127.0.0.1, the URL shown is the tool's
+https address, and the tool stopping loses Remote Control as a dropped relay would. A URL
+that opens on this machine only says so, with the ways to reach a phone.
 """
 
 from __future__ import annotations
@@ -19,14 +23,17 @@ from pathlib import Path
 import segno
 from rich.console import Console as RichConsole
 
-from tether.errors import PermissionsSkipped, UserError
+from tether.errors import PermissionsSkipped, RelayConflict, UserError
+from tether.host.device import DeviceIdentity, Devices, initiation_token
 from tether.host.relay_link import RelayLink
 from tether.host.session import HostSession
 from tether.host.trust import TrustStore
+from tether.host.tunnel import Tunnel, reach_note
+from tether.host.tunnel import tool as tunnel_tool
 from tether.protocol.messages import Ended
 
-# Starts a relay for this session and yields its URL (the CLI's embedded relay).
-RelayFactory = Callable[[], AbstractAsyncContextManager[str]]
+# Starts a relay for this session and yields its URL and this machine's device there (the CLI's embedded relay).
+RelayFactory = Callable[[], AbstractAsyncContextManager[tuple[str, DeviceIdentity]]]
 
 
 def check_allowed(root: Path, skip_permissions: bool, trust: TrustStore | None = None) -> None:
@@ -60,9 +67,11 @@ class Remote:
         out: RichConsole,
         as_json: bool = False,
         embedded: RelayFactory | None = None,
+        tunnel: str | None = None,
     ) -> None:
         self.session = session
         self.relay = relay
+        self.tunnel = tunnel  # publish the embedded relay through this tool (host/tunnel.py)
         self.out = out
         self.as_json = as_json
         self.embedded = embedded
@@ -83,14 +92,24 @@ class Remote:
             self.ended = asyncio.get_running_loop().create_future()
         self.session.on_remote_end = self._ended_by_rule
         stack = contextlib.AsyncExitStack()
+        tunnel: Tunnel | None = None
         try:
-            relay = self.relay
+            if self.relay is not None and self.tunnel is not None:
+                raise RelayConflict("--relay and --tunnel cannot be used together: --tunnel publishes tether's relay")
+            relay: str | None = self.relay
             if relay is None:
                 if self.embedded is None:
                     raise UserError("no relay given: use --relay URL or set relay.url")
-                relay = await stack.enter_async_context(self.embedded())
-            link = RelayLink(self.session, relay)
-            await link.connect()
+                local, identity = await stack.enter_async_context(self.embedded())
+                relay = local
+                if self.tunnel is not None:
+                    self.out.print(f"[dim]Publishing the session through {self.tunnel}…[/dim]", highlight=False)
+                    tunnel = await stack.enter_async_context(Tunnel(tunnel_tool(self.tunnel), local))
+            else:
+                identity = Devices().require(relay)
+            assert relay is not None
+            link = RelayLink(self.session, relay, public_url=tunnel.url if tunnel else None)
+            await link.connect(await initiation_token(identity))
         except BaseException:
             await stack.aclose()
             self.session.on_remote_end = None
@@ -99,6 +118,8 @@ class Remote:
         self._stack = stack
         self.link = link
         self.session.sinks.append(link)
+        if tunnel is not None:
+            tunnel.lost.add_done_callback(lambda lost: _lose(link, lost))
         self._announce(link)
         return link
 
@@ -111,9 +132,13 @@ class Remote:
         if self.as_json:
             print(json.dumps({"url": link.url, "session_id": link.session_id}), flush=True)
             return
-        self.out.print("[bold green]Remote Control is on.[/bold green] Open this URL on your phone:")
+        note = reach_note(link.url)
+        where = "Open this URL in a browser on this machine:" if note else "Open this URL on your phone:"
+        self.out.print(f"[bold green]Remote Control is on.[/bold green] {where}")
         self.out.print(link.url, markup=False, highlight=False, soft_wrap=True)
         self.out.print(qr_text(link.url), markup=False, highlight=False)
+        if note:
+            self.out.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
         self.out.print("[dim]Treat this URL like a password: whoever has it can drive this session.[/dim]")
 
     async def stop(self, reason: str = "Remote Control was turned off") -> None:
@@ -131,6 +156,12 @@ class Remote:
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
+
+
+def _lose(link: RelayLink, tunnel_lost: asyncio.Future[str]) -> None:
+    """The tunnel stopped: phones are cut off, so the link counts as lost (one line, then Remote Control ends)."""
+    if not tunnel_lost.cancelled() and not link.lost.done():
+        link.lost.set_result(tunnel_lost.result())
 
 
 def refuse_sandbox() -> None:

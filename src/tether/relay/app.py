@@ -1,4 +1,4 @@
-"""The relay's ASGI app: two WebSocket endpoints, the viewer's files, a health check.
+"""The relay's ASGI app: two WebSocket endpoints, the viewer's files, a health check, the operator's figures.
 
 Endpoints only pump (docs/protocol.md section 1). A binary frame in from a connection
 goes to ``broker.forward`` unparsed; what the broker queued for the connection goes out.
@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import logging
 import mimetypes
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,10 +35,15 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tether.auth.keys import KeySet
+from tether.auth.tokens import Claims, Purpose
 from tether.errors import Refused
+from tether.relay import gate
+from tether.relay.accounts import AccountStore
+from tether.relay.admission import Admission
 from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
-from tether.relay.config import RelayConfig
-from tether.relay.routing import CloseCode, Counters, Drop, Role, error_message
+from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
+from tether.relay.routing import CloseCode, Counters, Drop, Role, error_message, valid_session_id
 
 logger = logging.getLogger("tether.relay")
 
@@ -46,6 +59,7 @@ PAGE_HEADERS = {
 }
 ASSET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+PAGE_TYPES = {"text/html", "image/svg+xml"}
 
 WRITER_GRACE = 1.0  # seconds a connection closed by the relay gets to send its close frame
 
@@ -57,8 +71,17 @@ class RelayState:
     max_frame_bytes: int
     broker: Broker
     static: Traversable
+    admission: Admission
+    store: AccountStore | None = None
+    clock: Callable[[], float] = time.time
+    join_timeout: float = 10.0
+    public_origin: str = ""
+    refusals: Counter[str] = field(default_factory=Counter)  # credential refusals by reason
     active: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    sessions_per_address: int = SESSIONS_PER_ADDRESS
+    by_address: Counter[str] = field(default_factory=Counter)  # host ends held per client address
+    operator_token: str | None = None  # reads /metrics
 
     @property
     def counters(self) -> Counters:
@@ -81,14 +104,24 @@ def relay_state(app: Starlette) -> RelayState:
     return state
 
 
-def create_app(config: RelayConfig, broker: Broker | None = None) -> Starlette:
+def create_app(
+    config: RelayConfig,
+    broker: Broker | None = None,
+    *,
+    keys: KeySet | None = None,
+    store: AccountStore | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
     """The relay app for ``config``; ``broker`` defaults to the one ``config.broker`` names.
 
-    Raises BrokerUnavailable for a broker this version cannot run. The app keeps no state
-    outside its broker; :func:`relay_state` reaches it (the server uses it on shutdown).
+    ``keys`` sign and verify credentials (default: ``config.keys_file``, else fresh keys
+    for this process); ``store`` is the account store (default: ``config.db``, if any).
+    Raises BrokerUnavailable for a broker this version cannot run, StoreUnavailable for an
+    account store it cannot open. The app keeps no state outside its broker, its
+    admission and its store; :func:`relay_state` reaches them.
     """
     if broker is None:
-        limits = QueueLimits(config.queue_bytes, config.queue_frames, config.slow_timeout)
+        limits = QueueLimits(config.queue_bytes, config.queue_frames, config.slow_timeout, config.total_queue_bytes)
         broker = create_broker(config.broker, Counters(), limits)
     app = Starlette(
         routes=[
@@ -97,9 +130,26 @@ def create_app(config: RelayConfig, broker: Broker | None = None) -> Starlette:
             Route("/s/{session_id}", _viewer_page),
             Route("/assets/{file}", _asset),
             Route("/healthz", _healthz),
+            Route("/metrics", _metrics),
+            Route("/v1/login", gate.login, methods=["POST"]),
+            Route("/v1/initiate", gate.initiate, methods=["POST"]),
+            Route("/v1/logout", gate.logout, methods=["POST"]),
         ]
     )
-    app.state.relay = RelayState(config.max_frame_bytes, broker, resources.files("tether.viewer") / "static")
+    if keys is None:
+        keys = load_keys(config.keys_file, clock())
+    if store is None and config.db:
+        store = AccountStore(config.db)
+        store.migrate()
+    admission = Admission(keys)
+    admission.lifetimes[Purpose.ROUTING] = config.routing_lifetime
+    public = urlsplit(config.public_url) if config.public_url else None
+    app.state.relay = RelayState(
+        config.max_frame_bytes, broker, resources.files("tether.viewer") / "static", admission, store, clock,
+        config.join_timeout, f"{public.scheme}://{public.netloc}" if public else "",
+    )  # fmt: skip
+    app.state.relay.sessions_per_address = config.sessions_per_address
+    app.state.relay.operator_token = config.operator_token
     return app
 
 
@@ -115,8 +165,24 @@ async def _endpoint(websocket: WebSocket, role: Role) -> None:
     relay = relay_state(websocket.app)
     relay.active += 1
     relay.idle.clear()
+    # Sessions per client address (the peer, or what a trusted proxy says): a host end
+    # counts from before its credential is checked, so a flood of attempts is bounded too.
+    address = (websocket.client.host if websocket.client else "") if role is Role.HOST else None
     try:
-        await _connection(websocket, role, relay)
+        if address is not None and relay.by_address[address] >= relay.sessions_per_address:
+            relay.counters.count(Drop.TOO_MANY_SESSIONS)
+            await websocket.accept()
+            await websocket.close(CloseCode.TOO_MANY_SESSIONS, CloseCode.TOO_MANY_SESSIONS.reason)
+            return
+        if address is not None:
+            relay.by_address[address] += 1
+        try:
+            await _connection(websocket, role, relay)
+        finally:
+            if address is not None:
+                relay.by_address[address] -= 1
+                if not relay.by_address[address]:
+                    del relay.by_address[address]  # nothing of a client stays after its sessions
     except (WebSocketDisconnect, OSError):
         pass  # the client went away mid-send; the broker has been told in _connection
     except Exception:
@@ -132,19 +198,39 @@ async def _endpoint(websocket: WebSocket, role: Role) -> None:
 
 
 async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> None:
-    """One connection from accept to close: attach, pump both ways, detach."""
+    """One connection from accept to close: credential, attach, pump both ways, detach."""
     await websocket.accept()
+    session = websocket.path_params["session_id"]
+    claims = None
+    if valid_session_id(session):
+        # No slot without a credential: a connection that cannot present one squats nothing.
+        claims = gate.check(relay, str(role), await gate.presented(websocket, str(role), relay), session)
+        if claims is None:
+            relay.counters.count(Drop.UNAUTHORIZED)
+            await websocket.close(CloseCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED.reason)
+            return
     try:
-        attachment = await relay.broker.attach(websocket.path_params["session_id"], role)
+        attachment = await relay.broker.attach(session, role)
     except Refused as refused:
         relay.counters.count(refused.drop)
         await websocket.close(refused.code, refused.code.reason)
         return
+    assert claims is not None  # attach refuses a malformed session id
+    given = gate.commit(relay, str(role), claims, session)
+    if given is None:
+        await relay.broker.detach(attachment)
+        relay.counters.count(Drop.UNAUTHORIZED)
+        await websocket.close(CloseCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED.reason)
+        return
+    # Sent before the writer starts, so an end hears its credentials before anything else.
+    await websocket.send_text(gate.credentials_message(relay, given))
     writer = asyncio.create_task(_write(websocket, attachment))
     try:
-        await _read(websocket, attachment, relay)
+        await _read(websocket, attachment, relay, given.claims)
     finally:
         await relay.broker.detach(attachment)
+        if role is Role.HOST:
+            relay.admission.end(session)  # the session dies with its host: so do its tokens
         if attachment.mailbox.closing is not None:
             # The relay closed this connection (oversized, too slow, session ended,
             # shutdown): let the writer send the close frame, within a bound.
@@ -154,10 +240,18 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
             await writer
 
 
-async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState) -> None:
-    """Forward the connection's binary frames until it disconnects or the relay closes it."""
+async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState, held: Claims) -> None:
+    """Forward the connection's binary frames until it disconnects, its credential lapses or the relay closes it."""
     while True:
-        message = await websocket.receive()
+        try:
+            async with asyncio.timeout(max(0.0, held.expires - relay.clock())):
+                message = await websocket.receive()
+        except TimeoutError:
+            # Not renewed in time: the routing credential lapsed (docs/protocol.md, "Credentials").
+            relay.refusals["expired"] += 1
+            relay.counters.count(Drop.UNAUTHORIZED)
+            await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
+            return
         if message["type"] == "websocket.disconnect":
             # The WebSocket layer closes on its own for a frame over its size limit
             # (uvicorn's ws_max_size) or a text frame that is not UTF-8: count those here.
@@ -175,26 +269,66 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState)
                 await relay.broker.evict(attachment, CloseCode.FRAME_TOO_LARGE)
                 return
             await relay.broker.forward(attachment, data)
+        elif _is_renewal(message.get("text")):
+            renewed = gate.renew(relay, held)
+            if renewed is None:
+                relay.counters.count(Drop.UNAUTHORIZED)
+                await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
+                return
+            held = renewed.claims
+            if not attachment.mailbox.push_control(gate.credentials_message(relay, renewed)):
+                await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
         else:
-            # Version 1 defines no endpoint-to-relay messages: answer, count, keep the connection.
+            # Only `renew` goes from an endpoint to the relay once attached: answer, count, keep the connection.
             relay.counters.count(Drop.MALFORMED)
             reply = error_message(Drop.MALFORMED, "the relay accepts only binary frames")
             if not attachment.mailbox.push_control(reply):
                 await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
 
 
+def _is_renewal(text: object) -> bool:
+    if not isinstance(text, str) or len(text) > 256:
+        return False
+    try:
+        return bool(json.loads(text) == {"type": "renew"})
+    except ValueError:
+        return False
+
+
+def load_keys(path: str | None, now: float) -> KeySet:
+    """The relay's key set from ``path`` (created 0600 on first use), or fresh keys for this process."""
+    if path is None:
+        return KeySet.generate(now)
+    file = Path(path)
+    if file.exists():
+        return KeySet.from_json(file.read_text(encoding="utf-8"))
+    keys = KeySet.generate(now)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(keys.to_json())
+    return keys
+
+
 async def _write(websocket: WebSocket, attachment: Attachment) -> None:
-    """Send what the broker queued for this connection, then close with the code it ends with."""
+    """Send what the broker queued for this connection, then close with the code it ends with.
+
+    However it ends (closed, cancelled, the client gone), what is still queued is dropped
+    and its bytes go back to the relay's budget.
+    """
     mailbox = attachment.mailbox
-    while True:
-        item = await mailbox.get()
-        if isinstance(item, bytes):
-            await websocket.send_bytes(item)
-        elif isinstance(item, str):
-            await websocket.send_text(item)
-        else:
-            await websocket.close(item, item.reason)
-            return
+    try:
+        while True:
+            item = await mailbox.get()
+            if isinstance(item, bytes):
+                await websocket.send_bytes(item)
+            elif isinstance(item, str):
+                await websocket.send_text(item)
+            else:
+                await websocket.close(item, item.reason)
+                return
+    finally:
+        mailbox.drop()
 
 
 async def _viewer_page(request: Request) -> Response:
@@ -213,11 +347,33 @@ async def _asset(request: Request) -> Response:
         return PlainTextResponse("not found", status_code=404)
     suffix = name[name.rfind(".") :] if "." in name else ""
     media_type = ASSET_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return Response(resource.read_bytes(), media_type=media_type, headers=ASSET_HEADERS)
+    # A document a browser renders as a page (HTML, SVG) gets the page's headers wherever it is served.
+    headers = PAGE_HEADERS if media_type in PAGE_TYPES else ASSET_HEADERS
+    return Response(resource.read_bytes(), media_type=media_type, headers=headers)
 
 
 async def _healthz(request: Request) -> Response:
-    """``{"ok": true, "sessions": N, "drops": {reason: count}}``."""
+    """``{"ok": true}``: the relay answers. Its figures are for its operator only (/metrics)."""
+    return JSONResponse({"ok": True}, headers={"Cache-Control": "no-store"})
+
+
+async def _metrics(request: Request) -> Response:
+    """The relay's figures for its operator, with ``Authorization: Bearer <operator token>`` (docs/protocol.md)."""
     relay = relay_state(request.app)
-    sessions = await relay.broker.session_count()
-    return JSONResponse({"ok": True, "sessions": sessions, "drops": relay.counters.snapshot()})
+    if relay.operator_token is None:
+        return PlainTextResponse("metrics are off: set TETHER_RELAY_OPERATOR_TOKEN", status_code=404)
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), relay.operator_token.encode()):
+        return PlainTextResponse("operator token required", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    budget = relay.broker.budget
+    figures = {
+        "sessions": await relay.broker.session_count(),
+        "connections": relay.active,
+        "addresses": len(relay.by_address),
+        "queued_bytes": budget.used,
+        "queued_bytes_peak": budget.peak,
+        "queued_bytes_limit": budget.limit,
+        "drops": relay.counters.snapshot(),
+        "credential_refusals": dict(relay.refusals),  # by reason (relay/gate.py)
+    }
+    return JSONResponse(figures, headers={"Cache-Control": "no-store"})

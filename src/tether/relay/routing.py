@@ -58,6 +58,8 @@ class CloseCode(enum.IntEnum):
     UNKNOWN_SESSION = 4404
     TOO_SLOW = 4408
     SESSION_BUSY = 4409
+    UNAUTHORIZED = 4401
+    TOO_MANY_SESSIONS = 4429
 
     @property
     def reason(self) -> str:
@@ -74,26 +76,35 @@ _CLOSE_REASONS = {
     CloseCode.UNKNOWN_SESSION: "unknown session",
     CloseCode.TOO_SLOW: "too slow",
     CloseCode.SESSION_BUSY: "session busy",
+    CloseCode.UNAUTHORIZED: "unauthorized",
+    CloseCode.TOO_MANY_SESSIONS: "too many sessions",
 }
 
 
 class Drop(enum.StrEnum):
-    """Why the relay refused a connection or dropped a frame (the keys of /healthz ``drops``)."""
+    """Why the relay refused a connection or dropped a frame (the keys of /metrics ``drops``)."""
 
     BAD_SESSION_ID = "bad_session_id"  # refused: the path's session id is malformed
     UNKNOWN_SESSION = "unknown_session"  # refused: a viewer for a session no host holds
     SESSION_BUSY = "session_busy"  # refused: that role of the session is taken
+    UNAUTHORIZED = "unauthorized"  # refused: no valid credential for that end (4401)
     MALFORMED = "malformed"  # a text frame (version 1 has no endpoint-to-relay messages) or invalid UTF-8
     OVERSIZED = "oversized"  # a frame above the maximum frame size; the connection is closed 1009
     NO_PEER = "no_peer"  # a frame for an end that is not connected: nobody to give it to
     TOO_SLOW = "too_slow"  # a connection that did not drain its queue in time, closed 4408
     INTERNAL = "internal"  # a bug in the relay, caught at the endpoint and closed 1011
+    TOO_MANY_SESSIONS = "too_many_sessions"  # refused: the client address holds its share of sessions (4429)
+    OVER_CAPACITY = "over_capacity"  # a TCP connection over the relay's limit, answered 503 and closed
+    IDLE = "idle"  # a connection that sent no request head within the handshake timeout, closed
+    BAD_REQUEST = "bad_request"  # an HTTP request that does not parse, answered 400 and closed
 
 
 REFUSALS = {
     CloseCode.BAD_SESSION_ID: Drop.BAD_SESSION_ID,
     CloseCode.UNKNOWN_SESSION: Drop.UNKNOWN_SESSION,
     CloseCode.SESSION_BUSY: Drop.SESSION_BUSY,
+    CloseCode.UNAUTHORIZED: Drop.UNAUTHORIZED,
+    CloseCode.TOO_MANY_SESSIONS: Drop.TOO_MANY_SESSIONS,
 }
 """The drop reason counted for each close code that refuses a connection."""
 
@@ -224,7 +235,7 @@ def error_message(reason: Drop, detail: str) -> str:
 
 
 class Counters:
-    """Refusals and drops by reason, for /healthz.
+    """Refusals and drops by reason, for /metrics.
 
     One object per relay, shared by its broker and endpoints. Counting never fails and
     never blocks; ``snapshot`` always lists every reason, zero included, so a monitor
@@ -242,5 +253,5 @@ class Counters:
         return self._drops[reason]
 
     def snapshot(self) -> dict[str, int]:
-        """Every reason and its count so far, as /healthz shows them."""
+        """Every reason and its count so far, as /metrics shows them."""
         return {str(reason): self._drops[reason] for reason in Drop}

@@ -7,9 +7,15 @@ maximum frame size of the protocol's ``MAX_FRAME_BYTES`` (1 MiB plus the 10-byte
 header with room to spare); the host fragments larger messages itself (docs/protocol.md
 section 2). The settings themselves are ``RelayConfig`` (``config.py``).
 
+Before any request (``transport.py``): a cap on open connections, a deadline for each
+request head (and, with ``--tls-cert``, for the TLS handshake), request heads of at most
+``max_request_head`` bytes, and malformed requests answered 400 and counted. Proxy
+headers are read only from ``trusted_proxies``; otherwise a client is its peer address.
+
 An embedded relay must not disturb the process it runs in: it binds its own socket,
 installs no signal handlers and leaves logging configuration to its host. Only the
-standalone ``serve`` lets uvicorn set up its log output and stops on SIGTERM.
+standalone ``serve`` sets up its log output, raises its descriptor limit, tunes memory
+release (``process.py``) and stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,45 +25,77 @@ import contextlib
 import math
 import signal
 import socket
-from collections.abc import Iterator
+import ssl
+import time
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.config import LOGGING_CONFIG
 
-from tether.errors import RelayBindFailed
+from tether.errors import RelayBindFailed, TlsUnusable
+from tether.relay.accounts import AccountStore
+from tether.relay.admission import Admission
 from tether.relay.app import RelayState, create_app, relay_state
 from tether.relay.broker import Broker
 from tether.relay.config import RelayConfig as RelayConfig  # re-exported: host code imports it from here
+from tether.relay.process import connection_cap, log_to_stderr, raise_descriptor_limit, return_freed_memory
 from tether.relay.routing import CloseCode
+from tether.relay.transport import ConnectionLimits, guarded_protocol, quiet_bad_input
 
 
 def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicorn.Config:
-    """The uvicorn settings of a relay (see the module doc); ``logs`` lets uvicorn configure logging."""
+    """The uvicorn settings of a relay (see the module doc); ``logs``: print uvicorn's warnings on stderr.
+
+    uvicorn's own log setup (``dictConfig``) is never used: it closes the handlers already
+    installed, among them the root's file handler (tether/logs.py says why that matters).
+    """
+    if logs:
+        log_to_stderr()
+    quiet_bad_input()
+    limits = ConnectionLimits(connection_cap(config), config.handshake_timeout)
     return uvicorn.Config(
         app,
         host=config.host,
         port=config.port,
+        http=guarded_protocol(limits, relay_state(app).counters),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         ws_max_size=config.max_frame_bytes,
+        h11_max_incomplete_event_size=config.max_request_head,
+        timeout_keep_alive=config.keep_alive_timeout,
+        # Only a configured proxy may say who the client is (per-address limits use it).
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=list(config.trusted_proxies) or None,
+        ssl_certfile=config.tls_cert,
+        ssl_keyfile=config.tls_key,
         lifespan="off",
         log_level="warning",
-        log_config=LOGGING_CONFIG if logs else None,
+        log_config=None,
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=math.ceil(config.shutdown_grace),
     )
 
 
+def check_tls(config: RelayConfig) -> None:
+    """Load the TLS certificate and key now, so a wrong file is one clear error (TlsUnusable)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsUnusable(f"cannot serve TLS with {config.tls_cert} and {config.tls_key}: {exc}") from None
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that closes relay connections with 1001 before it stops."""
 
-    def __init__(self, config: uvicorn.Config, relay: RelayState, grace: float) -> None:
+    def __init__(self, config: uvicorn.Config, relay: RelayState, grace: float, handshake_timeout: float) -> None:
         super().__init__(config)
         self.relay = relay
         self.grace = grace
+        self.handshake_timeout = handshake_timeout
         self.ready = asyncio.Event()
 
     @contextlib.contextmanager
@@ -66,7 +104,26 @@ class _Server(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        # uvicorn's startup for given sockets, plus a deadline for the TLS handshake: asyncio
+        # waits 60 seconds by default, and a connection in its handshake is not yet counted.
+        assert sockets is not None, "the relay binds its own sockets"
+        config = self.config
+        await self.lifespan.startup()
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=_loop
+            )
+
+        loop = asyncio.get_running_loop()
+        handshake = self.handshake_timeout if config.ssl is not None else None
+        self.servers = [
+            await loop.create_server(
+                create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog, ssl_handshake_timeout=handshake
+            )
+            for sock in sockets
+        ]
+        self.started = True
         self.ready.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -100,13 +157,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _local_url(sock: socket.socket) -> str:
-    """The http URL a client on this machine uses to reach ``sock``."""
+def _local_url(sock: socket.socket, scheme: str = "http") -> str:
+    """The URL a client on this machine uses to reach ``sock``."""
     host, port = sock.getsockname()[:2]
     if sock.family == socket.AF_INET6:
         host = "::1" if host == "::" else host
-        return f"http://[{host}]:{port}"
-    return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+        return f"{scheme}://[{host}]:{port}"
+    return f"{scheme}://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
 
 
 class EmbeddedRelay:
@@ -119,9 +176,17 @@ class EmbeddedRelay:
     Raises RelayBindFailed when the address is taken, BrokerUnavailable for an unknown broker.
     """
 
-    def __init__(self, config: RelayConfig | None = None, *, broker: Broker | None = None, logs: bool = False) -> None:
+    def __init__(
+        self,
+        config: RelayConfig | None = None,
+        *,
+        broker: Broker | None = None,
+        logs: bool = False,
+        store: AccountStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config if config is not None else RelayConfig(port=0)
-        self.app = create_app(self.config, broker)
+        self.app = create_app(self.config, broker, store=store, clock=clock)
         self._logs = logs
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -133,15 +198,24 @@ class EmbeddedRelay:
         return relay_state(self.app).broker
 
     @property
+    def admission(self) -> Admission:
+        """Who may hold which end (tests mint credentials with its keys)."""
+        return relay_state(self.app).admission
+
+    @property
     def public_url(self) -> str:
         """The URL browsers use: ``config.public_url`` if set, else ``url``."""
         return self.config.public_url or self.url
 
     async def __aenter__(self) -> EmbeddedRelay:
+        check_tls(self.config)
         sock = _bind(self.config.host, self.config.port)
-        self.url = _local_url(sock)
+        self.url = _local_url(sock, "https" if self.config.tls_cert else "http")
         server = _Server(
-            uvicorn_config(self.app, self.config, logs=self._logs), relay_state(self.app), self.config.shutdown_grace
+            uvicorn_config(self.app, self.config, logs=self._logs),
+            relay_state(self.app),
+            self.config.shutdown_grace,
+            self.config.handshake_timeout,
         )
         self._server = server
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name=f"tether relay {self.url}")
@@ -185,6 +259,8 @@ async def serve(config: RelayConfig) -> None:
 
     Returns after SIGTERM; raises CancelledError when cancelled, after the same clean stop.
     """
+    raise_descriptor_limit()
+    return_freed_memory()
     async with EmbeddedRelay(config, logs=True) as relay:
         loop = asyncio.get_running_loop()
         try:

@@ -4,10 +4,11 @@
 import { Channel, FrameError } from "./frames.js";
 import { appendText, h, renderControls, renderEntry, setRoot } from "./render.js";
 
-// The fragment will carry the pairing secret (DESIGN.md, "Session URL"): browsers never
-// send it to a server, and it leaves the address bar (and history) before anything else.
-// Kept here, unused until pairing (a later protocol version) needs it.
-const fragment = location.hash.slice(1);
+// The fragment carries the secrets (DESIGN.md, "Session URL"): browsers never send it to a
+// server, and it leaves the address bar (and history) before anything else. `j` is the
+// viewer-join credential the relay asks for (docs/protocol.md, "Credentials").
+const fragment = new URLSearchParams(location.hash.slice(1));
+const joinToken = fragment.get("j") ?? "";
 if (location.hash) history.replaceState(history.state, "", location.pathname + location.search);
 
 const CLIENT = "tether-web/1";
@@ -37,6 +38,7 @@ const state = {
   connected: false,
   ended: false,
   drops: 0,
+  renewal: 0,
 };
 
 let socket = null;
@@ -62,6 +64,8 @@ function connect() {
   ws.binaryType = "arraybuffer";
   socket = ws;
   ws.addEventListener("open", () => {
+    // The relay admits this connection only with the session's credential, sent first.
+    ws.send(JSON.stringify({ type: "join", token: joinToken }));
     state.connected = true;
     setStatus("connected");
     send({ kind: "hello", client: CLIENT });
@@ -92,6 +96,14 @@ function onControl(text) {
     return console.warn("relay sent a malformed control message");
   }
   if (control?.type === "error") console.warn("relay refused a frame:", control.reason, control.detail ?? "");
+  if (control?.type === "credentials" && typeof control.expires_in === "number") {
+    // Renew the routing credential in-band at half its lifetime; the relay fences the old one.
+    clearTimeout(state.renewal);
+    const ws = socket;
+    state.renewal = setTimeout(() => {
+      if (ws && ws === socket && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "renew" }));
+    }, Math.max(1, control.expires_in * 500));
+  }
   // {"type":"peer","role":"host",...}: a host that leaves ends the session (close 4000).
 }
 
@@ -111,6 +123,7 @@ function onClose(code, reason) {
   if (state.ended) return;
   if (code === 4000) return end("the host ended the session");
   if (code === 4404) return end("unknown session", "This session does not exist (any more). Start a new one on your computer.");
+  if (code === 4401) return end("not admitted", "This link does not (or no longer) admit you to the session. Ask for a new link on the computer.");
   onDisconnected(code, reason);
 }
 
@@ -214,7 +227,7 @@ function setRunning(running) {
 function end(reason, notice = `Session ended: ${reason}.`) {
   state.ended = true;
   state.running = false;
-  setStatus(reason === "unknown session" ? "ended: unknown session" : "ended");
+  setStatus(reason === "unknown session" || reason === "not admitted" ? `ended: ${reason}` : "ended");
   showNotice(notice);
   if (socket) socket.close(1000);
   updateControls();
