@@ -72,3 +72,9 @@ def test_rotating_the_relay_keys_keeps_them_in_one_file(tmp_path: Path, tether_e
     rotated = KeySet.from_json(path.read_text())
     assert [k.kid for k in first.keys] == [k.kid for k in rotated.keys[:1]] and 2 == len(rotated.keys)
     assert rotated.keys[0].retired is not None and 0o600 == path.stat().st_mode & 0o777
+
+
+def test_login_over_plain_http_off_this_machine_is_refused(tether_env: dict[str, str]) -> None:
+    """An invite URL on plain http to another machine is refused before anything is sent."""
+    result = tether(tether_env, "login", "http://relay.example.org/login#code")
+    assert 2 == result.returncode and b"https" in result.stderr and b"Traceback" not in result.stderr

@@ -195,6 +195,7 @@ def _post(url: str, body: dict[str, Any], verify: Any = True) -> dict[str, Any]:
 def login(invite_url: str, devices: Devices, name: str | None = None, verify: Any = True) -> DeviceIdentity:
     """Register a new device key with the invite's account (``tether login``)."""
     relay, code = parse_invite(invite_url)
+    tls.check_relay_url(relay)  # an invite over plain http off this machine would hand the device to anyone on the path
     key = Ed25519PrivateKey.generate()
     public = base64.urlsafe_b64encode(public_key_raw(key)).decode().rstrip("=")
     body = {"invite": code, "public_key": public, "name": name or socket.gethostname()}
