@@ -34,6 +34,7 @@ from tether.host.core import events as ev
 from tether.host.core.approvals import Option
 from tether.host.core.session import AgentInfo, SessionCore
 from tether.host.files import ProjectFiles
+from tether.host.output_pump import OutputPump
 from tether.host.terminals import Terminal, Terminals
 from tether.protocol.messages import Message
 
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 APPROVAL_TIMEOUT = 600.0  # seconds; an unanswered approval resolves as a rejection
 AGENT_START_TIMEOUT = 120.0  # initialize + session/new; npx may install the agent on first run
 AGENT_CALL_TIMEOUT = 60.0  # seconds an agent may take to switch modes
-TERMINAL_REFRESH = 0.1  # seconds between output deltas of one command
 AGENT_ERRORS = (TimeoutError, RequestError, ConnectionError, OSError, TetherError)
 
 
@@ -73,7 +73,8 @@ class HostSession:
         self.files = ProjectFiles(self.root)
         self.core = SessionCore(str(self.root), AgentInfo(agent.name, agent.argv, agent.preset), self._resolve,
                                 approval_timeout, skip_permissions)  # fmt: skip
-        self.terminals = Terminals(self.root, self._terminal_changed)
+        self.output = OutputPump(self.handle)
+        self.terminals = Terminals(self.root, self.output.changed)
         self.agent = AgentConnection(agent, self.root, log_path, HostClient(self, self.files, self.terminals))
         self.sinks: list[Sink] = []
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -84,7 +85,6 @@ class HostSession:
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._requests = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._flushes: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._settled = asyncio.Event()  # no switch back to an asking mode is in flight
         self._settled.set()
@@ -281,27 +281,6 @@ class HostSession:
 
     def terminal_started(self, terminal: Terminal) -> None:
         self.handle(ev.TerminalStarted(terminal.id, terminal.command))
-
-    def _terminal_changed(self, terminal: Terminal) -> None:
-        # Output goes out as deltas, coalesced: at most one event per command per TERMINAL_REFRESH.
-        if terminal.done.is_set():
-            self._flushes.discard(terminal.id)
-            self._flush(terminal)
-            code = terminal.exit_code if terminal.signal is None and terminal.exit_code is not None else -1
-            self.handle(ev.TerminalExited(terminal.id, code))
-        elif terminal.id not in self._flushes:
-            self._flushes.add(terminal.id)
-            asyncio.get_running_loop().call_later(TERMINAL_REFRESH, self._scheduled_flush, terminal)
-
-    def _scheduled_flush(self, terminal: Terminal) -> None:
-        if terminal.id in self._flushes:
-            self._flushes.discard(terminal.id)
-            self._flush(terminal)
-
-    def _flush(self, terminal: Terminal) -> None:
-        text = terminal.take_new()
-        if text:
-            self.handle(ev.TerminalOutput(terminal.id, text))
 
     # -- Remote Control and the end ----------------------------------------------------
 
