@@ -106,7 +106,6 @@ class Devices:
         if self.use_keyring:
             try:
                 import keyring
-                import keyring.errors
 
                 keyring.set_password(KEYRING_SERVICE, relay, _pem(key))
                 return "keyring"

@@ -20,7 +20,8 @@ import asyncio
 import base64
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tether.relay")
 MAX_BODY = 16 * 1024
+T = TypeVar("T")
 
 
 def _refuse(relay: RelayState, exc: CredentialRefused, where: str) -> None:
@@ -65,26 +67,27 @@ async def presented(websocket: WebSocket, role: str, relay: RelayState) -> str |
     return str(data["token"])
 
 
+def _attempt(relay: RelayState, where: str, call: Callable[[], T]) -> T | None:
+    """``call()``, or None when it refuses a credential (counted, logged without the token)."""
+    try:
+        return call()
+    except CredentialRefused as exc:
+        _refuse(relay, exc, where)
+        return None
+
+
 def check(relay: RelayState, role: str, token: str | None, session: str) -> Claims | None:
     """The claims of a good credential for this end, or None (counted, logged without the token)."""
     if token is None:
         relay.refusals["missing"] += 1
         return None
-    try:
-        claims: Claims = relay.admission.check(role, token, session, relay.clock())
-        return claims
-    except CredentialRefused as exc:
-        _refuse(relay, exc, f"{role} {session[:4]}…")
-        return None
+    return _attempt(relay, f"{role} {session[:4]}…", lambda: relay.admission.check(role, token, session, relay.clock()))
 
 
 def commit(relay: RelayState, role: str, claims: Claims, session: str) -> Credentials | None:
-    try:
-        given: Credentials = relay.admission.commit(role, claims, session, relay.clock())
-        return given
-    except CredentialRefused as exc:
-        _refuse(relay, exc, f"{role} {session[:4]}…")
-        return None
+    return _attempt(
+        relay, f"{role} {session[:4]}…", lambda: relay.admission.commit(role, claims, session, relay.clock())
+    )
 
 
 def credentials_message(relay: RelayState, credentials: Credentials) -> str:
@@ -92,12 +95,7 @@ def credentials_message(relay: RelayState, credentials: Credentials) -> str:
 
 
 def renew(relay: RelayState, held: Claims) -> Credentials | None:
-    try:
-        renewed: Credentials = relay.admission.renew(held, relay.clock())
-        return renewed
-    except CredentialRefused as exc:
-        _refuse(relay, exc, "renewal")
-        return None
+    return _attempt(relay, "renewal", lambda: relay.admission.renew(held, relay.clock()))
 
 
 # -- HTTP: accounts and session initiation ---------------------------------------------
