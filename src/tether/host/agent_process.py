@@ -14,9 +14,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tether.agents.presets import PRESETS, Preset
 from tether.errors import AgentNotFound
+
+if TYPE_CHECKING:
+    from tether.host.sandbox_run import Sandbox
 
 # The ACP JSON-RPC stream can carry whole files; asyncio's 64 KiB line limit is too small.
 STDIO_LIMIT = 50 * 1024 * 1024
@@ -42,6 +46,7 @@ class AgentSpec:
     env_prefixes: tuple[str, ...] = ANY_PROVIDER
     preset: Preset | None = None
     settings: tuple[tuple[str, str], ...] = ()  # variables tether sets for the agent (from its config)
+    sandbox: Sandbox | None = None  # --sandbox: the agent and its commands run confined (host/sandbox_run.py)
 
 
 def resolve(agent: str) -> AgentSpec:
@@ -97,16 +102,13 @@ async def spawn(spec: AgentSpec, cwd: Path, log_path: Path) -> asyncio.subproces
     descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     with os.fdopen(descriptor, "ab") as log:
         os.fchmod(descriptor, 0o600)
+        env = agent_environment(spec.env_prefixes) | dict(spec.settings)
+        pipes: dict[str, Any] = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE, "stderr": log}
         try:
+            if spec.sandbox is not None:
+                return await spec.sandbox.spawn(spec.argv, env, limit=STDIO_LIMIT, start_new_session=True, **pipes)
             return await asyncio.create_subprocess_exec(
-                *spec.argv,
-                cwd=cwd,
-                env=agent_environment(spec.env_prefixes) | dict(spec.settings),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                limit=STDIO_LIMIT,
-                start_new_session=True,
+                *spec.argv, cwd=cwd, env=env, limit=STDIO_LIMIT, start_new_session=True, **pipes
             )
         except (FileNotFoundError, PermissionError) as exc:
             raise AgentNotFound(f"cannot start agent {' '.join(spec.argv)!r}: {exc.strerror}") from None

@@ -21,9 +21,9 @@ from typing import Any
 from rich.console import Console as RichConsole
 
 from tether.errors import UserError
-from tether.host import agent_process, tls
+from tether.host import agent_process, sandbox_run, tls
 from tether.host.console import Console, read_lines
-from tether.host.remote import RelayFactory, Remote, check_allowed, refuse_sandbox
+from tether.host.remote import RelayFactory, Remote, check_allowed
 from tether.host.session import APPROVAL_TIMEOUT, HostSession
 from tether.paths import logs_dir
 
@@ -71,6 +71,8 @@ async def _open_session(options: RunOptions, out: RichConsole) -> tuple[HostSess
     spec = agent_process.resolve(agent_process.default_agent(options.agent))
     if spec.name == "builtin" and options.agent_settings:
         spec = dataclasses.replace(spec, settings=options.agent_settings)
+    if options.sandbox:
+        spec = dataclasses.replace(spec, sandbox=sandbox_run.Sandbox(options.root))
     if options.agent is None and spec.name == agent_process.DEMO:
         out.print(f"[yellow]{DEMO_BANNER}[/yellow]", highlight=False)
     session = HostSession(
@@ -87,7 +89,7 @@ async def _open_session(options: RunOptions, out: RichConsole) -> tuple[HostSess
 async def run_rc(options: RunOptions) -> int:
     """``tether rc``: a headless session under Remote Control until stopped."""
     if options.sandbox:
-        refuse_sandbox()
+        sandbox_run.check()  # refused, saying why, before anything starts
     check_allowed(options.root, options.skip_permissions)
     out = RichConsole(stderr=options.as_json)
     stop = asyncio.Event()
@@ -132,7 +134,7 @@ async def run_rc(options: RunOptions) -> int:
 async def run_interactive(options: RunOptions) -> int:
     """``tether``: a local chat in the terminal; /remote turns Remote Control on and off."""
     if options.sandbox:
-        refuse_sandbox()
+        sandbox_run.check()  # refused, saying why, before anything starts
     if options.remote:
         check_allowed(options.root, options.skip_permissions)
     out = RichConsole()

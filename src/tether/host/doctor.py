@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -89,11 +88,15 @@ def tunnel_checks(env: Mapping[str, str] | None = None) -> list[Check]:
 
 
 def sandbox_check() -> Check:
-    """The sandbox is not part of this version; say what the platform would use."""
-    tool = "bubblewrap (bwrap)" if sys.platform.startswith("linux") else "sandbox-exec"
-    present = shutil.which("bwrap" if sys.platform.startswith("linux") else "sandbox-exec")
-    found = "found" if present else "not found"
-    return Check("sandbox", tool, "unavailable", f"--sandbox is not available in this version ({tool} {found})")
+    """Whether ``--sandbox`` works here: the mechanism is run once, not only looked for."""
+    from tether.host.sandbox_run import availability, mechanism
+
+    ok, detail = availability()
+    tool = {"bwrap": "bubblewrap (bwrap)", "sandbox-exec": "sandbox-exec"}.get(mechanism() or "", "none")
+    if ok:
+        return Check("sandbox", tool, "ok", f"--sandbox works: {detail}")
+    status = "missing" if "not installed" in detail else "unavailable"
+    return Check("sandbox", tool, status, f"--sandbox is refused here: {detail}")
 
 
 def run_checks(folder: Path) -> list[Check]:

@@ -162,11 +162,3 @@ def _lose(link: RelayLink, tunnel_lost: asyncio.Future[str]) -> None:
     """The tunnel stopped: phones are cut off, so the link counts as lost (one line, then Remote Control ends)."""
     if not tunnel_lost.cancelled() and not link.lost.done():
         link.lost.set_result(tunnel_lost.result())
-
-
-def refuse_sandbox() -> None:
-    """The sandbox is not built yet: say so instead of running unconfined."""
-    raise UserError(
-        "--sandbox is not available in this version of tether; tools would run unconfined. "
-        "Run without --sandbox, or wait for the sandbox release."
-    )

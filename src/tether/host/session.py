@@ -74,7 +74,7 @@ class HostSession:
         self.core = SessionCore(str(self.root), AgentInfo(agent.name, agent.argv, agent.preset), self._resolve,
                                 approval_timeout, skip_permissions)  # fmt: skip
         self.output = OutputPump(self.handle)
-        self.terminals = Terminals(self.root, self.output.changed)
+        self.terminals = Terminals(self.root, self.output.changed, agent.sandbox)
         self.agent = AgentConnection(agent, self.root, log_path, HostClient(self, self.files, self.terminals))
         self.sinks: list[Sink] = []
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()

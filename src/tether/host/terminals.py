@@ -23,6 +23,10 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tether.host.sandbox_run import Sandbox
 
 DEFAULT_OUTPUT_LIMIT = 1024 * 1024
 READ_CHUNK = 64 * 1024
@@ -104,8 +108,11 @@ class Terminals:
     the transcript can show live output.
     """
 
-    def __init__(self, root: Path, on_change: Callable[[Terminal], None] | None = None) -> None:
+    def __init__(
+        self, root: Path, on_change: Callable[[Terminal], None] | None = None, sandbox: Sandbox | None = None
+    ) -> None:
         self.root = root
+        self.sandbox = sandbox  # --sandbox: every command runs confined, with no network (host/sandbox_run.py)
         self.on_change = on_change or (lambda terminal: None)
         self._terminals: dict[str, Terminal] = {}
         self._ids = itertools.count(1)
@@ -129,15 +136,23 @@ class Terminals:
     ) -> Terminal:
         """Start ``command``; without args it is a shell command line, as agents send it."""
         argv = [command, *args] if args else ["/bin/sh", "-c", command]
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        fds: tuple[int, ...] = ()
+        if self.sandbox is not None:
+            argv, env, fds = self.sandbox.command(argv, env, cwd)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=dict(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=fds,
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
         terminal = Terminal(
             id=f"term-{next(self._ids)}",
             command=" ".join([command, *(args or [])]),
