@@ -259,6 +259,7 @@ async def test_healthz_shows_sessions_and_every_drop_reason(relay: EmbeddedRelay
         "over_capacity": 0,
         "idle": 0,
         "bad_request": 0,
+        "bad_origin": 0,
     }
     assert expected == document["drops"]
     await host.close()

@@ -38,7 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tether.auth.keys import KeySet
 from tether.auth.tokens import Claims, Purpose
 from tether.errors import Refused
-from tether.relay import gate
+from tether.relay import gate, origin
 from tether.relay.accounts import AccountStore
 from tether.relay.admission import Admission
 from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
@@ -50,7 +50,7 @@ logger = logging.getLogger("tether.relay")
 # The viewer page: no third-party origins, no framing, no referrer (the URL is a secret).
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
         "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "Referrer-Policy": "no-referrer",
@@ -169,6 +169,12 @@ async def _endpoint(websocket: WebSocket, role: Role) -> None:
     # counts from before its credential is checked, so a flood of attempts is bounded too.
     address = (websocket.client.host if websocket.client else "") if role is Role.HOST else None
     try:
+        if not origin.allowed(websocket.headers.get("origin"), websocket.headers.get("host"), relay.public_origin):
+            # A page of another site: refused before anything is read, and not accepted
+            # first (the page learns nothing but a failed handshake: 403).
+            relay.counters.count(Drop.BAD_ORIGIN)
+            await websocket.close(CloseCode.UNAUTHORIZED)
+            return
         if address is not None and relay.by_address[address] >= relay.sessions_per_address:
             relay.counters.count(Drop.TOO_MANY_SESSIONS)
             await websocket.accept()

@@ -97,6 +97,7 @@ class Drop(enum.StrEnum):
     OVER_CAPACITY = "over_capacity"  # a TCP connection over the relay's limit, answered 503 and closed
     IDLE = "idle"  # a connection that sent no request head within the handshake timeout, closed
     BAD_REQUEST = "bad_request"  # an HTTP request that does not parse, answered 400 and closed
+    BAD_ORIGIN = "bad_origin"  # refused: a browser page of another origin (relay/origin.py), answered 403
 
 
 REFUSALS = {
