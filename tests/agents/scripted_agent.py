@@ -22,6 +22,9 @@ tests see exactly what the host allows.
     envrun <NAME=VALUE> <cmd> asks as `run` does, then runs <cmd> with NAME=VALUE added to its environment
     optmode                   a config_option_update moving the "mode" option (category mode) to acceptEdits
     forge <id> <title>        a tool_call_update for tool call <id> with a new title (e.g. an approval's id)
+    nativewrite <relpath> <t> an edit tool call that writes the file itself, never asking, and completes
+    leaveopen                 a tool call left pending and one left in_progress when the turn ends
+    readmissing <relpath>     fs/read_text_file of a missing file; replies "read <n> characters" | "failed: ..."
     anything else             "unknown command"
 
 Session modes: ``ask`` (default: asks before every edit) and ``acceptEdits`` (writes without
@@ -164,6 +167,9 @@ class Turn:
             "envrun": self.envrun,
             "optmode": self.optmode,
             "forge": self.forge,
+            "nativewrite": self.nativewrite,
+            "leaveopen": self.leaveopen,
+            "readmissing": self.readmissing,
         }
         handler = handlers.get(name)
         try:
@@ -304,6 +310,29 @@ class Turn:
         await self.send(update_tool_call(call_id, title=title))
         await self.reply("forged")
 
+    async def nativewrite(self, args: str) -> None:
+        """``nativewrite``: edit the file directly, as agents with native tools do, with no permission request."""
+        relpath, _, content = args.partition(" ")
+        await self.start(f"Write {relpath}", "edit", locations=[ToolCallLocation(path=str(self.cwd / relpath))])
+        (self.cwd / relpath).write_text(content)
+        await self.finish(True)
+        await self.reply(f"wrote {relpath} without asking")
+
+    async def leaveopen(self, _: str) -> None:
+        """``leaveopen``: two tool calls that never get a final update (as Gemini CLI's denied ones)."""
+        await self.send(start_tool_call(f"{self.call_id}-p", "Write later.txt", kind="edit", status="pending"))
+        await self.send(start_tool_call(f"{self.call_id}-r", "Run make", kind="execute", status="in_progress"))
+        await self.reply("left two tool calls open")
+
+    async def readmissing(self, relpath: str) -> None:
+        """``readmissing``: what the client answers for a file that does not exist."""
+        try:
+            read = await self.client.read_text_file(session_id=self.session_id, path=str(self.cwd / relpath))
+        except RequestError as error:
+            await self.reply(f"failed: {error_text(error)}")
+            return
+        await self.reply(f"read {len(read.content)} characters")
+
     async def crash(self, _: str) -> None:
         """``crash``: the process dies mid-turn."""
         log.info("crashing on purpose")
@@ -322,7 +351,9 @@ class Turn:
             return
         path = self.cwd / relpath
         try:
+            # A missing file reads as empty (as in Zed): shown as a new file.
             old: str | None = (await self.client.read_text_file(session_id=self.session_id, path=str(path))).content
+            old = old or None
         except RequestError as error:
             log.info("no old content for %s: %s", path, error_text(error))
             old = None
@@ -444,8 +475,8 @@ class ScriptedAgent:
         return LoadSessionResponse(modes=self._modes(session_id))
 
     async def set_session_mode(self, session_id: str, mode_id: str, **kwargs: Any) -> SetSessionModeResponse:
-        """Switch between ``ask`` and ``acceptEdits``."""
-        if mode_id not in {m.id for m in MODES}:
+        """Switch between ``ask`` and ``acceptEdits`` (``--refuse-options``: refused, as option changes are)."""
+        if mode_id not in {m.id for m in MODES} or REFUSE_OPTIONS:
             raise RequestError.invalid_params({"message": f"unknown mode {mode_id}"})
         self.modes[session_id] = mode_id
         return SetSessionModeResponse()

@@ -21,12 +21,11 @@ def test_skip_permissions_picks_allow_only_when_local() -> None:
 
 def test_always_is_withheld_only_where_it_would_self_approve_under_remote() -> None:
     """'Allow always' is dropped under Remote Control when it silently enters a self-approving mode."""
-    self_approving = {"acceptEdits"}.__contains__
     options = [ALLOW, ALWAYS, REJECT]
-    assert ([ALLOW, REJECT], True) == policy.offered(options, True, "acceptEdits", self_approving)
-    assert (options, False) == policy.offered(options, False, "acceptEdits", self_approving)
-    assert (options, False) == policy.offered(options, True, None, self_approving)
-    assert ([ALWAYS], False) == policy.offered([ALWAYS], True, "acceptEdits", self_approving)  # nothing else to pick
+    assert ([ALLOW, REJECT], True) == policy.offered(options, True, "it switches to acceptEdits")
+    assert (options, False) == policy.offered(options, False, "it switches to acceptEdits")
+    assert (options, False) == policy.offered(options, True, None)
+    assert ([ALWAYS], False) == policy.offered([ALWAYS], True, "it switches to acceptEdits")  # nothing else to pick
 
 
 def test_outside_paths_are_named() -> None:

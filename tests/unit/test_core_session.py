@@ -335,7 +335,8 @@ def test_added_variables_always_ask_and_are_shown() -> None:
 
 def test_remote_on_moves_a_self_approving_agent_to_asking() -> None:
     """Turning Remote Control on with the agent in a self-approving mode switches it, enforcing."""
-    drive = Driver(preset="claude").ready(modes=claude_modes("acceptEdits"))
+    drive = Driver(preset="claude").ready(modes=claude_modes("default"))
+    drive(ev.ModeChanged("acceptEdits"))  # chosen locally (a start in it is switched at once)
     out = drive(ev.RemoteChanged(True))
     assert [fx.ChangeMode("default", enforcing=True)] == of(fx.ChangeMode, out)
 

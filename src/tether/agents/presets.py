@@ -41,6 +41,19 @@ class Preset:
     # The mode the agent silently enters when "allow always" is chosen, if it does (Claude
     # Code's "allow all edits during this session" becomes acceptEdits with no ACP update).
     always_enters_mode: str | None = None
+    # What the agent's own "always allow" does beyond the one request, when tether can neither
+    # confine nor show it (OpenCode's allows every later edit, whatever the file): withheld
+    # under Remote Control, with this sentence.
+    always_unconfined: str | None = None
+    # Variables tether always sets for the agent, after the user's own: how it is made to ask.
+    env: tuple[tuple[str, str], ...] = ()
+    # Modes in which the agent runs commands itself inside a confinement tether knows (Codex's
+    # read-only sandbox): a command it ran there without asking is not "acted without asking".
+    confined_modes: frozenset[str] = field(default_factory=frozenset)
+    # The name a person knows the agent by, for "starting ..." lines.
+    title: str = ""
+    # The agent's own configuration files (``~`` for the home folder), read by `tether doctor`.
+    config_files: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Preset] = {
@@ -50,6 +63,7 @@ PRESETS: dict[str, Preset] = {
             "demo",
             (sys.executable, "-m", "tether.agents.demo"),
             "guided tour of tether; no model, no key",
+            title="the demo agent",
         ),
         Preset(
             "builtin",
@@ -57,6 +71,7 @@ PRESETS: dict[str, Preset] = {
             "tether's own coding agent on Anthropic or OpenAI-compatible models",
             env_prefixes=("TETHER_AGENT_", *PROVIDER_KEYS),
             credentials=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+            title="tether's built-in agent",
         ),
         Preset(
             "claude",
@@ -69,6 +84,8 @@ PRESETS: dict[str, Preset] = {
             requires="npx",
             credentials=("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "~/.claude/.credentials.json"),
             always_enters_mode="acceptEdits",
+            title="Claude Code",
+            config_files=("~/.claude/settings.json",),
         ),
         Preset(
             "codex",
@@ -80,6 +97,9 @@ PRESETS: dict[str, Preset] = {
             asking_mode="read-only",
             requires="npx",
             credentials=("OPENAI_API_KEY", "CODEX_API_KEY", "~/.codex/auth.json"),
+            confined_modes=frozenset({"read-only"}),
+            title="Codex",
+            config_files=("~/.codex/config.toml",),
         ),
         Preset(
             "gemini",
@@ -91,6 +111,10 @@ PRESETS: dict[str, Preset] = {
             asking_mode="default",
             requires="npx",
             credentials=("GEMINI_API_KEY", "GOOGLE_API_KEY", "~/.gemini/oauth_creds.json"),
+            # Gemini's "Allow for this session" switches it to autoEdit, told only as agent text.
+            always_enters_mode="autoEdit",
+            title="Gemini CLI",
+            config_files=("~/.gemini/settings.json",),
         ),
         Preset(
             "opencode",
@@ -100,15 +124,22 @@ PRESETS: dict[str, Preset] = {
             login="opencode auth login",
             requires="npx",
             credentials=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "~/.local/share/opencode/auth.json"),
+            # Its default build mode edits without asking; this variable (applied after the
+            # project's own config) makes it ask before every edit and command.
+            env=(("OPENCODE_PERMISSION", '{"edit":"ask","bash":"ask"}'),),
+            always_unconfined="its 'Always allow' lets every later edit or command of that kind run unasked",
+            title="OpenCode",
+            config_files=("opencode.json", "~/.config/opencode/opencode.json"),
         ),
         Preset(
             "goose",
             ("goose", "acp"),
-            "goose in ACP mode (install goose first)",
+            "goose in ACP mode (not on npm or PyPI: install goose yourself first)",
             env_prefixes=("GOOSE_", *PROVIDER_KEYS),
             login="goose configure",
             requires="goose",
             credentials=("~/.config/goose/config.yaml",),
+            title="goose",
         ),
     )
 }

@@ -106,7 +106,8 @@ def _options(
             tunnel=tunnel,
             sandbox=config.get("sandbox.default") if sandbox is None else sandbox,
             skip_permissions=skip_permissions,
-            remote=remote or config.get("remote.auto_start"),
+            remote=remote,
+            auto_start=bool(config.get("remote.auto_start")),
             as_json=as_json,
             name=name,
             approval_timeout=float(config.get("approvals.timeout_seconds")),
@@ -203,7 +204,7 @@ def trust(
     list_: Annotated[bool, typer.Option("--list", help="List trusted folders.")] = False,
 ) -> None:
     """Trust a folder, so Remote Control may run the agent in it."""
-    from tether.host.trust import TrustStore
+    from tether.host.trust import TrustStore, broad
 
     store = TrustStore()
     try:
@@ -211,9 +212,12 @@ def trust(
             for trusted in store.folders():
                 print(trusted)
             return
-        print(f"Trusted {store.trust(folder or Path.cwd())}")
+        trusted = store.trust(folder or Path.cwd())
     except UserError as exc:
         _fail(exc)
+    print(f"Trusted {trusted}")
+    if warning := broad(trusted, Path.home()):
+        err.print(f"[yellow]Warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -70,7 +70,10 @@ class HostClient:
         try:
             return schema.ReadTextFileResponse(content=self.files.read(path, line, limit))
         except FileNotFoundError:
-            raise RequestError.resource_not_found(path) from None
+            # As Zed, the reference client, does: a missing file inside the project reads as
+            # empty. Agents rely on it to create files (Gemini CLI's existence check fails the
+            # write on an ACP error). docs/agents.md lists each such choice.
+            return schema.ReadTextFileResponse(content="")
         except (TetherError, OSError) as exc:
             raise _refused(path, exc) from None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -56,7 +57,11 @@ class AgentConnection:
 
     async def start(self) -> None:
         """Start the process and run ACP ``initialize``."""
-        self.process = await agent_process.spawn(self.spec, self.root, self.log_path)
+        spec = self.spec
+        if spec.preset is not None and spec.preset.env:
+            # The preset's fixed variables (how the agent is made to ask) win over the user's own.
+            spec = dataclasses.replace(spec, settings=(*spec.settings, *spec.preset.env))
+        self.process = await agent_process.spawn(spec, self.root, self.log_path)
         assert self.process.stdin is not None and self.process.stdout is not None
         self.conn = acp.connect_to_agent(self.client, self.process.stdin, self.process.stdout)
         init = await self.conn.initialize(

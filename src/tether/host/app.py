@@ -20,8 +20,9 @@ from typing import Any
 
 from rich.console import Console as RichConsole
 
-from tether.errors import UserError
+from tether.errors import PermissionsSkipped, UserError
 from tether.host import agent_process, sandbox_run, tls
+from tether.host import trust as workspace
 from tether.host.console import Console, read_lines
 from tether.host.remote import RelayFactory, Remote, check_allowed
 from tether.host.session import APPROVAL_TIMEOUT, HostSession
@@ -45,6 +46,7 @@ class RunOptions:
     sandbox: bool = False
     skip_permissions: bool = False
     remote: bool = False
+    auto_start: bool = False  # remote.auto_start: Remote Control on from the start, in a trusted folder
     as_json: bool = False
     name: str | None = None
     approval_timeout: float = APPROVAL_TIMEOUT
@@ -57,6 +59,48 @@ class RunOptions:
 def _log_path(name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return logs_dir() / f"agent-{name}-{stamp}-{os.getpid()}.log"
+
+
+def _refuse_skipped(options: RunOptions, rc: bool = False) -> None:
+    """--dangerously-skip-permissions with Remote Control on (however it is turned on) stops here, exit status 2."""
+    if not options.skip_permissions:
+        return
+    how = "tether rc" if rc else "--remote" if options.remote else "remote.auto_start" if options.auto_start else None
+    if how is not None:
+        raise PermissionsSkipped(
+            f"--dangerously-skip-permissions cannot be used with Remote Control ({how} turns it on): "
+            "every edit and command must be approved by a person."
+        )
+
+
+async def _settle_trust(
+    root: Path, out: RichConsole, lines: asyncio.Queue[str | None], stop: asyncio.Event
+) -> bool | None:
+    """Whether the folder is trusted, asking at the terminal first if it is not; None if stopped while asking.
+
+    Asked before the agent starts, so nothing of the folder is read or run before the answer.
+    Only a terminal is asked: with stdin not a terminal the folder simply stays untrusted.
+    """
+    store = workspace.TrustStore()
+    if store.is_trusted(root):
+        return True
+    if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
+        return False
+    out.print(workspace.question(root), end="", markup=False, highlight=False, soft_wrap=True)
+    answer = asyncio.ensure_future(lines.get())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not answer.done():
+        answer.cancel()
+        return None
+    line = answer.result()
+    if line is not None and line.strip().lower() in ("y", "yes"):
+        out.print(f"Trusted {store.trust(root)}.", highlight=False)
+        return True
+    out.print(f"Not trusted: Remote Control stays off here (`tether trust {root}` changes that).",
+              highlight=False, soft_wrap=True)  # fmt: skip
+    return False
 
 
 def _install_stop(stop: asyncio.Event) -> None:
@@ -90,10 +134,16 @@ async def run_rc(options: RunOptions) -> int:
     """``tether rc``: a headless session under Remote Control until stopped."""
     if options.sandbox:
         sandbox_run.check()  # refused, saying why, before anything starts
-    check_allowed(options.root, options.skip_permissions)
+    _refuse_skipped(options, rc=True)
     out = RichConsole(stderr=options.as_json)
     stop = asyncio.Event()
     _install_stop(stop)
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    if sys.stdin is not None and not sys.stdin.closed:
+        read_lines(asyncio.get_running_loop(), lines)
+    if await _settle_trust(options.root, out, lines, stop) is None:
+        return 130
+    check_allowed(options.root, options.skip_permissions)
     session, console = await _open_session(options, out)
     remote = Remote(
         session, options.relay, out, as_json=options.as_json, embedded=options.embedded_relay, tunnel=options.tunnel
@@ -103,9 +153,6 @@ async def run_rc(options: RunOptions) -> int:
     except BaseException:
         await session.close("Remote Control could not start")
         raise
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    if sys.stdin is not None and not sys.stdin.closed:
-        read_lines(asyncio.get_running_loop(), lines)
 
     async def answer_from_terminal() -> None:
         # tether rc has no prompt line; the terminal still answers approvals.
@@ -135,11 +182,17 @@ async def run_interactive(options: RunOptions) -> int:
     """``tether``: a local chat in the terminal; /remote turns Remote Control on and off."""
     if options.sandbox:
         sandbox_run.check()  # refused, saying why, before anything starts
-    if options.remote:
-        check_allowed(options.root, options.skip_permissions)
+    _refuse_skipped(options)
     out = RichConsole()
     stop = asyncio.Event()
     _install_stop(stop)
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    read_lines(asyncio.get_running_loop(), lines)
+    trusted = await _settle_trust(options.root, out, lines, stop)
+    if trusted is None:
+        return 130
+    if options.remote:
+        check_allowed(options.root, options.skip_permissions)
     session, console = await _open_session(options, out)
     remote = Remote(session, options.relay, out, embedded=options.embedded_relay, tunnel=options.tunnel)
     out.print(f"[bold]tether[/bold] · agent [cyan]{session.spec.name}[/cyan] · {session.root}")
@@ -155,10 +208,10 @@ async def run_interactive(options: RunOptions) -> int:
         except UserError as exc:
             out.print(f"[red]{exc}[/red]", highlight=False)
 
-    if options.remote:
+    if options.remote or (options.auto_start and trusted):
         await remote.start(options.skip_permissions)
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    read_lines(asyncio.get_running_loop(), lines)
+    elif options.auto_start:
+        out.print("[yellow]remote.auto_start: Remote Control stays off, this folder is not trusted.[/yellow]")
 
     async def read_input() -> None:
         while (line := await lines.get()) is not None:

@@ -1,8 +1,11 @@
 """Workspace trust: Remote Control is only available in folders trusted locally.
 
-A folder is trusted when it, or a folder above it, was trusted with ``tether trust``.
-The list lives in the state folder as JSON and is only ever changed by a local command,
-never by anything arriving from the relay.
+A folder is trusted when it, or a folder above it, was trusted with ``tether trust`` or
+with "y" to the question ``tether`` asks at the terminal on the first run in an untrusted
+folder (before anything of the folder is read or run: the agent starts after the answer).
+The list lives in the state folder as JSON and is only ever changed by a local command or
+that local answer, never by anything arriving from the relay or a viewer. Trusting ``/``
+or the home folder trusts everything below it, so ``tether trust`` warns.
 """
 
 from __future__ import annotations
@@ -11,8 +14,31 @@ import json
 import os
 from pathlib import Path
 
-from tether.errors import NotTrusted
+from tether.errors import NotTrusted, UserError
 from tether.paths import state_dir
+
+
+class NoSuchFolder(UserError):
+    """Check the path: `tether trust` takes a folder that exists (default: the current one)."""
+
+
+def question(folder: Path) -> str:
+    """The question asked at the terminal in an untrusted folder (what trusting means, in one line)."""
+    return (
+        f"Do you trust the files in {folder}? Trusting lets the agent run with this folder's own settings "
+        "and lets Remote Control (your phone) drive it here. [y/N] "
+    )
+
+
+def broad(folder: Path, home: Path) -> str | None:
+    """A warning when ``folder`` is ``/`` or the home folder (or above it): it trusts far more than a project."""
+    folder, home = folder.resolve(), home.resolve()
+    if folder == Path(folder.anchor) or folder == home or home.is_relative_to(folder):
+        return (
+            f"{folder} holds every project below it, including ones you have not read: "
+            "each of them is now trusted. Trust project folders one by one instead (`tether untrust` undoes this)."
+        )
+    return None
 
 
 class TrustStore:
@@ -40,9 +66,11 @@ class TrustStore:
 
     def trust(self, folder: Path) -> Path:
         """Trust ``folder`` (resolved); returns it."""
-        folder = folder.resolve()
+        folder = folder.expanduser().resolve()
+        if not folder.exists():
+            raise NoSuchFolder(f"{folder} does not exist")
         if not folder.is_dir():
-            raise NotTrusted(f"{folder} is not a folder")
+            raise NoSuchFolder(f"{folder} is not a folder")
         self._save([*self.folders(), folder])
         return folder
 

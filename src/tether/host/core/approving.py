@@ -25,16 +25,11 @@ class Approving(CoreState):
         shown = self.transcript.tool_call(tool_call)
         self._emit([shown])
         entry = shown.entry
-        options, withheld = policy.offered(
-            list(event.options),
-            self.controls.remote,
-            self.agent.preset.always_enters_mode if self.agent.preset else None,
-            self.controls.is_self_approving,
-        )
+        unconfined = self.controls.unconfined_always()
+        options, withheld = policy.offered(list(event.options), self.controls.remote, unconfined)
         if withheld and not self._withheld_noticed:
             self._withheld_noticed = True
-            self._notice(f"'Always allow' is not offered under Remote Control: {self.agent.name} would switch itself "
-                         f"to {self.agent.preset.always_enters_mode!r} and approve later edits by itself.")  # fmt: skip
+            self._notice(f"'Always allow' is not offered under Remote Control: {unconfined}.")
         paths = policy.tool_call_paths(tool_call)
         outside = policy.outside_paths(paths, lambda path: self.resolve(path) is not None)
         resolved = tuple(r for r in (self.resolve(p) for p in paths) if r is not None)

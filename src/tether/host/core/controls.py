@@ -31,6 +31,8 @@ class Controls:
         self.modes: list[schema.SessionMode] = []
         self.options: list[Any] = []
         self.remote = False
+        self.skip_permissions = False  # --dangerously-skip-permissions is in force (a local session)
+        self.started = False  # the session opened once (the start-asking rule ran)
 
     def load(self, modes: schema.SessionModeState | None, options: list[Any] | None) -> None:
         """Take what session/new (or session/load) returned."""
@@ -39,6 +41,17 @@ class Controls:
             self.modes = list(modes.available_modes)
         if options is not None:
             self.options = list(options)
+            # One control, two doors: a mode-category option that repeats the session modes
+            # (Claude Code, Codex) moves the session mode along with it and is shown once.
+            for option in self.options:
+                current = getattr(option, "current_value", None)
+                if self._repeats_modes(option) and isinstance(current, str):
+                    self.current_mode = current
+
+    def _repeats_modes(self, option: Any) -> bool:
+        """Whether ``option`` is the session modes again, as a config option of a mode category."""
+        ids = {m.id for m in self.modes}
+        return bool(ids) and self._mode_like(option) and set(self._choices(option)) == ids
 
     def is_self_approving(self, value: str) -> bool:
         return value in self.self_approving
@@ -46,6 +59,30 @@ class Controls:
     def _mode_like(self, option: Any) -> bool:
         category = getattr(option, "category", None) or ""
         return category in MODE_CATEGORIES or option.id in ("mode", "permission_mode", "approval_mode")
+
+    def unconfined_always(self) -> str | None:
+        """Why the agent's own "always allow" cannot be offered under Remote Control, or None."""
+        if self.preset is None:
+            return None
+        mode = self.preset.always_enters_mode
+        if mode is not None and self.is_self_approving(mode):
+            return f"{self.preset.name} would switch itself to {mode!r} and approve later edits by itself"
+        return self.preset.always_unconfined
+
+    def confined(self) -> bool:
+        """Whether the agent now runs its commands inside a confinement tether knows (preset fact)."""
+        return self.preset is not None and self.current_mode in self.preset.confined_modes
+
+    def banner(self) -> str | None:
+        """The warning every screen keeps showing while something approves by itself, or None."""
+        if self.skip_permissions:
+            return "--dangerously-skip-permissions: every request is approved without asking"
+        offending = self.self_approving_now()
+        if offending is None:
+            return None
+        option_id, value = offending
+        what = f"mode {value!r}" if option_id is None else f"{option_id} = {value!r}"
+        return f"The agent is in {what}: it approves its own edits or commands without asking"
 
     def option(self, option_id: str) -> Any | None:
         return next((o for o in self.options if o.id == option_id), None)
@@ -75,6 +112,8 @@ class Controls:
             return (None, self.current_mode)
         for option in self.options:
             current = getattr(option, "current_value", None)
+            if self._repeats_modes(option):
+                continue  # the session mode above is the same control
             if self._mode_like(option) and isinstance(current, str) and self.is_self_approving(current):
                 return (option.id, current)
         return None
@@ -102,6 +141,8 @@ class Controls:
         """The ``controls`` transcript entry (docs/protocol.md)."""
         options = []
         for option in self.options:
+            if self._repeats_modes(option):
+                continue  # shown once, as the mode menu
             choices: list[JSON] = []
             kind = "boolean" if isinstance(option, schema.SessionConfigOptionBoolean) else "select"
             for choice in getattr(option, "options", None) or []:
@@ -138,4 +179,5 @@ class Controls:
             },
             "options": options,
             "remote": self.remote,
+            "banner": self.banner(),
         }

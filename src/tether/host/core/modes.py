@@ -3,18 +3,35 @@
 With Remote Control on, the agent runs in a mode where it asks. One rule covers both
 doors an agent may use to switch (a mode update, a mode-category config option); a
 switch back that fails ends Remote Control on every screen rather than go on unseen.
+
+Also here:
+
+- **Start asking** (issue 11): every agent is moved to its asking mode when its session
+  opens, locally too; the person may switch later (``/mode``).
+- **The banner**: while a self-approving mode or ``--dangerously-skip-permissions`` is in
+  force, every screen keeps a warning (the ``banner`` entry, and ``banner`` in ``controls``).
+- **The generic guard** (issue 14): under Remote Control, a tool call of kind edit, delete
+  or move, or execute outside a confinement tether knows, that reaches ``completed`` with no
+  permission request and no host approval while it was open, is shown on every screen as
+  having acted without asking, and Remote Control ends.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
+
+from acp import schema
 
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core.phases import Phase
 from tether.host.core.state import CoreState
+from tether.host.core.transcript import tool_entry_id
 
 LIVE = (Phase.READY, Phase.TURN_RUNNING)
+GUARDED_KINDS = frozenset({"edit", "delete", "move", "execute"})  # tool kinds that change something
+TOOL_UPDATES = (schema.ToolCallStart, schema.ToolCallProgress, schema.ToolCallUpdate)
 
 
 class Modes(CoreState):
@@ -39,6 +56,69 @@ class Modes(CoreState):
             self._out.append(fx.ChangeMode(target, enforcing=True))
         else:
             self._out.append(fx.ChangeOption(option_id, target, enforcing=True))
+
+    def _start_asking(self) -> None:
+        """When the session first opens: a self-approving start mode is left for the asking one, locally too."""
+        if self.controls.started:
+            return
+        self.controls.started = True
+        self._show_banner()
+        offending = self.controls.self_approving_now()
+        if self.controls.remote or offending is None or self.enforcing:
+            return  # under Remote Control, _police moves it
+        option_id, value = offending
+        target = self.controls.asking_choice(option_id)
+        if target is None:
+            return  # nowhere to go: the banner stays
+        self._notice(f"The agent started in {value!r}, which approves tools by itself; switching it to {target!r}, "
+                     "where it asks first (/mode to choose another).")  # fmt: skip
+        self.enforcing = True
+        if option_id is None:
+            self._out.append(fx.ChangeMode(target, enforcing=True))
+        else:
+            self._out.append(fx.ChangeOption(option_id, target, enforcing=True))
+
+    def _controls_changed(self) -> None:
+        super()._controls_changed()
+        self._show_banner()
+
+    def _show_banner(self) -> None:
+        """Keep the ``banner`` entry in step with what approves by itself now (module doc)."""
+        self.controls.skip_permissions = self.skip_permissions and not self.controls.remote
+        banner = self.controls.banner()
+        shown = self.transcript.entries.get("banner")
+        if banner is None and (shown is None or not shown.get("on")):
+            return
+        if shown is not None and shown.get("on") == (banner is not None) and shown.get("text") == f"⚠ {banner}":
+            return
+        text = f"⚠ {banner}" if banner else "Nothing approves by itself any more: the agent asks before acting."
+        self._emit(self.transcript.put({"id": "banner", "type": "message", "role": "system", "text": text,
+                                        "on": banner is not None}))  # fmt: skip
+
+    def _guard(self, update: Any) -> None:
+        """The generic guard (module doc) for one tool call update already in the transcript."""
+        if not isinstance(update, TOOL_UPDATES):
+            return
+        entry_id = tool_entry_id(update.tool_call_id)
+        entry = self.transcript.entries.get(entry_id)
+        if entry is None:
+            return
+        approvals = list(self.approvals._approvals.values())
+        seen = self.transcript.first_seen.setdefault(entry_id, len(approvals))
+        if entry.get("status") != "completed" or entry.get("unasked") or not self.controls.remote:
+            return
+        kind = entry.get("kind")
+        if kind not in GUARDED_KINDS or (kind == "execute" and self.controls.confined()):
+            return
+        asked = any(a.tool_call_id == entry_id for a in approvals) or any(
+            a.source == "host" and a.granted() for a in approvals[seen:]
+        )
+        if asked:
+            return
+        self._emit(self.transcript.flag_unasked(entry_id))
+        self._notice(f"The agent acted without asking: {entry.get('title')!r} ({kind}) completed with no permission "
+                     "request. Restart Remote Control in a mode that asks.")  # fmt: skip
+        self._end_remote(f"the agent {self.agent.name!r} acted without asking ({kind}: {entry.get('title')})")
 
     def _end_remote(self, reason: str) -> None:
         self.controls.remote = False
@@ -70,6 +150,11 @@ class Modes(CoreState):
         if event.enforcing:
             # A policy action that fails must never leave the agent self-approving unseen.
             self.enforcing = False
+            if not self.controls.remote:
+                self._notice(f"The agent could not be moved to a mode that asks ({event.detail}).")
+                self._show_banner()
+                self._next_prompt()
+                return
             self._end_remote(f"the agent could not be moved to a mode that asks ({event.detail})")
             return
         self._notice(f"The agent refused the {event.what} change: {event.detail}")

@@ -10,7 +10,8 @@ Rules:
 - **Skipped permissions only when local**: ``--dangerously-skip-permissions`` approves by
   itself only while Remote Control is off (:func:`auto_allow`).
 - **Withheld "always allow"**: under Remote Control, an "allow always" that would
-  silently put the agent in a self-approving mode is not offered (:func:`offered`).
+  silently put the agent in a self-approving mode, or allow more than it says, is not
+  offered (:func:`offered`).
 - **Paths outside the project** are named on the approval (:func:`outside_paths`).
 - **Approval timeout**: an approval expires ``timeout`` seconds after it opens
   (:func:`deadline`), and then resolves as a rejection.
@@ -58,16 +59,15 @@ def auto_allow(options: Iterable[Option], remote: bool, skip_permissions: bool) 
     return next((o for kind in ALLOW_KINDS for o in options if o.kind == kind), None)
 
 
-def offered(
-    options: list[Option], remote: bool, silent_mode: str | None, self_approving: Callable[[str], bool]
-) -> tuple[list[Option], bool]:
+def offered(options: list[Option], remote: bool, unconfined: str | None) -> tuple[list[Option], bool]:
     """The options shown on every screen, and whether an "allow always" was withheld.
 
-    Under Remote Control, an "allow always" that silently puts the agent in a
-    self-approving mode (``silent_mode``, a preset fact) is not offered, as long as some
-    other option is left to choose.
+    Under Remote Control, an "allow always" whose effect tether can neither confine nor
+    show (``unconfined`` says what it does, a preset fact: it silently puts the agent in a
+    self-approving mode, or allows far more than the one request) is not offered, as long
+    as some other option is left to choose.
     """
-    if not (remote and silent_mode and self_approving(silent_mode)):
+    if not (remote and unconfined):
         return options, False
     kept = [o for o in options if o.kind != "allow_always"]
     if not kept or len(kept) == len(options):

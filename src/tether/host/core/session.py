@@ -67,6 +67,7 @@ class SessionCore(Approving, Modes):
         self._step(Step.OPENED)
         if self.controls.modes or self.controls.options:
             self._controls_changed()
+        self._start_asking()
         self._police()
         self._next_prompt()
 
@@ -141,6 +142,7 @@ class SessionCore(Approving, Modes):
             self._police(by_agent=True)
         else:
             self._emit(self.transcript.apply(update))
+            self._guard(update)
 
     # -- prompts and turns -------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class SessionCore(Approving, Modes):
         if event.error:
             self._notice(event.error)
         self._settle_all()
+        self._emit(self.transcript.close_open())  # no card stays pending or running after its turn
         self.grants = [g for g in self.grants if g.always]  # a turn's grants end with it
         self._step(Step.TURN_ENDED)
         self._emit([Turn(running=False, stop_reason=event.stop_reason)])

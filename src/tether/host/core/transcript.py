@@ -33,6 +33,7 @@ TOOL_PREFIX = "tool:"
 MAX_TEXT = 256 * 1024  # characters of one diff side, or one text item, shown to screens
 OUTPUT_KEPT = 64 * 1024  # characters of a command's output kept for screens (the newest)
 SNAPSHOT_BUDGET = 8 * 1024 * 1024  # bytes of entries in one snapshot, newest kept first
+UNASKED = "ACTED WITHOUT ASKING: "  # the title prefix of a tool call that changed something unasked
 
 
 def tool_entry_id(tool_call_id: str) -> str:
@@ -86,6 +87,9 @@ class Transcript:
         self._ids = itertools.count(1)
         self._open_message: str | None = None
         self.terminals: dict[str, TerminalView] = {}
+        self._agent_terminals: dict[str, TerminalView] = {}  # by entry id: commands the agent ran itself
+        # Tool call entry id -> how many approvals had been opened when it first appeared (modes.py guard).
+        self.first_seen: dict[str, int] = {}
 
     def snapshot(self, budget: int = SNAPSHOT_BUDGET) -> list[JSON]:
         """Copies of the newest entries that fit in ``budget`` bytes, oldest first.
@@ -170,20 +174,85 @@ class Transcript:
             entry["locations"] = [loc.path for loc in update.locations]
         if update.content is not None:
             self._tool_content[entry_id] = list(update.content)
+        self._agent_terminal(entry_id, entry, update)
+        if entry.get("unasked") and not entry["title"].startswith(UNASKED):
+            entry["title"] = UNASKED + entry["title"]
         entry["content"] = self._render_content(entry_id)
         return self._put(entry)
 
+    def _agent_terminal(self, entry_id: str, entry: JSON, update: Any) -> None:
+        """A command the agent ran itself, reported in ``_meta`` (Codex: ``terminal_info``,
+        ``terminal_output``, ``terminal_exit``): shown as command, output and exit code.
+
+        Its terminal id is the agent's, kept apart from the host's own terminals so that no
+        update can write into a command tether ran.
+        """
+        meta = update.field_meta if isinstance(update.field_meta, dict) else {}
+        info, output, exited = (meta.get(k) for k in ("terminal_info", "terminal_output", "terminal_exit"))
+        if not any(isinstance(part, dict) for part in (info, output, exited)):
+            return
+        view = self._agent_terminals.get(entry_id)
+        if view is None:
+            raw = update.raw_input if isinstance(update.raw_input, dict) else {}
+            command = raw.get("command")
+            command = " ".join(map(str, command)) if isinstance(command, list) else command
+            view = self._agent_terminals[entry_id] = TerminalView(command=str(command or entry["title"]))
+        if isinstance(output, dict) and isinstance(output.get("data"), str):
+            view.add(output["data"])
+        if isinstance(exited, dict):
+            code = exited.get("exit_code")
+            view.exit_code = code if isinstance(code, int) else -1
+
+    def close_open(self) -> list[Message]:
+        """Close every tool call still pending or running (a turn ended): failed, "not run".
+
+        Some agents send no final update for a denied or cancelled tool call (Gemini CLI);
+        a card must not say "pending" after its turn.
+        """
+        out: list[Message] = []
+        for entry_id, entry in self.entries.items():
+            if entry.get("type") != "tool_call" or entry.get("status") not in ("pending", "in_progress"):
+                continue
+            was = entry["status"]
+            entry["status"] = "failed"
+            note = "not run" if was == "pending" else "did not finish"
+            entry["closed_by_host"] = f"The turn ended with this tool call {was}: closed as {note}."
+            view = self._agent_terminals.get(entry_id)
+            if view is not None and view.exit_code is None:
+                view.exit_code = -1
+            entry["content"] = self._render_content(entry_id)
+            out.append(self._put(entry))
+        return out
+
+    def flag_unasked(self, entry_id: str) -> list[Message]:
+        """Mark a tool call that acted without a permission request, in its title on every screen."""
+        entry = self.entries[entry_id]
+        entry["unasked"] = True
+        if not entry["title"].startswith(UNASKED):
+            entry["title"] = UNASKED + entry["title"]
+        return [self._put(entry)]
+
     def _render_content(self, entry_id: str) -> list[JSON]:
         rendered: list[JSON] = []
+        agent_view = self._agent_terminals.get(entry_id)
         for item in self._tool_content.get(entry_id, []):
             if isinstance(item, schema.FileEditToolCallContent):
                 old = None if item.old_text is None else clip(item.old_text)
                 rendered.append({"type": "diff", "path": item.path, "old_text": old, "new_text": clip(item.new_text)})
             elif isinstance(item, schema.TerminalToolCallContent):
+                if agent_view is not None and item.terminal_id not in self.terminals:
+                    rendered.append(agent_view.to_json(item.terminal_id))
+                    agent_view = None  # shown once
+                    continue
                 view = self.terminals.setdefault(item.terminal_id, TerminalView(command=""))
                 rendered.append(view.to_json(item.terminal_id))
             else:
                 rendered.append({"type": "text", "text": clip(_text_of(item.content))})
+        if agent_view is not None:
+            rendered.append(agent_view.to_json(""))
+        note = self.entries.get(entry_id, {}).get("closed_by_host")
+        if note:
+            rendered.append({"type": "text", "text": note})
         return rendered
 
     def _showing(self, terminal_id: str) -> list[str]:

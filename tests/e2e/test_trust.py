@@ -1,0 +1,199 @@
+"""Workspace trust asked in a real terminal (a pty), `tether trust` warnings, and skipped permissions refused."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TETHER, UNIT, stop
+
+PROBE_AGENT = ROOT / "tests" / "agents" / "probe_agent.py"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Pty:
+    """`tether` on a pseudo-terminal: what a user types and sees."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 300, 0, 0))  # wide: no wrapped lines
+        self.process = subprocess.Popen([*TETHER, *args], cwd=cwd, env=env | {"TERM": "xterm"},
+                                        stdin=slave, stdout=slave, stderr=slave, close_fds=True)  # fmt: skip
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, marker: str, timeout: float = 30 * UNIT) -> str:
+        """Read until ``marker`` shows; fails with everything seen after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.seen:
+            ready, _, _ = select.select([self.master], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError(f"no {marker!r} in time; seen:\n{self.seen}")
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                data = b""
+            if not data:
+                raise AssertionError(f"output ended without {marker!r}; seen:\n{self.seen}")
+            self.seen += ANSI.sub("", data.decode(errors="replace")).replace("\r", "")
+        return self.seen
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\n")
+
+    def close(self) -> int:
+        stop(self.process)
+        os.close(self.master)
+        return int(self.process.returncode)
+
+
+@pytest.fixture
+def pty_runs() -> Iterator[list[Pty]]:
+    runs: list[Pty] = []
+    yield runs
+    for run in runs:
+        run.close()
+
+
+def marking_agent(marker: Path) -> str:
+    """An agent command that leaves ``marker`` behind the moment it starts."""
+    return f"sh -c 'touch {marker}; exec {sys.executable} {PROBE_AGENT}'"
+
+
+def trusted(env: dict[str, str]) -> list[str]:
+    listed = subprocess.run([*TETHER, "trust", "--list"], env=env, capture_output=True, check=True, timeout=30 * UNIT)
+    return listed.stdout.decode().split()
+
+
+def test_first_run_asks_before_anything_starts(tmp_path: Path, tether_env: dict[str, str], pty_runs: list[Pty]) -> None:
+    """In an untrusted folder `tether` asks in the terminal; the agent starts only after "y", which trusts it."""
+    folder, marker = tmp_path / "cloned", tmp_path / "agent-started"
+    folder.mkdir()
+    run = Pty(["--agent", marking_agent(marker)], folder, tether_env)
+    pty_runs.append(run)
+    run.expect("[y/N]")
+    assert f"Do you trust the files in {folder}?" in run.seen
+    assert not marker.exists()  # nothing of the folder is run before the answer
+    run.type("y")
+    run.expect("Type a prompt")
+    assert f"Trusted {folder}." in run.seen
+    assert marker.exists()
+    assert [str(folder)] == trusted(tether_env)
+
+
+def test_no_keeps_remote_control_off(tmp_path: Path, tether_env: dict[str, str], pty_runs: list[Pty]) -> None:
+    """Answered "n": the local session runs, /remote is refused, the folder is not added to the trust list."""
+    folder = tmp_path / "cloned"
+    folder.mkdir()
+    run = Pty(["--agent", f"{sys.executable} {PROBE_AGENT}"], folder, tether_env)
+    pty_runs.append(run)
+    run.expect("[y/N]")
+    run.type("n")
+    run.expect("Type a prompt")
+    assert "Not trusted: Remote Control stays off here" in run.seen
+    run.type("/remote")
+    run.expect("is not a trusted folder, so Remote Control is not available here")
+    assert [] == trusted(tether_env)
+
+
+def test_remote_refused_after_no(tmp_path: Path, tether_env: dict[str, str], pty_runs: list[Pty]) -> None:
+    """`tether --remote` answered "n" stops with exit status 2 before the agent starts."""
+    folder, marker = tmp_path / "cloned", tmp_path / "agent-started"
+    folder.mkdir()
+    run = Pty(["--remote", "--agent", marking_agent(marker)], folder, tether_env)
+    pty_runs.append(run)
+    run.expect("[y/N]")
+    run.type("n")
+    run.expect("Run `tether trust")
+    assert 2 == run.process.wait(30 * UNIT)
+    assert not marker.exists()
+
+
+def tether(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TETHER, *args], cwd=cwd, env=env | {"COLUMNS": "300"}, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60 * UNIT)  # fmt: skip
+
+
+def test_trust_warns_for_root_and_home(tmp_path: Path, tether_env: dict[str, str]) -> None:
+    """`tether trust /` and `tether trust ~` trust, with a warning that everything below is trusted."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = tether_env | {"HOME": str(home)}
+    for folder in ("/", str(home)):
+        result = tether(["trust", folder], tmp_path, env)
+        assert 0 == result.returncode
+        assert f"Trusted {folder}\n" == result.stdout
+        assert result.stderr.startswith(f"Warning: {folder} holds every project below it"), result.stderr
+    quiet = tmp_path / "project"
+    quiet.mkdir()
+    assert "" == tether(["trust", str(quiet)], tmp_path, env).stderr
+
+
+def test_trust_a_missing_folder(tmp_path: Path, tether_env: dict[str, str]) -> None:
+    """`tether trust /nonexistent` says the folder does not exist, and nothing about trusting first."""
+    result = tether(["trust", "/nonexistent"], tmp_path, tether_env)
+    assert 2 == result.returncode
+    assert "Error: /nonexistent does not exist" in result.stderr
+    assert "Trust the folder first" not in result.stderr
+    assert [] == trusted(tether_env)
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "how"),
+    [
+        (["rc"], False, "tether rc"),
+        (["--remote"], False, "--remote"),
+        ([], True, "remote.auto_start"),
+    ],
+)
+def test_skipped_permissions_refused_with_remote_control(
+    project: Path, tether_env: dict[str, str], args: list[str], config: bool, how: str
+) -> None:
+    """--dangerously-skip-permissions with Remote Control on, however it is on, exits 2 with a clear error."""
+    if config:
+        subprocess.run([*TETHER, "config", "set", "remote.auto_start", "true"], env=tether_env, check=True,
+                       capture_output=True, timeout=30 * UNIT)  # fmt: skip
+    result = tether([*args, "--agent", "demo", "--dangerously-skip-permissions"], project, tether_env)
+    assert 2 == result.returncode, result.stdout + result.stderr
+    assert f"--dangerously-skip-permissions cannot be used with Remote Control ({how} turns it on)" in result.stderr
+    assert "" == result.stdout
+
+
+def test_auto_start_in_an_untrusted_folder_stays_local(tmp_path: Path, tether_env: dict[str, str]) -> None:
+    """remote.auto_start in an untrusted folder: the local session runs and says Remote Control stays off."""
+    subprocess.run([*TETHER, "config", "set", "remote.auto_start", "true"], env=tether_env, check=True,
+                   capture_output=True, timeout=30 * UNIT)  # fmt: skip
+    folder = tmp_path / "cloned"
+    folder.mkdir()
+    process = subprocess.Popen([*TETHER, "--agent", f"{sys.executable} {PROBE_AGENT}"], cwd=folder, env=tether_env,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        out, _ = process.communicate(b"/quit\n", timeout=30 * UNIT)
+    finally:
+        stop(process)
+    assert "remote.auto_start: Remote Control stays off, this folder is not trusted." in out.decode()
+    assert 0 == process.returncode
+
+
+def test_auto_start_in_a_trusted_folder(project: Path, tether_env: dict[str, str]) -> None:
+    """remote.auto_start in a trusted folder: the interactive session starts with Remote Control on."""
+    subprocess.run([*TETHER, "config", "set", "remote.auto_start", "true"], env=tether_env, check=True,
+                   capture_output=True, timeout=30 * UNIT)  # fmt: skip
+    process = subprocess.Popen([*TETHER, "--agent", f"{sys.executable} {PROBE_AGENT}"], cwd=project, env=tether_env,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        out, _ = process.communicate(b"/quit\n", timeout=60 * UNIT)
+    finally:
+        stop(process)
+    assert "Remote Control is on." in out.decode(), out.decode()
