@@ -236,7 +236,10 @@ def untrust(
 
 
 def _fail(exc: UserError) -> NoReturn:
-    err.print(f"[bold red]Error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # The message may quote what others wrote (an agent's log, a path): printed as text, never as markup.
+    err.print(f"[bold red]Error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     if advice := exc.advice():
         err.print(advice, highlight=False)
     raise typer.Exit(2)
@@ -263,24 +266,42 @@ def config_set(
     from tether.config import Config
 
     try:
-        Config().set(key, value)
+        parsed = Config().set(key, value)
     except UserError as exc:
         _fail(exc)
-    print(f"{key} = {value}")
+    print(f"{key} = {_shown(parsed)}")
+
+
+def _shown(value: Any) -> str:
+    return "(not set)" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@config_app.command("unset")
+def config_unset(key: Annotated[str, typer.Argument(help="A key such as agent.default.")]) -> None:
+    """Remove one key from the file: its default applies again."""
+    from tether.config import Config
+
+    try:
+        config = Config()
+        removed = config.unset(key)
+        default = config.key(key).default
+    except UserError as exc:
+        _fail(exc)
+    state = "restored to its default" if removed else "was not set; it has its default"
+    print(f"{key} {state}: {_shown(default)}")
 
 
 @config_app.command("list")
 def config_list() -> None:
-    """Every key, its value and what it does."""
+    """Every key, its value, where the value comes from, and what it does."""
     from tether.config import Config
 
     try:
-        items = Config().items()
+        rows = Config().sources()
     except UserError as exc:
         _fail(exc)
-    for key, value in items:
-        shown = "(not set)" if value is None else str(value).lower() if isinstance(value, bool) else value
-        print(f"{key.name} = {shown}    # {key.help}")
+    for key, value, source in rows:
+        print(f"{key.name} = {_shown(value)}    [{source}]    # {key.help}")
 
 
 @app.command()

@@ -112,3 +112,23 @@ async def spawn(spec: AgentSpec, cwd: Path, log_path: Path) -> asyncio.subproces
             )
         except (FileNotFoundError, PermissionError) as exc:
             raise AgentNotFound(f"cannot start agent {' '.join(spec.argv)!r}: {exc.strerror}") from None
+
+
+LOG_TAIL_LINES = 8
+LOG_TAIL_BYTES = 4096
+
+
+def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last ``lines`` non-empty lines of an agent's log, made safe to print (an agent wrote them)."""
+    from tether.host.sanitize import bounded, visible
+
+    try:
+        with log_path.open("rb") as log:
+            log.seek(max(0, log_path.stat().st_size - LOG_TAIL_BYTES))
+            data = log.read(LOG_TAIL_BYTES)
+    except OSError:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    if len(data) == LOG_TAIL_BYTES:
+        text = text.partition("\n")[2]  # the first line read is probably cut
+    return [bounded(visible(line)) for line in text.splitlines() if line.strip()][-lines:]

@@ -28,7 +28,7 @@ from acp import RequestError, schema
 from tether.errors import AgentNotFound, TetherError
 from tether.host.acp_client import HostClient
 from tether.host.agent_connection import AgentConnection, LoginRequired
-from tether.host.agent_process import AgentSpec, agent_environment
+from tether.host.agent_process import AgentSpec, agent_environment, log_tail
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core.approvals import Option
@@ -183,9 +183,9 @@ class HostSession:
         except AGENT_ERRORS as exc:
             await self.agent.stop()
             reason = "did not answer in time" if isinstance(exc, TimeoutError) else f"failed: {exc}"
-            raise AgentNotFound(
-                f"the agent {self.spec.name!r} {reason} while starting; its log is {self.log_path}"
-            ) from None
+            tail = "".join(f"\n  {line}" for line in log_tail(self.log_path))
+            said = f"; the last lines of its log ({self.log_path}):{tail}" if tail else f"; its log is {self.log_path}"
+            raise AgentNotFound(f"the agent {self.spec.name!r} {reason} while starting{said}") from None
 
     def _watch_exit(self) -> None:
         process = self.agent.process
