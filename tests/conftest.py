@@ -179,10 +179,16 @@ class RcRun:
         return text
 
 
-def start_rc(project: Path, env: dict[str, str], relay: str, agent: str = SCRIPTED_AGENT) -> RcRun:
-    """Start `tether rc --json` in ``project`` and read its one JSON line."""
+def start_rc(
+    project: Path, env: dict[str, str], relay: str, agent: str = SCRIPTED_AGENT, accept_device: bool = True
+) -> RcRun:
+    """Start `tether rc --json` in ``project`` and read its one JSON line.
+
+    ``accept_device``: admit the test's viewer without the pairing question (tests of pairing itself say False).
+    """
     process = subprocess.Popen(
-        [*TETHER, "rc", *(["--relay", relay] if relay else []), *(["--agent", agent] if agent else []), "--json"],
+        [*TETHER, "rc", *(["--relay", relay] if relay else []), *(["--agent", agent] if agent else []), "--json",
+         *(["--accept-device"] if accept_device else [])],  # fmt: skip
         cwd=project,
         env=env,
         stdin=subprocess.PIPE,

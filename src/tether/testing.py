@@ -1,8 +1,9 @@
 """Public test helpers: a scripted viewer that speaks the real protocol over a socket.
 
 ViewerClient is what the web viewer does, in Python: it connects to the relay's viewer
-endpoint, says ``hello``, folds ``snapshot`` / ``entry`` / ``append`` into a local copy
-of the transcript, and sends prompts, decisions and cancel. Tests (and scripts) use it to
+endpoint, runs the end-to-end handshake with the secret from the URL's fragment, says
+``hello`` with its device key's proof, folds ``snapshot`` / ``entry`` / ``append`` into a
+local copy of the transcript, and sends prompts, signed decisions and cancel. Tests (and scripts) use it to
 drive a real host through a real relay.
 """
 
@@ -21,7 +22,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tether.protocol.channel import Channel
+from tether.errors import RemoteProtocolError
+from tether.protocol.crypto import KEY_SIZE, ViewerHandshake, resume_id, unb64url
 from tether.protocol.messages import (
     Append,
     Cancel,
@@ -35,6 +37,8 @@ from tether.protocol.messages import (
     Snapshot,
     Turn,
 )
+from tether.protocol.secure import SecureChannel
+from tether.protocol.signing import DeviceKey
 
 JSON = dict[str, Any]
 
@@ -59,13 +63,31 @@ def viewer_socket_url(session_url: str) -> str:
 class ViewerClient:
     """A scripted viewer (see module doc). Use ``async with ViewerClient(url) as viewer``."""
 
-    def __init__(self, session_url: str, join: str | None = None, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        session_url: str,
+        join: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        device: DeviceKey | None = None,
+        resume: tuple[str, bytes] | None = None,
+        wait_admitted: bool = True,
+    ) -> None:
         self.url = viewer_socket_url(session_url)
+        self.session_id = urlsplit(session_url).path.rpartition("/s/")[2]
         self.tls = tls  # for a wss:// relay with a private CA
-        # The viewer-join credential from the URL fragment (#j=...), as the web page reads it.
-        self.join = join if join is not None else (parse_qs(urlsplit(session_url).fragment).get("j") or [""])[0]
+        # The fragment, as the web page reads it: the viewer-join credential (j) and the pairing secret (k).
+        fragment = parse_qs(urlsplit(session_url).fragment)
+        self.join = join if join is not None else (fragment.get("j") or [""])[0]
+        self.secret = unb64url((fragment.get("k") or [""])[0], KEY_SIZE, "the pairing secret", ValueError) if (
+            fragment.get("k")) else bytes(KEY_SIZE)  # fmt: skip
+        self.device = device or DeviceKey("tether-testing")
+        self.resume = resume  # (resume_id, resume secret) of an earlier admitted connection
+        self.wait_admitted = wait_admitted  # enter only once the host admitted this device (its snapshot came)
+        self.admitted = False
+        self.secure = SecureChannel()
+        self.pairing_code: str | None = None
+        self.refused: str | None = None  # why the host refused the handshake, if it did
         self.credentials: list[JSON] = []
-        self.channel = Channel()
         self.entries: dict[str, JSON] = {}
         self.session: JSON = {}
         self.running = False
@@ -76,13 +98,36 @@ class ViewerClient:
         self._changed = asyncio.Condition()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._pending_sends: list[bytes] = []
 
     async def __aenter__(self) -> ViewerClient:
         self._ws = await websockets.connect(self.url, compression=None, max_size=2 * 1024 * 1024, ssl=self.tls)
         await self._ws.send(json.dumps({"type": "join", "token": self.join}))
+        self._handshake = ViewerHandshake(self.session_id, self.resume[1] if self.resume else self.secret, os.urandom)
+        await self._ws.send(self.secure.offer_frame(self._handshake, self.resume[0] if self.resume else None))
         self._reader = asyncio.create_task(self._read())
-        await self.send(Hello(client="tether-testing"))
+        if self.wait_admitted:
+            await self.wait_for(lambda v: v.admitted or v.refused)
         return self
+
+    def rejoin(self) -> JSON:
+        """Keyword arguments for a ViewerClient that comes back as this one: same device, its resume secret."""
+        keys = self.secure.keys
+        assert keys is not None, "only a viewer that made keys can come back"
+        return {"device": self.device, "resume": (resume_id(keys.resume_secret), keys.resume_secret)}
+
+    def _keys(self, data: bytes) -> None:
+        """The host's first frame: make the keys, then say hello with this device's proof."""
+        try:
+            keys = self.secure.take_reply(self._handshake, data)
+        except RemoteProtocolError as exc:
+            self.refused = str(exc)
+            return
+        self.pairing_code = keys.pairing_code
+        hello = Hello(client="tether-testing", device=self.device.claim(keys.transcript))
+        assert self._ws is not None
+        for frame in self.secure.send(hello):
+            self._pending_sends.append(frame)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._reader is not None:
@@ -92,7 +137,7 @@ class ViewerClient:
 
     async def send(self, message: Message) -> None:
         assert self._ws is not None
-        for frame in self.channel.send(message):
+        for frame in self.secure.send(message):
             await self._ws.send(frame)
 
     async def renew(self) -> None:
@@ -103,14 +148,19 @@ class ViewerClient:
     async def send_payload(self, payload: bytes) -> None:
         """Frames of a raw payload, well sequenced: for sending what no Message would serialize to."""
         assert self._ws is not None
-        for frame in self.channel.send_payload(payload):
+        for frame in self.secure.seal(payload):
             await self._ws.send(frame)
 
     async def prompt(self, text: str) -> None:
         await self.send(Prompt(text=text))
 
     async def decide(self, approval_id: str, option_id: str) -> None:
-        await self.send(Decide(approval_id=approval_id, option_id=option_id))
+        """Decide as the web page does: signed by this device over what it was shown."""
+        approval = self.entries[approval_id]
+        tool_call = self.entries.get(approval.get("tool_call_id") or "")
+        expires = int(time.time() * 1000) + 60_000
+        signature = self.device.sign(self.session_id, approval, tool_call, option_id, expires)
+        await self.send(Decide(approval_id=approval_id, option_id=option_id, signature=signature, expires=expires))
 
     async def cancel(self) -> None:
         await self.send(Cancel())
@@ -125,10 +175,15 @@ class ViewerClient:
                         self.credentials.append(control)
                     else:
                         self.controls.append(control)
+                elif self.secure.keys is None:
+                    self._keys(data)
+                    while self._pending_sends:
+                        await self._ws.send(self._pending_sends.pop(0))
                 else:
-                    message = self.channel.receive(data)
-                    if message is not None:
-                        self._apply(message)
+                    with contextlib.suppress(RemoteProtocolError):  # dropped, as the page drops it
+                        message = self.secure.open(data)
+                        if message is not None:
+                            self._apply(message)
                 async with self._changed:
                     self._changed.notify_all()
         except websockets.ConnectionClosed:
@@ -140,6 +195,7 @@ class ViewerClient:
     def _apply(self, message: Message) -> None:
         match message:
             case Snapshot(session=session, entries=entries, running=running):
+                self.admitted = True
                 self.session, self.running = session, running
                 self.entries = {e["id"]: e for e in entries}
             case Entry(entry=entry):

@@ -50,7 +50,8 @@ async def test_approve_writes_the_file(rc: RcRun, project: Path) -> None:
         await viewer.decide(approval["id"], option_id(approval, "allow_once"))
         await viewer.wait_for(lambda v: any("wrote notes.txt" in t for t in v.texts("agent")), 10 * UNIT)
         decided = viewer.entries[approval["id"]]
-        assert ("decided", "viewer", "allow") == (decided["state"], decided["decided_by"], decided["outcome"])
+        assert ("decided", f"tether-testing ({viewer.device.id})", "allow") == (
+            decided["state"], decided["decided_by"], decided["outcome"])  # fmt: skip
     assert "hello world" == (project / "notes.txt").read_text()
 
 
@@ -121,7 +122,7 @@ async def test_late_viewer_gets_the_whole_history(rc: RcRun) -> None:
     async with ViewerClient(rc.url) as first:
         await first.prompt("say first words")
         await first.wait_for(lambda v: v.stop_reasons, 10 * UNIT)
-    async with ViewerClient(rc.url) as second:
+    async with ViewerClient(rc.url, **first.rejoin()) as second:  # the link worked once; the device comes back
         await second.wait_for(lambda v: v.texts("agent"), 5 * UNIT)
         assert (["say first words"], ["first words"]) == (second.texts("user"), second.texts("agent"))
 

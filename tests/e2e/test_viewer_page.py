@@ -1,9 +1,11 @@
 """The web viewer in real Chromium, against a real relay, with the host played by the test.
 
 The host side is a plain WebSocket client on ``/v1/host/<id>`` that speaks
-docs/protocol.md through tether's own Channel, so every frame the page sends or gets is
-the real wire format. Set TETHER_VIEWER_SCREENSHOT=path.png to keep 390x844 pictures of
-the approval test's page (at that path) and of the login test's page (``*-login.png``).
+docs/protocol.md through tether's own SecureChannel (it answers the page's key offer with
+the pairing secret it put in the URL, and admits whatever device says hello), so every
+frame the page sends or gets is the real, sealed wire format. Set
+TETHER_VIEWER_SCREENSHOT=path.png to keep 390x844 pictures of the approval test's page (at
+that path) and of the login test's page (``*-login.png``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import json
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import UNIT, chromium
 from tether.protocol.channel import Channel
+from tether.protocol.crypto import HostHandshake, KeyOffer, b64url
 from tether.protocol.frames import Frame
 from tether.protocol.messages import (
     Append,
@@ -37,6 +41,8 @@ from tether.protocol.messages import (
     Snapshot,
     Turn,
 )
+from tether.protocol.secure import SecureChannel, handshake_payload
+from tether.protocol.signing import DeviceClaim, check_approval
 from tether.testing import initiation_token
 
 pytestmark = pytest.mark.browser
@@ -151,7 +157,10 @@ class FakeHost:
         base = relay_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
         self.socket_url = f"{base}/v1/host/{self.session_id}"
         self.page_url = f"{relay_url.rstrip('/')}/s/{self.session_id}"
-        self.channel = Channel(fragment_size=fragment_size)
+        self.secret = os.urandom(32)  # the pairing secret of the URL's fragment
+        self.device: DeviceClaim | None = None  # the page's device, from its hello
+        self.secure = SecureChannel()
+        self.secure.channel.fragment_size = fragment_size
         self.received: list[Message] = []
         self.controls: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
@@ -163,7 +172,7 @@ class FakeHost:
         headers = {"Authorization": f"Bearer {token}"}
         self._ws = await websockets.connect(self.socket_url, compression=None, additional_headers=headers)
         credentials = json.loads(await self._ws.recv())  # the relay's first word: this end's credentials
-        self.page_url += f"#j={credentials['join']}"
+        self.page_url += f"#j={credentials['join']}&k={b64url(self.secret)}"
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -177,9 +186,18 @@ class FakeHost:
         if self._reader is not None:
             await self._reader
 
+    @property
+    def channel(self) -> Channel:
+        """The sequencing under the sealing (for tests that send frames by hand)."""
+        return self.secure.channel
+
     async def send(self, message: Message) -> None:
+        await self.send_payload(message.serialize())
+
+    async def send_payload(self, payload: bytes) -> None:
+        """A payload sealed and sequenced as a message would be (kinds no Message class has)."""
         assert self._ws is not None
-        for frame in self.channel.send(message):
+        for frame in self.secure.seal(payload):
             await self._ws.send(frame)
 
     async def send_raw(self, frame: bytes) -> None:
@@ -194,9 +212,13 @@ class FakeHost:
                     control = json.loads(data)
                     self.controls.append(control)
                     if control == {"type": "peer", "role": "viewer", "state": "joined"}:
-                        self.channel.reset()  # protocol.md section 2: new sequence spaces
+                        self.secure = SecureChannel()  # protocol.md section 2: new keys, new sequence spaces
+                elif self.secure.keys is None:
+                    offer = KeyOffer.parse(handshake_payload(data))
+                    handshake = HostHandshake(self.session_id, self.secret, os.urandom)
+                    await self._ws.send(self.secure.accept(handshake, offer))
                 else:
-                    found = self.channel.receive(data)
+                    found = self.secure.open(data)
                     if found is not None:
                         self.received.append(found)
                 async with self._changed:
@@ -253,9 +275,11 @@ async def page(browser: Any) -> AsyncIterator[Any]:
 
 async def open_session(page: Any, host: FakeHost, entries: list[dict[str, Any]], running: bool = False) -> None:
     """Open the viewer on the host's session and answer its hello with a snapshot."""
-    await page.goto(f"{host.page_url}&k=secret-material")
+    await page.goto(host.page_url)
     hello = await host.wait_for_kind(Hello)
     assert isinstance(hello, Hello)
+    host.device = DeviceClaim.parse(hello.device)
+    assert host.secure.keys is not None and host.device.proves(host.secure.keys.transcript)
     await host.send(Snapshot(session=SESSION, entries=entries, running=running))
 
 
@@ -318,7 +342,14 @@ async def test_approve_once_sends_decide_and_resolves_the_card(page: Any, relay_
 
         await card.get_by_test_id("approve-once").click()
         decide = await host.wait_for_kind(Decide)
-        assert Decide(approval_id="ap1", option_id="allow") == decide
+        assert isinstance(decide, Decide) and ("ap1", "allow") == (decide.approval_id, decide.option_id)
+        # Signed by the page's device key over exactly what it showed (issue 9): the host's check passes,
+        # and the same signature does not pass for another option.
+        assert host.device is not None
+        signed = {"public_key": host.device.public_key, "session_id": host.session_id, "approval": approval(),
+                  "tool_call": EDIT, "signature": decide.signature, "expires_ms": decide.expires, "now": time.time()}
+        assert check_approval(option_id="allow", **signed) is None  # type: ignore[arg-type]
+        assert check_approval(option_id="reject", **signed) is not None  # type: ignore[arg-type]
         await expect(card.get_by_test_id("approve-always")).to_be_disabled()
         await expect(card.get_by_test_id("deny")).to_be_disabled()
 
@@ -386,8 +417,7 @@ async def test_bad_frames_are_dropped_without_breaking_the_page(page: Any, relay
         await host.send_raw(b"\x01\x00")
         await host.send_raw(b"\x09" + Frame(seq=next_seq, payload=b"{}").serialize()[1:])
         await host.send(Entry(entry={"id": "z1", "type": "future_entry_type"}))
-        await host.send_raw(Frame(seq=host.channel.next_send_seq, payload=b'{"kind":"future_kind"}').serialize())
-        host.channel.next_send_seq += 1
+        await host.send_payload(b'{"kind":"future_kind"}')
         await host.send(Append(id="m1", text=", world"))
         await expect(page.get_by_test_id("message")).to_have_text("hello, world", timeout=WAIT_MS)
         await expect(page.get_by_test_id("connection-status")).to_contain_text("connected")
@@ -410,7 +440,7 @@ async def test_a_link_without_its_credential_is_not_admitted(page: Any, relay_ur
     """A session link without a valid join credential (or to a session no host holds) says it is not admitted."""
     from playwright.async_api import expect
 
-    await page.goto(f"{relay_url.rstrip('/')}/s/{secrets.token_urlsafe(16)}#j=made-up")
+    await page.goto(f"{relay_url.rstrip('/')}/s/{secrets.token_urlsafe(16)}#j=made-up&k={b64url(os.urandom(32))}")
     await expect(page.get_by_test_id("connection-status")).to_have_text("ended: not admitted", timeout=WAIT_MS)
     await expect(page.locator("#notice")).to_contain_text("Ask for a new link", timeout=WAIT_MS)
 

@@ -15,6 +15,7 @@ from tether.host.core.approvals import Option
 from tether.host.core.phases import TRANSITIONS, Phase, Step, advance
 from tether.host.core.session import MAX_RESTARTS, AgentInfo, SessionCore
 from tether.protocol.messages import Cancel, Decide, Ended, Entry, Hello, Prompt, SetMode, SetOption, Snapshot, Turn
+from tether.protocol.signing import DeviceKey
 
 ROOT = "/work/project"
 TIMEOUT = 600.0
@@ -35,6 +36,11 @@ def resolve(path: str) -> str | None:
     return full if full == ROOT or full.startswith(ROOT + "/") else None
 
 
+SESSION = "s" * 22
+WALL = 1_800_000_000.0  # the host's wall clock in these tests
+DEVICE = DeviceKey("test phone")
+
+
 class Driver:
     """A core with a fixed clock that collects effects."""
 
@@ -51,7 +57,17 @@ class Driver:
 
     def ready(self, modes: Any = MODES) -> Driver:
         self(ev.SessionOpened(modes=modes, can_load=True))
+        self(ev.DeviceAdmitted("viewer", SESSION, DEVICE.id, DEVICE.name, DEVICE.public_key))
         return self
+
+    def decide(self, approval_id: str, option_id: str, key: DeviceKey | None = None, **change: Any) -> list[fx.Effect]:
+        """The viewer's device decides, signing what the core shows for the approval (``change``: tamper)."""
+        approval = self.core.transcript.entries[approval_id]
+        tool_call = self.core.transcript.entries.get(approval.get("tool_call_id") or "")
+        expires = int(WALL * 1000) + 60_000
+        signature = (key or DEVICE).sign(SESSION, approval, tool_call, option_id, expires)
+        fields: dict[str, Any] = {"signature": signature, "expires": expires, **change}
+        return self(ev.FromScreen("viewer", Decide(approval_id=approval_id, option_id=option_id, **fields), WALL))
 
     def turn(self, text: str = "go", by: str = "terminal") -> Driver:
         self(ev.FromScreen(by, Prompt(text=text)))
@@ -221,10 +237,10 @@ def test_first_answer_wins_and_names_the_screen() -> None:
     """Terminal and viewer race: the first decision answers the agent; the second changes nothing."""
     drive = Driver().ready().turn()
     approval = drive.ask()
-    out = drive(ev.FromScreen("viewer", Decide(approval_id=approval, option_id="allow")))
+    out = drive.decide(approval, "allow")
     assert [fx.Answer(1, "allow")] == of(fx.Answer, out)
     assert [] == drive(ev.FromScreen("terminal", Decide(approval_id=approval, option_id="reject")))
-    assert "viewer" == drive.core.approvals.get(approval).decided_by  # type: ignore[union-attr]
+    assert f"test phone ({DEVICE.id})" == drive.core.approvals.get(approval).decided_by  # type: ignore[union-attr]
 
 
 def test_approval_expires_on_the_tick_after_its_deadline() -> None:
@@ -282,7 +298,7 @@ def test_write_without_an_approval_is_asked_by_the_host() -> None:
     assert [] == of(fx.Permit, drive(ev.WriteAsked(7, f"{ROOT}/notes.md", "notes.md")))
     (approval,) = drive.core.approvals.pending()
     assert ("host", "Write notes.md") == (approval.source, approval.title)
-    out = drive(ev.FromScreen("viewer", Decide(approval_id=approval.id, option_id="deny")))
+    out = drive.decide(approval.id, "deny")
     assert [7] == [p.request for p in of(fx.Permit, out) if not p.allowed]
 
 
@@ -290,7 +306,7 @@ def test_granted_approval_covers_writes_to_its_paths_in_the_turn() -> None:
     """An allowed approval naming a path covers writes to it until the turn ends, and no other path."""
     drive = Driver().ready().turn()
     approval = drive.ask(paths=("a.txt",))
-    drive(ev.FromScreen("viewer", Decide(approval_id=approval, option_id="allow")))
+    drive.decide(approval, "allow")
     assert [fx.Permit(2, True)] == of(fx.Permit, drive(ev.WriteAsked(2, f"{ROOT}/a.txt", "a.txt")))
     assert [fx.Permit(3, True)] == of(fx.Permit, drive(ev.WriteAsked(3, f"{ROOT}/a.txt", "a.txt")))
     assert [] == of(fx.Permit, drive(ev.WriteAsked(4, f"{ROOT}/b.txt", "b.txt")))
@@ -304,7 +320,7 @@ def test_execute_approval_covers_one_command() -> None:
     """An allowed execute approval covers the next single command; the one after asks again."""
     drive = Driver().ready().turn()
     approval = drive.ask(kind="execute")
-    drive(ev.FromScreen("viewer", Decide(approval_id=approval, option_id="allow")))
+    drive.decide(approval, "allow")
     assert [fx.Permit(2, True)] == of(fx.Permit, drive(ev.CommandAsked(2, ("sh", "-c", "ls"), ROOT)))
     assert [] == of(fx.Permit, drive(ev.CommandAsked(3, ("sh", "-c", "rm -rf x"), ROOT)))
     assert "Run sh -c 'rm -rf x' in /work/project" == drive.core.approvals.pending()[-1].title
@@ -314,7 +330,7 @@ def test_denied_approval_covers_nothing() -> None:
     """A rejected approval grants nothing: the write that follows is asked by the host."""
     drive = Driver().ready().turn()
     approval = drive.ask(paths=("a.txt",))
-    drive(ev.FromScreen("viewer", Decide(approval_id=approval, option_id="reject")))
+    drive.decide(approval, "reject")
     assert [] == of(fx.Permit, drive(ev.WriteAsked(2, f"{ROOT}/a.txt", "a.txt")))
 
 
@@ -322,7 +338,7 @@ def test_added_variables_always_ask_and_are_shown() -> None:
     """A command with variables the agent added is asked by the host, each variable shown, risky ones flagged."""
     drive = Driver().ready().turn()
     approval = drive.ask(kind="execute")
-    drive(ev.FromScreen("viewer", Decide(approval_id=approval, option_id="allow")))
+    drive.decide(approval, "allow")
     out = drive(ev.CommandAsked(2, ("make",), ROOT, (("LD_PRELOAD", "/tmp/x.so"), ("COLOR", "1"))))
     assert [] == of(fx.Permit, out)
     title = drive.core.approvals.pending()[-1].title

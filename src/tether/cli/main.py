@@ -56,6 +56,13 @@ TunnelOption = Annotated[
 SandboxOption = Annotated[
     bool | None, typer.Option("--sandbox/--no-sandbox", help="Confine tools to the project (default: config).")
 ]
+AcceptOption = Annotated[
+    bool,
+    typer.Option(
+        "--accept-device",
+        help="Admit any browser that opens the session URL without asking at the terminal (unattended use).",
+    ),
+]
 SkipOption = Annotated[
     bool,
     typer.Option(
@@ -85,6 +92,7 @@ def _options(
     name: str | None = None,
     tunnel: str | None = None,
     relay_ca: Path | None = None,
+    accept_device: bool = False,
 ) -> Any:
     """RunOptions from the flags, falling back to the config file for what is not given."""
     from tether.config import Config
@@ -114,6 +122,7 @@ def _options(
             agent_settings=_agent_settings(config),
             embedded_relay=_embedded_relay,
             relay_ca=relay_ca,
+            accept_device=accept_device,
         )
     except UserError as exc:
         _fail(exc)
@@ -168,6 +177,7 @@ def interactive(
     tunnel: TunnelOption = None,
     sandbox: SandboxOption = None,
     skip_permissions: SkipOption = False,
+    accept_device: AcceptOption = False,
 ) -> None:
     """Interactive session in the current folder; /remote turns Remote Control on or off."""
     if ctx.invoked_subcommand is not None:
@@ -176,7 +186,8 @@ def interactive(
 
     _run(
         lambda: run_interactive(
-            _options(agent, relay, sandbox, skip_permissions, remote=remote, tunnel=tunnel, relay_ca=relay_ca)
+            _options(agent, relay, sandbox, skip_permissions, remote=remote, tunnel=tunnel, relay_ca=relay_ca,
+                     accept_device=accept_device)
         )
     )
 
@@ -191,11 +202,13 @@ def rc(
     tunnel: TunnelOption = None,
     sandbox: SandboxOption = None,
     skip_permissions: SkipOption = False,
+    accept_device: AcceptOption = False,
 ) -> None:
     """Server mode: a headless remote-controlled session; prints the URL and a QR code."""
     from tether.host.app import run_rc
 
-    _run(lambda: run_rc(_options(agent, relay, sandbox, skip_permissions, True, as_json, name, tunnel, relay_ca)))
+    _run(lambda: run_rc(_options(agent, relay, sandbox, skip_permissions, True, as_json, name, tunnel, relay_ca,
+                                 accept_device)))  # fmt: skip
 
 
 @app.command()

@@ -54,6 +54,7 @@ class RunOptions:
     embedded_relay: RelayFactory | None = None  # a relay in this process, when no --relay is given
     tunnel: str | None = None  # publish the embedded relay through cloudflared or tailscale (host/tunnel.py)
     relay_ca: Path | None = None  # the private CA the relay's certificate chains to (host/tls.py)
+    accept_device: bool = False  # admit browsers without asking at the terminal (host/pairing.py)
 
 
 def _log_path(name: str) -> Path:
@@ -146,8 +147,9 @@ async def run_rc(options: RunOptions) -> int:
     check_allowed(options.root, options.skip_permissions)
     session, console = await _open_session(options, out)
     remote = Remote(
-        session, options.relay, out, as_json=options.as_json, embedded=options.embedded_relay, tunnel=options.tunnel
-    )
+        session, options.relay, out, as_json=options.as_json, embedded=options.embedded_relay, tunnel=options.tunnel,
+        console=console, accept_device=options.accept_device,
+    )  # fmt: skip
     try:
         link = await remote.start(options.skip_permissions)
     except BaseException:
@@ -194,7 +196,8 @@ async def run_interactive(options: RunOptions) -> int:
     if options.remote:
         check_allowed(options.root, options.skip_permissions)
     session, console = await _open_session(options, out)
-    remote = Remote(session, options.relay, out, embedded=options.embedded_relay, tunnel=options.tunnel)
+    remote = Remote(session, options.relay, out, embedded=options.embedded_relay, tunnel=options.tunnel,
+                    console=console, accept_device=options.accept_device)  # fmt: skip
     out.print(f"[bold]tether[/bold] · agent [cyan]{session.spec.name}[/cyan] · {session.root}")
     out.print("[dim]Type a prompt and press Enter. /help for commands.[/dim]")
 

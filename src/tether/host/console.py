@@ -89,6 +89,26 @@ class Console:
         self._streaming = False
         self.pending: dict[str, dict[str, Any]] = {}  # approval id -> entry, oldest first
         self.controls: dict[str, Any] | None = None
+        self.question: tuple[str, Callable[[bool], None]] | None = None  # a yes/no question, answered first
+
+    # -- questions (a device asking to pair: host/relay_link.py) -----------------------
+
+    def ask(self, question: str, answer: Callable[[bool], None]) -> None:
+        """Ask a yes/no question; the next input line that is not a /command answers it (only y is yes)."""
+        self._end_stream()
+        self.question = (question, answer)
+        self.out.print(f"[bold yellow]{rich_escape(question)}[/bold yellow]", highlight=False)
+
+    def withdraw(self) -> None:
+        if self.question is not None:
+            self.question = None
+            self.out.print("[dim]The device left before an answer; the question is withdrawn.[/dim]")
+
+    def _answer_question(self, line: str) -> None:
+        assert self.question is not None
+        _, answer = self.question
+        self.question = None
+        answer(line.strip().lower() in ("y", "yes"))
 
     def send(self, message: Message) -> None:
         """A message from this screen to the session."""
@@ -254,7 +274,10 @@ class Console:
 
     async def handle(self, line: str, toggle_remote: Callable[[], Awaitable[None]] | None) -> bool:
         """Handle one input line; False when the user asked to quit."""
-        # Commands work even while an approval waits (/stop, /quit must never be swallowed).
+        # Commands work even while a question or an approval waits (/stop, /quit must never be swallowed).
+        if not line.strip().startswith("/") and self.question is not None:
+            self._answer_question(line)
+            return True
         if not line.strip().startswith("/") and self.answer(line):
             return True
         command = line.strip()

@@ -15,6 +15,13 @@ Calling contract: ``await connect(token)`` once (RelayUnreachable if it fails), 
 from the session for every message, ``await close()`` once at the end; ``lost`` is set
 with a reason if the relay connection drops on its own (or the link fails).
 
+End to end (docs/protocol.md section 2, DESIGN.md rules 2 and 3): each viewer connection
+starts with a handshake whose salt is the pairing secret in the URL's fragment (or the
+resume secret of the browser's last admitted connection), and every later frame is sealed
+(protocol/secure.py). Who is admitted is decided by the pure ``Pairing`` (host/pairing.py);
+the link carries out its effects: the key reply, the terminal's question through
+``Questions``, admitting a device to the session core, refusing one, a new URL.
+
 The link decides nothing about the session: each viewer message becomes a ``FromScreen``
 event for the session core. What waits for a slow viewer is bounded (``OUTBOX_BYTES``,
 ``OUTBOX_MESSAGES``): past that, what was queued is dropped and the viewer gets a fresh
@@ -28,21 +35,27 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import ssl
+import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tether.errors import RelayUnreachable, RemoteProtocolError
+from tether.host import pairing as pair
 from tether.host import tls
-from tether.host.core.events import FromScreen, ViewerBehind
-from tether.protocol.channel import Channel
+from tether.host.core.events import DeviceAdmitted, DeviceGone, FromScreen, ViewerBehind
+from tether.host.paired import PairedDevices
+from tether.protocol.crypto import KeyOffer, b64url
 from tether.protocol.frames import MAX_FRAME_BYTES
 from tether.protocol.messages import Ended, Hello, Message
+from tether.protocol.secure import SecureChannel, handshake_payload, refusal
+from tether.protocol.signing import DeviceClaim
 
 if TYPE_CHECKING:
     from tether.host.session import HostSession
@@ -54,6 +67,37 @@ CREDENTIALS_TIMEOUT = 10.0  # seconds the relay has to send this end's credentia
 OUTBOX_BYTES = 8 * 1024 * 1024  # what may wait for a slow viewer; past it the viewer resyncs
 OUTBOX_MESSAGES = 4096
 VIEWER = "viewer"  # the screen name of the (one) viewer in the session core
+WATCH_INTERVAL = 1.0  # seconds between looks at the pairing secret's age and the paired-devices file
+
+
+class Questions(Protocol):
+    """The terminal, as the link needs it: a yes/no question, lines, a new session URL."""
+
+    def ask(self, question: str, answer: Any) -> None: ...  # answer(yes: bool), once
+    def withdraw(self) -> None: ...
+    def say(self, text: str) -> None: ...
+    def new_url(self, url: str, why: str) -> None: ...
+
+
+class Unattended:
+    """No terminal to ask: log what would be said; a question is left unanswered (``tether rc`` as a service)."""
+
+    def ask(self, question: str, answer: Any) -> None:
+        log.warning("%s (no terminal to answer; use --accept-device for unattended use)", question)
+
+    def withdraw(self) -> None:
+        pass
+
+    def say(self, text: str) -> None:
+        log.info("%s", text)
+
+    def new_url(self, url: str, why: str) -> None:
+        log.info("a new session URL (%s)", why)
+
+
+def _shown(name: str) -> str:
+    """A device's self-chosen name, printable on one line."""
+    return "".join(c if c.isprintable() else "?" for c in name)[:80]
 
 
 def new_session_id() -> str:
@@ -88,6 +132,9 @@ class RelayLink:
         session_id: str | None = None,
         ssl: Any = None,
         public_url: str | None = None,
+        questions: Questions | None = None,
+        devices: PairedDevices | None = None,
+        accept_device: bool = False,
     ) -> None:
         self.session = session
         self.relay = relay
@@ -95,24 +142,36 @@ class RelayLink:
         self.public_url = public_url or relay
         self.ssl = ssl
         self.session_id = session_id or new_session_id()
-        self.url = viewer_url(self.public_url, self.session_id)
         self.routing: str | None = None
         self.join: str | None = None
         self._credentials = asyncio.Event()
         self._renewal: asyncio.TimerHandle | None = None
-        self.channel = Channel()
+        self.questions: Questions = questions or Unattended()
+        self.devices = devices or PairedDevices()
+        self.pairing = pair.Pairing(self.session_id, os.urandom, self.devices.key, time.monotonic(), accept_device)
+        self.secure = SecureChannel()
         self.viewer_ready = False
         self.drops = 0
         self.resyncs = 0
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._ws: ClientConnection | None = None
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[tuple[bytes, bool]] = deque()
+        self._hello = Hello()
         self._outbox_bytes = 0
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._devices_stamp = self.devices.stamp()
+
+    @property
+    def url(self) -> str:
+        """The session URL: the relay's page, the join credential and the pairing secret in the fragment."""
+        base = viewer_url(self.public_url, self.session_id)
+        if self.join is None:
+            return base
+        return f"{base}#j={self.join}&k={b64url(self.pairing.secret)}"
 
     async def connect(self, token: str) -> None:
         """Register the session at the relay with a session-initiation token; wait for this end's credentials."""
@@ -132,7 +191,7 @@ class RelayLink:
             ) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise RelayUnreachable(f"cannot reach the relay at {self.relay}: {exc}") from None
-        for work in (self._read(), self._write()):
+        for work in (self._read(), self._write(), self._watch()):
             task = asyncio.create_task(work)
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
@@ -159,8 +218,8 @@ class RelayLink:
             self.lost.set_result(reason)
 
     def deliver(self, message: Message) -> None:
-        """Queue a session message for the viewer (dropped while no viewer is ready)."""
-        if not (self.viewer_ready or isinstance(message, Ended)):
+        """Queue a session message for the viewer (dropped while no viewer is admitted)."""
+        if not (self.viewer_ready or (isinstance(message, Ended) and self.secure.keys is not None)):
             return
         try:
             payload = message.serialize()
@@ -178,8 +237,9 @@ class RelayLink:
             return
         self._push(payload)
 
-    def _push(self, payload: bytes) -> None:
-        self._outbox.append(payload)
+    def _push(self, payload: bytes, sealed: bool = True) -> None:
+        """Queue a message payload (sealed when it is written) or, ``sealed=False``, a ready handshake frame."""
+        self._outbox.append((payload, sealed))
         self._outbox_bytes += len(payload)
         self._drained.clear()
         self._wakeup.set()
@@ -190,10 +250,10 @@ class RelayLink:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._outbox:
-                payload = self._outbox.popleft()
+                payload, sealed = self._outbox.popleft()
                 self._outbox_bytes -= len(payload)
                 try:
-                    for frame in self.channel.send_payload(payload):
+                    for frame in self.secure.seal(payload) if sealed else [payload]:
                         await self._ws.send(frame)
                 except websockets.ConnectionClosed:
                     return
@@ -221,12 +281,15 @@ class RelayLink:
         if not isinstance(control, dict):
             log.warning("relay sent a malformed control message")
         elif control.get("type") == "peer" and control.get("role") == "viewer":
-            # Each viewer connection starts new sequence spaces; nothing queued for the
-            # previous viewer may reach the new one.
+            # Each viewer connection starts new sequence spaces and new keys; nothing queued
+            # for the previous viewer may reach the new one.
+            if self.viewer_ready:
+                self.session.handle(DeviceGone(VIEWER))
             self.viewer_ready = False
-            self.channel.reset()
+            self.secure = SecureChannel()
             self._outbox.clear()
             self._outbox_bytes = 0
+            self._pair(pair.Joined() if control.get("state") == "joined" else pair.Left())
         elif control.get("type") == "credentials" and isinstance(control.get("routing"), str):
             self._take_credentials(control)
         elif control.get("type") == "error":
@@ -236,7 +299,6 @@ class RelayLink:
         self.routing = control["routing"]
         if isinstance(control.get("join"), str) and self.join is None:
             self.join = control["join"]
-            self.url = f"{viewer_url(self.public_url, self.session_id)}#j={self.join}"
         lifetime = control.get("expires_in")
         if isinstance(lifetime, int | float) and lifetime > 0:
             if self._renewal is not None:
@@ -252,19 +314,87 @@ class RelayLink:
             task.add_done_callback(self._task_done)
 
     def _frame(self, data: bytes) -> None:
+        phase = self.pairing.phase
         try:
-            message = self.channel.receive(data)
+            if phase is pair.Phase.HANDSHAKE:
+                self._pair(pair.Offered(KeyOffer.parse(handshake_payload(data))))
+                return
+            if phase not in (pair.Phase.PROVING, pair.Phase.ADMITTED):
+                raise RemoteProtocolError(f"a frame while the viewer is {phase.value}")
+            message = self.secure.open(data)
             if message is None:
                 return
-            if isinstance(message, Hello):
-                self.viewer_ready = True
-            self.session.handle(FromScreen(VIEWER, message))
+            if phase is pair.Phase.PROVING:
+                if not isinstance(message, Hello):
+                    raise RemoteProtocolError("the first sealed message must be hello")
+                self._hello = message
+                self._pair(pair.Proved(DeviceClaim.parse(message.device)))
+                return
+            self.session.handle(FromScreen(VIEWER, message, time.time()))
         except RemoteProtocolError as exc:
             self.drops += 1
             log.warning("dropped a frame from the viewer: %s", exc)
         except Exception:  # never stop serving because of one input (docs/protocol.md section 2)
             self.drops += 1
             log.exception("a frame from the viewer could not be handled")
+
+    # -- admission (host/pairing.py) ------------------------------------------------------
+
+    def _pair(self, event: pair.Event) -> None:
+        for effect in self.pairing.handle(event, time.monotonic()):
+            self._admission(effect)
+
+    def _admission(self, effect: pair.Effect) -> None:
+        if isinstance(effect, pair.Reply):
+            self._push(self.secure.accept(effect.handshake, effect.offer), sealed=False)
+            assert self.secure.keys is not None
+            self.pairing.keys_made(self.secure.keys)
+        elif isinstance(effect, pair.RefuseOffer):
+            self._push(refusal(effect.reason), sealed=False)
+        elif isinstance(effect, pair.Ask):
+            device = effect.device
+            self.questions.ask(f"pair {_shown(device.name)} ({device.id}), code {effect.code}? [y/N]",
+                               lambda yes: self._pair(pair.Answered(yes)))  # fmt: skip
+        elif isinstance(effect, pair.Withdraw):
+            self.questions.withdraw()
+        elif isinstance(effect, pair.Admit):
+            self._admit(effect.device, effect.new)
+        elif isinstance(effect, pair.Refuse):
+            if self.viewer_ready:
+                self.session.handle(DeviceGone(VIEWER))
+            self.viewer_ready = False
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            if self.secure.keys is not None:
+                self._push(Ended(reason=effect.reason).serialize())
+            self.questions.say(f"A device was not admitted: {effect.reason}.")
+        elif isinstance(effect, pair.Rotate):
+            self.questions.new_url(self.url, effect.why)
+        elif isinstance(effect, pair.Say):
+            self.questions.say(effect.text)
+
+    def _admit(self, device: DeviceClaim, new: bool) -> None:
+        try:
+            self.devices.remember(device)
+            self._devices_stamp = self.devices.stamp()
+        except OSError as exc:  # the device is admitted for this session all the same
+            log.warning("could not remember the paired device: %s", exc)
+        self.questions.say(f"{_shown(device.name)} ({device.id}) {'paired and ' if new else ''}connected.")
+        self.viewer_ready = True
+        self.session.handle(DeviceAdmitted(VIEWER, self.session_id, device.id, device.name, device.public_key))
+        self.session.handle(FromScreen(VIEWER, self._hello, time.time()))
+
+    async def _watch(self) -> None:
+        """Once a second: the pairing secret's age, and devices revoked from another shell."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            self._pair(pair.Tick())
+            stamp = self.devices.stamp()
+            if stamp != self._devices_stamp:
+                self._devices_stamp = stamp
+                device = self.pairing.device
+                if device is not None and self.devices.key(device.id) is None:
+                    self._pair(pair.Revoked(device.id))
 
     async def close(self) -> None:
         """Flush what is queued (the ``ended`` message), then close the connection."""

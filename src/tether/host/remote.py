@@ -8,6 +8,11 @@ With a tunnel (``--tunnel``, ``remote.tunnel``: host/tunnel.py) the embedded rel
 published through that tool: the link still dials 127.0.0.1, the URL shown is the tool's
 https address, and the tool stopping loses Remote Control as a dropped relay would. A URL
 that opens on this machine only says so, with the ways to reach a phone.
+
+Remote is also the link's ``Questions`` (host/relay_link.py): a device asking to pair is
+asked about on the terminal (``console``), lines about devices are printed, and a new URL
+(the old one spent, refused or expired) is shown like the first. With no terminal to ask
+(``console`` None), a new device waits for nothing: only ``--accept-device`` admits it.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import segno
 from rich.console import Console as RichConsole
+from rich.markup import escape as rich_escape
 
 from tether.errors import PermissionsSkipped, RelayConflict, UserError
 from tether.host.device import DeviceIdentity, Devices, initiation_token
@@ -31,6 +38,14 @@ from tether.host.trust import TrustStore
 from tether.host.tunnel import Tunnel, reach_note
 from tether.host.tunnel import tool as tunnel_tool
 from tether.protocol.messages import Ended
+
+if TYPE_CHECKING:
+    from tether.host.console import Console
+
+ACCEPT_WARNING = (
+    "--accept-device: any browser that opens this URL is admitted without asking. "
+    "Use it only for unattended sessions on a URL nobody else can see."
+)
 
 # Starts a relay for this session and yields its URL and this machine's device there (the CLI's embedded relay).
 RelayFactory = Callable[[], AbstractAsyncContextManager[tuple[str, DeviceIdentity]]]
@@ -68,8 +83,12 @@ class Remote:
         as_json: bool = False,
         embedded: RelayFactory | None = None,
         tunnel: str | None = None,
+        console: Console | None = None,
+        accept_device: bool = False,
     ) -> None:
         self.session = session
+        self.console = console
+        self.accept_device = accept_device
         self.relay = relay
         self.tunnel = tunnel  # publish the embedded relay through this tool (host/tunnel.py)
         self.out = out
@@ -108,7 +127,8 @@ class Remote:
             else:
                 identity = Devices().require(relay)
             assert relay is not None
-            link = RelayLink(self.session, relay, public_url=tunnel.url if tunnel else None)
+            link = RelayLink(self.session, relay, public_url=tunnel.url if tunnel else None, questions=self,
+                             accept_device=self.accept_device)  # fmt: skip
             await link.connect(await initiation_token(identity))
         except BaseException:
             await stack.aclose()
@@ -128,18 +148,48 @@ class Remote:
             self.ended.set_result(reason)
             self.session.spawn(self.stop(f"Remote Control ended: {reason}"), "ending Remote Control")
 
-    def _announce(self, link: RelayLink) -> None:
+    def _announce(self, link: RelayLink, why: str | None = None) -> None:
         if self.as_json:
-            print(json.dumps({"url": link.url, "session_id": link.session_id}), flush=True)
+            line = {"url": link.url, "session_id": link.session_id, **({"new_url": why} if why else {})}
+            print(json.dumps(line), flush=True)
+            if why is None and self.accept_device:
+                self.out.print(f"[yellow]{ACCEPT_WARNING}[/yellow]", highlight=False)
             return
         note = reach_note(link.url)
         where = "Open this URL in a browser on this machine:" if note else "Open this URL on your phone:"
-        self.out.print(f"[bold green]Remote Control is on.[/bold green] {where}")
+        if why is None:
+            self.out.print(f"[bold green]Remote Control is on.[/bold green] {where}")
+        else:
+            self.out.print(f"[bold]A new URL for this session[/bold] ({why}). {where}", highlight=False)
         self.out.print(link.url, markup=False, highlight=False, soft_wrap=True)
         self.out.print(qr_text(link.url), markup=False, highlight=False)
         if note:
             self.out.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
-        self.out.print("[dim]Treat this URL like a password: whoever has it can drive this session.[/dim]")
+        if self.accept_device:
+            self.out.print(f"[yellow]{ACCEPT_WARNING}[/yellow]", highlight=False)
+        else:
+            self.out.print("[dim]The URL works once, for 10 minutes; you confirm each new device here by its "
+                           "6-digit code.[/dim]")  # fmt: skip
+
+    # -- the link's Questions ------------------------------------------------------------
+
+    def ask(self, question: str, answer: Callable[[bool], None]) -> None:
+        if self.console is not None:
+            self.console.ask(question, answer)
+        else:
+            self.out.print(f"[yellow]{rich_escape(question)}[/yellow] No terminal to answer here: restart with "
+                           "--accept-device to admit devices without asking.", highlight=False)  # fmt: skip
+
+    def withdraw(self) -> None:
+        if self.console is not None:
+            self.console.withdraw()
+
+    def say(self, text: str) -> None:
+        self.out.print(f"[cyan]{rich_escape(text)}[/cyan]", highlight=False)
+
+    def new_url(self, url: str, why: str) -> None:
+        if self.link is not None:
+            self._announce(self.link, why)
 
     async def stop(self, reason: str = "Remote Control was turned off") -> None:
         """Tell the viewer it is over, close the link, stop an embedded relay."""
@@ -162,3 +212,4 @@ def _lose(link: RelayLink, tunnel_lost: asyncio.Future[str]) -> None:
     """The tunnel stopped: phones are cut off, so the link counts as lost (one line, then Remote Control ends)."""
     if not tunnel_lost.cancelled() and not link.lost.done():
         link.lost.set_result(tunnel_lost.result())
+

@@ -35,6 +35,7 @@ from tether.host.core.approvals import Option
 from tether.host.core.session import AgentInfo, SessionCore
 from tether.host.files import ProjectFiles
 from tether.host.output_pump import OutputPump
+from tether.host.paired import AuditLog
 from tether.host.terminals import Terminal, Terminals
 from tether.protocol.messages import Message
 
@@ -77,6 +78,7 @@ class HostSession:
         self.terminals = Terminals(self.root, self.output.changed, agent.sandbox)
         self.agent = AgentConnection(agent, self.root, log_path, HostClient(self, self.files, self.terminals))
         self.sinks: list[Sink] = []
+        self.audit = AuditLog()
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.on_remote_end: Callable[[str], None] | None = None
         self.remote_refusal: str | None = None
@@ -142,6 +144,11 @@ class HostSession:
             self.remote_refusal = effect.reason
             if self.on_remote_end is not None:
                 self.on_remote_end(effect.reason)
+        elif isinstance(effect, fx.Audit):
+            try:
+                self.audit.append(effect.record)
+            except OSError:  # the decision stands; a full disk must not stop the session
+                log.exception("could not append to the audit log")
         elif isinstance(effect, fx.EndSession):
             self.spawn(self._shut_down(effect.reason), "ending the session")
 

@@ -75,6 +75,7 @@ TAG_SIZE = 16  # AES-GCM tag appended to every sealed payload
 NONCE_PREFIX = bytes(4)  # nonce = 4 zero bytes | seq (u64 big-endian): 96 bits
 CODE_DIGITS = 6
 FIRST_SEALED_SEQ = 2  # seq 1 each way carries the handshake message in the clear
+RESUME_ID_SIZE = 12  # bytes of the public name of a resume secret (resume_id)
 
 # HKDF info labels, one per derived value (docs/e2e.md "Key schedule").
 VIEWER_TO_HOST = b"viewer to host"
@@ -165,6 +166,11 @@ def key_schedule(
     )
 
 
+def resume_id(resume_secret: bytes) -> str:
+    """The public name of a resume secret: a key_offer names it, the secret itself never travels."""
+    return b64url(sha256(b"tether-resume-id\x00" + resume_secret).digest()[:RESUME_ID_SIZE])
+
+
 def host_confirmation(confirm_key: bytes, t: bytes) -> bytes:
     """The host's proof that it derived the same keys: HMAC-SHA256(K_confirm, T)."""
     return hmac.new(confirm_key, t, sha256).digest()
@@ -178,15 +184,19 @@ def host_confirmation(confirm_key: bytes, t: bytes) -> bytes:
 class _HandshakeMessage:
     KIND: ClassVar[str]
     FIELDS: ClassVar[dict[str, int]]  # field name -> size of the bytes its base64url text encodes
+    OPTIONAL: ClassVar[dict[str, int]] = {}  # the same, for fields that may be absent (None)
 
     def check(self, error: type[Exception] = LocalProtocolError) -> None:
         """Raise ``error`` unless every field is canonical base64url of its size."""
         for name, size in self.FIELDS.items():
             unb64url(getattr(self, name), size, f"{self.KIND} field {name!r}", error)
+        for name, size in self.OPTIONAL.items():
+            if getattr(self, name) is not None:
+                unb64url(getattr(self, name), size, f"{self.KIND} field {name!r}", error)
 
     def to_json(self) -> JSON:
-        """The message as a JSON object, ``kind`` first."""
-        return {"kind": self.KIND, **asdict(self)}
+        """The message as a JSON object, ``kind`` first; absent optional fields left out."""
+        return {"kind": self.KIND, **{k: v for k, v in asdict(self).items() if v is not None}}
 
     def serialize(self) -> bytes:
         """The UTF-8 JSON payload of the message's frame."""
@@ -202,7 +212,7 @@ class _HandshakeMessage:
         if not isinstance(data, dict) or data.get("kind") != cls.KIND:
             raise RemoteProtocolError(f"payload is not a {cls.KIND} message")
         del data["kind"]
-        if set(data) != set(cls.FIELDS):
+        if not set(cls.FIELDS) <= set(data) <= set(cls.FIELDS) | set(cls.OPTIONAL):
             raise RemoteProtocolError(f"{cls.KIND} needs exactly the fields {sorted(cls.FIELDS)}")
         return data
 
@@ -213,7 +223,11 @@ class KeyOffer(_HandshakeMessage):
 
     KIND: ClassVar[str] = "key_offer"
     FIELDS: ClassVar[dict[str, int]] = {"public_key": KEY_SIZE}
+    OPTIONAL: ClassVar[dict[str, int]] = {"resume": RESUME_ID_SIZE}
     public_key: str  # base64url of 32 bytes
+    # A viewer coming back to a session it was admitted to names the resume secret of its
+    # last connection (resume_id), which is then the salt instead of the pairing secret.
+    resume: str | None = None
 
     @classmethod
     def parse(cls, payload: bytes) -> KeyOffer:
@@ -325,6 +339,7 @@ class Keys:
     opener: Opener  # for the frames this end receives
     pairing_code: str  # show it; both ends show the same
     resume_secret: bytes  # 32 bytes, for reconnecting later without pairing again
+    transcript: bytes  # T of this connection: what a paired device signs to prove its key (protocol/signing.py)
 
 
 # The handshake state machines.
@@ -369,12 +384,12 @@ class _Handshake:
 class ViewerHandshake(_Handshake):
     """The viewer's end: ``offer()`` once, then ``receive(reply)`` (calling contract: module doc)."""
 
-    def offer(self) -> KeyOffer:
-        """The first message to send on the connection."""
+    def offer(self, resume: str | None = None) -> KeyOffer:
+        """The first message to send on the connection (``resume``: the resume_id the salt is the secret of)."""
         if self.state is not State.START:
             raise LocalProtocolError(f"offer() in state {self.state.value}: a handshake offers once")
         self.state = State.OFFERED
-        return KeyOffer(public_key=b64url(self.public_key))
+        return KeyOffer(public_key=b64url(self.public_key), resume=resume)
 
     def receive(self, reply: KeyReply) -> Keys:
         """Check the host's reply; the keys, or RemoteProtocolError (the handshake then fails for good)."""
@@ -387,7 +402,8 @@ class ViewerHandshake(_Handshake):
         host_public = unb64url(reply.public_key, KEY_SIZE, "host public key")
         shared = _exchange(self._private, host_public)
         schedule = key_schedule(shared, self._secret, self.session_id, self.public_key, host_public)
-        expected = host_confirmation(schedule.confirm_key, transcript(self.session_id, self.public_key, host_public))
+        t = transcript(self.session_id, self.public_key, host_public)
+        expected = host_confirmation(schedule.confirm_key, t)
         if not hmac.compare_digest(expected, unb64url(reply.confirm, 32, "confirm")):
             raise RemoteProtocolError("the host's key confirmation does not match: wrong pairing secret or tampering")
         self.state = State.DONE
@@ -396,6 +412,7 @@ class ViewerHandshake(_Handshake):
             opener=Opener(schedule.host_to_viewer, self.session_id),
             pairing_code=schedule.pairing_code,
             resume_secret=schedule.resume_secret,
+            transcript=t,
         )
 
 
@@ -411,7 +428,8 @@ class HostHandshake(_Handshake):
         viewer_public = unb64url(offer.public_key, KEY_SIZE, "viewer public key")
         shared = _exchange(self._private, viewer_public)
         schedule = key_schedule(shared, self._secret, self.session_id, viewer_public, self.public_key)
-        confirm = host_confirmation(schedule.confirm_key, transcript(self.session_id, viewer_public, self.public_key))
+        t = transcript(self.session_id, viewer_public, self.public_key)
+        confirm = host_confirmation(schedule.confirm_key, t)
         self.state = State.DONE
         reply = KeyReply(public_key=b64url(self.public_key), confirm=b64url(confirm))
         keys = Keys(
@@ -419,5 +437,6 @@ class HostHandshake(_Handshake):
             opener=Opener(schedule.viewer_to_host, self.session_id),
             pairing_code=schedule.pairing_code,
             resume_secret=schedule.resume_secret,
+            transcript=t,
         )
         return reply, keys

@@ -76,8 +76,11 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
     KIND: ClassVar[Kind] = Kind.HELLO
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"client": (str,)}
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"client": (str,), "device": (dict, type(None))}
     client: str = "unknown"
+    # {"public_key", "name", "proof"}: the viewer's device key and its signature over this
+    # connection's handshake transcript (protocol/signing.py DeviceClaim).
+    device: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +93,18 @@ class Prompt(Message):
 @dataclass(frozen=True, slots=True)
 class Decide(Message):
     KIND: ClassVar[Kind] = Kind.DECIDE
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"approval_id": (str,), "option_id": (str,)}
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "approval_id": (str,),
+        "option_id": (str,),
+        "signature": (str, type(None)),
+        "expires": (int, type(None)),
+    }
     approval_id: str
     option_id: str
+    # A device's decision is signed (protocol/signing.py): base64url Ed25519 signature, and
+    # the expiry it covers in milliseconds since the epoch. The terminal's need neither.
+    signature: str | None = None
+    expires: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

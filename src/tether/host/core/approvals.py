@@ -75,6 +75,7 @@ class Approval:
     request: int = 0
     source: str = "agent"
     paths: tuple[str, ...] = ()
+    timeout: float | None = None  # seconds it waits in all (shown as a countdown), if known
     state: State = State.PENDING
     outcome: str | None = None
     decided_by: str | None = None
@@ -109,6 +110,7 @@ class Approval:
             "state": str(self.state),
             "outcome": self.outcome,
             "decided_by": self.decided_by,
+            **({} if self.timeout is None else {"timeout": self.timeout}),
         }
 
 
@@ -129,6 +131,7 @@ class ApprovalBook:
         request: int = 0,
         source: str = "agent",
         paths: tuple[str, ...] = (),
+        timeout: float | None = None,
     ) -> Approval:
         """Record a new pending approval."""
         approval = Approval(
@@ -141,6 +144,7 @@ class ApprovalBook:
             request=request,
             source=source,
             paths=paths,
+            timeout=timeout,
         )
         self._approvals[approval.id] = approval
         return approval

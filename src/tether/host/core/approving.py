@@ -15,6 +15,7 @@ from tether.host.core import policy
 from tether.host.core.approvals import Approval
 from tether.host.core.state import CoreState
 from tether.host.core.transcript import tool_entry_id
+from tether.protocol import signing
 
 
 class Approving(CoreState):
@@ -39,6 +40,7 @@ class Approving(CoreState):
             kind=tool_call.kind or entry.get("kind", "other"),
             options=options,
             deadline=policy.deadline(self._now, self.approval_timeout),
+            timeout=self.approval_timeout,
             request=event.request,
             paths=resolved,
         )
@@ -73,6 +75,7 @@ class Approving(CoreState):
             kind=kind,
             options=list(policy.HOST_OPTIONS),
             deadline=policy.deadline(self._now, self.approval_timeout),
+            timeout=self.approval_timeout,
             request=request,
             source="host",
             paths=paths,
@@ -92,7 +95,14 @@ class Approving(CoreState):
         """Show the outcome of an approval and answer the request that waits for it."""
         if approval is None:
             return
-        self._emit(self.transcript.put(approval.to_entry()))
+        entry = approval.to_entry()
+        self._emit(self.transcript.put(entry))
+        tool_call = self.transcript.entries.get(approval.tool_call_id or "")
+        self._out.append(fx.Audit({
+            "approval": approval.id, "title": approval.title, "kind": approval.kind, "state": entry["state"],
+            "outcome": approval.outcome, "by": approval.decided_by or str(approval.state),
+            "shown_sha256": signing.approval_digest(entry, tool_call).hex(),
+        }))  # fmt: skip
         granted = approval.granted()
         if approval.source == "host":
             reason = "" if granted else f"the person did not allow it ({approval.state})"

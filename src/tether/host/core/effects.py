@@ -92,7 +92,14 @@ class EndSession:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Append this record of a decision to the audit log (host/paired.py AuditLog)."""
+
+    record: dict[str, object]
+
+
 Effect = (
     Show | Answer | Permit | StartTurn | CancelTurn | ChangeMode | ChangeOption | Login | Reattach | WakeAt
-    | EndRemote | EndSession
+    | EndRemote | EndSession | Audit
 )  # fmt: skip

@@ -87,12 +87,34 @@ class TerminalExited:
     exit_code: int
 
 
+TERMINAL = "terminal"  # the local terminal's screen name; every other screen is a remote device
+
+
 @dataclass(frozen=True, slots=True)
 class FromScreen:
     """A message from a screen: ``by`` is ``terminal`` or the viewer device's name."""
 
     by: str
     message: Message
+    at: float = 0.0  # the host's wall clock when it arrived (a device's signed decision expires by it)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAdmitted:
+    """The screen ``by`` is a device that proved its key (host/pairing.py): its decisions must be signed by it."""
+
+    by: str
+    session_id: str  # the session's id at the relay, part of every signed decision
+    device_id: str
+    name: str
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGone:
+    """The device on screen ``by`` left, was replaced or was revoked."""
+
+    by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,4 +200,5 @@ Event = (
     SessionOpened | LoginNeeded | AgentUpdate | PermissionAsked | WriteAsked | CommandAsked | TerminalStarted
     | TerminalOutput | TerminalExited | FromScreen | TurnEnded | ModeChanged | OptionsChanged | CallFailed
     | AgentExited | Reattached | ReattachFailed | RemoteChanged | ViewerBehind | Notice | Tick | Close
+    | DeviceAdmitted | DeviceGone
 )  # fmt: skip

@@ -36,6 +36,7 @@ from tether.host.core.approving import Approving
 from tether.host.core.modes import LIVE, Modes
 from tether.host.core.phases import Phase, Step
 from tether.host.core.state import AgentInfo, Resolve
+from tether.protocol import signing
 from tether.protocol.messages import Authenticate, Cancel, Decide, Ended, Hello, Prompt, SetMode, SetOption, Turn
 
 __all__ = ["MAX_RESTARTS", "AgentInfo", "Resolve", "SessionCore"]
@@ -180,7 +181,7 @@ class SessionCore(Approving, Modes):
         elif isinstance(message, Prompt):
             self._prompt(message.text, by)
         elif isinstance(message, Decide):
-            self._decide(message.approval_id, message.option_id, by)
+            self._screen_decides(message, by, event.at)
         elif isinstance(message, Cancel):
             self._cancel()
         elif isinstance(message, SetMode):
@@ -190,6 +191,34 @@ class SessionCore(Approving, Modes):
         elif isinstance(message, Authenticate):
             self._login(message.method_id)
         # Other kinds are host-to-viewer kinds: a screen sending one is ignored.
+
+    def _screen_decides(self, message: Decide, by: str, at: float) -> None:
+        """A decision from a screen: the terminal's as typed; a device's only with its valid signature."""
+        if by == ev.TERMINAL:
+            self._decide(message.approval_id, message.option_id, by)
+            return
+        device = self.devices.get(by)
+        approval = self.transcript.entries.get(message.approval_id)
+        if approval is None or approval.get("type") != "approval" or approval.get("state") != "pending":
+            return  # answered already (or never asked): a late or replayed decision changes nothing
+        refusal = "no paired device is connected on this screen"
+        if device is not None:
+            tool_call = self.transcript.entries.get(approval.get("tool_call_id") or "")
+            refusal = signing.check_approval(
+                public_key=device.public_key, session_id=device.session_id, approval=approval, tool_call=tool_call,
+                option_id=message.option_id, signature=message.signature, expires_ms=message.expires, now=at,
+            ) or ""  # fmt: skip
+        if refusal:
+            self.refused_decisions += 1
+            self._emit(self.transcript.message("system", f"A decision from {by} was refused: {refusal}."), to=by)
+            return
+        self._decide(message.approval_id, message.option_id, f"{device.name} ({device.device_id})" if device else by)
+
+    def _device_admitted(self, event: ev.DeviceAdmitted) -> None:
+        self.devices[event.by] = event
+
+    def _device_gone(self, event: ev.DeviceGone) -> None:
+        self.devices.pop(event.by, None)
 
     def _login(self, method_id: str) -> None:
         if self.phase is not Phase.LOGIN_NEEDED:
@@ -229,5 +258,7 @@ HANDLERS: dict[type, Callable[[SessionCore, Any], None]] = {
     ev.ViewerBehind: lambda core, event: core._emit([core.snapshot()], to=event.by),
     ev.Notice: lambda core, event: core._notice(event.text),
     ev.Tick: SessionCore._tick,
+    ev.DeviceAdmitted: SessionCore._device_admitted,
+    ev.DeviceGone: SessionCore._device_gone,
     ev.Close: SessionCore._close,
 }

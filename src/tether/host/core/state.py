@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.host.core import effects as fx
+from tether.host.core import events as ev
 from tether.host.core import policy
 from tether.host.core.approvals import ApprovalBook
 from tether.host.core.controls import Controls
@@ -58,6 +59,9 @@ class CoreState:
         self.can_load = False
         self.restarts = 0
         self.enforcing = False  # a switch back to an asking mode is in flight
+        # Screens that are devices (host/pairing.py): their decisions must carry the device's signature.
+        self.devices: dict[str, ev.DeviceAdmitted] = {}
+        self.refused_decisions = 0  # device decisions refused for a bad, expired or reused signature
         self._withheld_noticed = False
         self._wake: float | None = None
         self._out: list[fx.Effect] = []

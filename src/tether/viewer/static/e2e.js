@@ -337,12 +337,13 @@ async function exchange(privateKey, peerPublic) {
   return shared;
 }
 
-async function keysFor(schedule, sessionId, sendKey, receiveKey) {
+async function keysFor(schedule, sessionId, sendKey, receiveKey, t) {
   return {
     sealer: await Sealer.create(sendKey, sessionId),
     opener: await Opener.create(receiveKey, sessionId),
     pairingCode: schedule.pairingCode,
     resumeSecret: schedule.resumeSecret,
+    transcript: t, // what a paired device signs to prove its key on this connection (device.js)
   };
 }
 
@@ -388,7 +389,7 @@ export class ViewerHandshake extends Handshake {
     if (!(await subtle().verify("HMAC", await confirmationKey(schedule.confirmKey), confirm, t))) {
       throw new E2EError("the host's key confirmation does not match: wrong pairing secret or tampering");
     }
-    const keys = await keysFor(schedule, this.sessionId, schedule.viewerToHost, schedule.hostToViewer);
+    const keys = await keysFor(schedule, this.sessionId, schedule.viewerToHost, schedule.hostToViewer, t);
     this.state = "done";
     return keys;
   }
@@ -407,8 +408,9 @@ export class HostHandshake extends Handshake {
     const { publicKey: viewerPublic } = parseKeyOffer(offer);
     const shared = await exchange(this.privateKey, viewerPublic);
     const schedule = await keySchedule(shared, this.secret, this.sessionId, viewerPublic, this.publicKey);
-    const confirm = await hostConfirmation(schedule.confirmKey, transcript(this.sessionId, viewerPublic, this.publicKey));
-    const keys = await keysFor(schedule, this.sessionId, schedule.hostToViewer, schedule.viewerToHost);
+    const t = transcript(this.sessionId, viewerPublic, this.publicKey);
+    const confirm = await hostConfirmation(schedule.confirmKey, t);
+    const keys = await keysFor(schedule, this.sessionId, schedule.hostToViewer, schedule.viewerToHost, t);
     this.state = "done";
     return { reply: keyReply(this.publicKey, confirm), keys };
   }
