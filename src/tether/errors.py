@@ -54,6 +54,14 @@ class UserError(TetherError):
         return (type(self).__doc__ or "").strip()
 
 
+class DeviceNotPaired(UserError):
+    """`tether devices` lists the paired devices and their ids."""
+
+
+class NothingToPair(UserError):
+    """A pairing question appears when a browser opens the session URL of a `tether rc` without --accept-device."""
+
+
 class NotTrusted(UserError):
     """Trust the folder first with `tether trust`, then try again."""
 
@@ -75,7 +83,7 @@ class RelayBindFailed(UserError):
 
 
 class BrokerUnavailable(UserError):
-    """Use --broker memory, the broker this version of tether ships."""
+    """Use --broker memory (one process), or redis://HOST:PORT/DB with a Redis server this machine reaches."""
 
 
 class TunnelFailed(UserError):

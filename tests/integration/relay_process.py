@@ -160,12 +160,14 @@ def relay_process(
     *args: str,
     nofile: int | None = None,
     tls: tuple[Path, Path, ssl.SSLContext] | None = None,
+    keys: KeySet | None = None,
 ) -> Iterator[RelayProcess]:
     """`tether relay serve` on a free port of 127.0.0.1 with ``args``; stopped when the block ends.
 
-    ``tls`` is (certificate, key, a client context that trusts it).
+    ``tls`` is (certificate, key, a client context that trusts it); ``keys``: the key set
+    to sign with (relays that share sessions share it), else a new one.
     """
-    keys = KeySet.generate(time.time())
+    keys = keys or KeySet.generate(time.time())
     keys_file = tmp_path / "relay-keys.json"
     keys_file.write_text(keys.to_json(), encoding="utf-8")
     keys_file.chmod(0o600)

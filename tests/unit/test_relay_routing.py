@@ -335,9 +335,12 @@ async def test_broker_close_all_closes_every_end() -> None:
 
 
 def test_brokers_by_name() -> None:
-    """`memory` is a MemoryBroker; Redis and unknown names fail with advice."""
+    """`memory` is a MemoryBroker, `redis://` a RedisBroker (it connects when started); others fail with advice."""
+    from tether.relay.redis_broker import RedisBroker
+
     assert isinstance(create_broker("memory"), MemoryBroker)
-    for url in ("redis://localhost:6379/0", "postgres://x"):
+    assert isinstance(create_broker("redis://localhost:6379/0"), RedisBroker)
+    for url in ("nats://localhost:4222", "postgres://x"):
         with pytest.raises(BrokerUnavailable) as caught:
             create_broker(url)
         assert "--broker memory" in caught.value.advice()

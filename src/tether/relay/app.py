@@ -43,6 +43,7 @@ from tether.relay.accounts import AccountStore
 from tether.relay.admission import Admission
 from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
 from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
+from tether.relay.ledger import Ledger
 from tether.relay.routing import CloseCode, Counters, Drop, Role, error_message, valid_session_id
 
 logger = logging.getLogger("tether.relay")
@@ -82,6 +83,11 @@ class RelayState:
     sessions_per_address: int = SESSIONS_PER_ADDRESS
     by_address: Counter[str] = field(default_factory=Counter)  # host ends held per client address
     operator_token: str | None = None  # reads /metrics
+
+    @property
+    def ledger(self) -> Ledger:
+        """Where the credential state lives: this process (memory broker) or shared (Redis)."""
+        return self.broker.ledger
 
     @property
     def counters(self) -> Counters:
@@ -210,7 +216,7 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     claims = None
     if valid_session_id(session):
         # No slot without a credential: a connection that cannot present one squats nothing.
-        claims = gate.check(relay, str(role), await gate.presented(websocket, str(role), relay), session)
+        claims = await gate.check(relay, str(role), await gate.presented(websocket, str(role), relay), session)
         if claims is None:
             relay.counters.count(Drop.UNAUTHORIZED)
             await websocket.close(CloseCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED.reason)
@@ -222,7 +228,7 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
         await websocket.close(refused.code, refused.code.reason)
         return
     assert claims is not None  # attach refuses a malformed session id
-    given = gate.commit(relay, str(role), claims, session)
+    given = await gate.commit(relay, str(role), claims, session)
     if given is None:
         await relay.broker.detach(attachment)
         relay.counters.count(Drop.UNAUTHORIZED)
@@ -236,7 +242,7 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     finally:
         await relay.broker.detach(attachment)
         if role is Role.HOST:
-            relay.admission.end(session)  # the session dies with its host: so do its tokens
+            await gate.end(relay, session)  # the session dies with its host: so do its tokens
         if attachment.mailbox.closing is not None:
             # The relay closed this connection (oversized, too slow, session ended,
             # shutdown): let the writer send the close frame, within a bound.
@@ -276,7 +282,7 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
                 return
             await relay.broker.forward(attachment, data)
         elif _is_renewal(message.get("text")):
-            renewed = gate.renew(relay, held)
+            renewed = await gate.renew(relay, held)
             if renewed is None:
                 relay.counters.count(Drop.UNAUTHORIZED)
                 await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
@@ -355,6 +361,8 @@ async def _asset(request: Request) -> Response:
     media_type = ASSET_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
     # A document a browser renders as a page (HTML, SVG) gets the page's headers wherever it is served.
     headers = PAGE_HEADERS if media_type in PAGE_TYPES else ASSET_HEADERS
+    if name == "sw.js":  # the viewer's service worker keeps the shell of the pages at ../s/<id> (viewer/static/sw.js)
+        headers = {**headers, "Service-Worker-Allowed": "../"}
     return Response(resource.read_bytes(), media_type=media_type, headers=headers)
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from tether.errors import BrokerUnavailable, Refused
 from tether.relay import routing
 from tether.relay.config import QUEUE_BYTES, QUEUE_FRAMES, SLOW_TIMEOUT, TOTAL_QUEUE_BYTES
+from tether.relay.ledger import Ledger
 from tether.relay.routing import CloseCode, Counters, Drop, Role, SessionState
 
 CONTROL_SLACK = 64  # control messages a full queue still takes before its reader counts as too slow
@@ -219,6 +220,14 @@ class Broker(abc.ABC):
         self.counters = counters if counters is not None else Counters()
         self.limits = limits if limits is not None else QueueLimits()
         self.budget = Budget(self.limits.total_bytes)  # shared by every mailbox of this broker
+        self.ledger = Ledger()  # credential state: this process's own unless the broker shares it
+
+    async def start(self) -> None:  # noqa: B027 - optional hook: the memory broker needs nothing
+        """Connect to what the broker needs (raises BrokerUnavailable); nothing, in memory."""
+
+    async def ready(self) -> bool:
+        """Whether the broker can route now (/readyz): always, in memory; Redis answers a PING."""
+        return True
 
     @abc.abstractmethod
     async def attach(self, session_id: str, role: Role) -> Attachment:
@@ -360,12 +369,14 @@ class MemoryBroker(Broker):
 
 
 def create_broker(url: str, counters: Counters | None = None, limits: QueueLimits | None = None) -> Broker:
-    """The broker named by ``url``: ``memory``; raises BrokerUnavailable for any other.
+    """The broker named by ``url``: ``memory`` or ``redis://...``; raises BrokerUnavailable for any other.
 
     Backends are imported here, lazily, so the memory broker never loads a Redis client.
     """
     if url == "memory":
         return MemoryBroker(counters, limits)
-    if url.startswith(("redis://", "rediss://")):
-        raise BrokerUnavailable(f"the Redis broker ({url.split('://', 1)[0]}://...) is not available yet")
-    raise BrokerUnavailable(f"unknown broker {url!r}: expected memory or redis://HOST:PORT")
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from tether.relay.redis_broker import RedisBroker
+
+        return RedisBroker(url, counters, limits)
+    raise BrokerUnavailable(f"unknown broker {url!r}: expected memory or redis://HOST:PORT/DB")

@@ -30,7 +30,7 @@ SESSIONS_PER_ADDRESS = 32  # host ends one client address may hold at once
 class RelayConfig:
     """How a relay listens, what it accepts and which broker routes for it.
 
-    ``broker`` names the backend: ``memory`` (one process) or, later, ``redis://...``.
+    ``broker`` names the backend: ``memory`` (one process) or ``redis://...`` (processes sharing sessions).
     ``queue_bytes`` / ``queue_frames`` bound what may wait for each connection; a
     connection whose queue stays full for ``slow_timeout`` seconds is closed 4408.
     ``public_url`` is the relay's address as others reach it: every URL it gives out starts

@@ -29,7 +29,7 @@ from starlette.websockets import WebSocket
 
 from tether.auth import proof as proofs
 from tether.auth.keys import load_public_raw
-from tether.auth.tokens import Claims, Refusal
+from tether.auth.tokens import Claims, Purpose, Refusal
 from tether.errors import CredentialRefused
 from tether.relay.admission import HOST, Credentials
 
@@ -76,26 +76,54 @@ def _attempt(relay: RelayState, where: str, call: Callable[[], T]) -> T | None:
         return None
 
 
-def check(relay: RelayState, role: str, token: str | None, session: str) -> Claims | None:
-    """The claims of a good credential for this end, or None (counted, logged without the token)."""
+async def check(relay: RelayState, role: str, token: str | None, session: str) -> Claims | None:
+    """The claims of a good credential for this end, or None (counted, logged without the token).
+
+    With relays sharing sessions (``ledger.py``), the session's credential state is read
+    from the ledger first, and an initiation token another process used is refused here.
+    """
     if token is None:
         relay.refusals["missing"] += 1
         return None
-    return _attempt(relay, f"{role} {session[:4]}…", lambda: relay.admission.check(role, token, session, relay.clock()))
+    where = f"{role} {session[:4]}…"
+    await relay.ledger.load(relay.admission, session)
+    claims = _attempt(relay, where, lambda: relay.admission.check(role, token, session, relay.clock()))
+    if claims is not None and claims.purpose == Purpose.INITIATE and await relay.ledger.seen(claims.nonce):
+        _refuse(relay, CredentialRefused(Refusal.REPLAYED, "initiation token used before"), where)
+        return None
+    return claims
 
 
-def commit(relay: RelayState, role: str, claims: Claims, session: str) -> Credentials | None:
-    return _attempt(
-        relay, f"{role} {session[:4]}…", lambda: relay.admission.commit(role, claims, session, relay.clock())
-    )
+async def commit(relay: RelayState, role: str, claims: Claims, session: str) -> Credentials | None:
+    """Record the end as attached and mint its credentials (shared through the ledger); None if refused."""
+    where = f"{role} {session[:4]}…"
+    now = relay.clock()
+    if claims.purpose == Purpose.INITIATE and not await relay.ledger.use(claims.nonce, claims.expires, now):
+        _refuse(relay, CredentialRefused(Refusal.REPLAYED, "initiation token used before"), where)
+        return None
+    await relay.ledger.load(relay.admission, session)
+    given = _attempt(relay, where, lambda: relay.admission.commit(role, claims, session, relay.clock()))
+    if given is not None:
+        await relay.ledger.save(relay.admission, session)
+    return given
 
 
 def credentials_message(relay: RelayState, credentials: Credentials) -> str:
     return json.dumps(credentials.to_json(relay.clock()), separators=(",", ":"))
 
 
-def renew(relay: RelayState, held: Claims) -> Credentials | None:
-    return _attempt(relay, "renewal", lambda: relay.admission.renew(held, relay.clock()))
+async def renew(relay: RelayState, held: Claims) -> Credentials | None:
+    await relay.ledger.load(relay.admission, held.session)
+    renewed = _attempt(relay, "renewal", lambda: relay.admission.renew(held, relay.clock()))
+    if renewed is not None:
+        await relay.ledger.save(relay.admission, held.session)
+    return renewed
+
+
+async def end(relay: RelayState, session: str) -> None:
+    """The session died with its host: so do its tokens, on every relay process."""
+    relay.admission.end(session)
+    await relay.ledger.end(relay.admission, session)
 
 
 # -- HTTP: accounts and session initiation ---------------------------------------------
@@ -168,6 +196,8 @@ async def initiate(request: Request) -> JSONResponse:
         proof, public = await _proven_device(request, relay)
         now = relay.clock()
         token, expires = relay.admission.initiate(proof, public, _origins(request, relay), now)
+        if not await relay.ledger.use(proof.nonce, proof.time + proofs.PROOF_WINDOW, now):
+            raise CredentialRefused(Refusal.REPLAYED, "proof seen before")
     except CredentialRefused as exc:
         return _refused_response(relay, exc, "initiate")
     return JSONResponse({"token": token, "expires_in": expires - now})
@@ -181,6 +211,8 @@ async def logout(request: Request) -> JSONResponse:
     try:
         proof, public = await _proven_device(request, relay)
         relay.admission.accept_proof(proof, public, _origins(request, relay), relay.clock())
+        if not await relay.ledger.use(proof.nonce, proof.time + proofs.PROOF_WINDOW, relay.clock()):
+            raise CredentialRefused(Refusal.REPLAYED, "proof seen before")
         assert relay.store is not None
         await asyncio.to_thread(relay.store.revoke_device, proof.device, relay.clock())
     except CredentialRefused as exc:

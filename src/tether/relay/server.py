@@ -209,6 +209,7 @@ class EmbeddedRelay:
 
     async def __aenter__(self) -> EmbeddedRelay:
         check_tls(self.config)
+        await self.broker.start()  # an unreachable Redis is one clear error, before the port opens
         sock = _bind(self.config.host, self.config.port)
         self.url = _local_url(sock, "https" if self.config.tls_cert else "http")
         server = _Server(

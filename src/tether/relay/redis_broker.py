@@ -1,0 +1,514 @@
+"""Routing through Redis, so that many relay processes share sessions (``--broker redis://...``).
+
+A host on one relay process and its viewer on another talk as if they were on one. What
+Redis holds, all of it expiring, none of it content:
+
+- presence: ``tether:p:SESSION:ROLE`` = ``NODE:END``, the process (node) and connection
+  (end) holding that end, ``SET`` in a ``WATCH``/``MULTI`` transaction after
+  ``routing.join`` allowed it and refreshed every ``ttl / 3`` seconds while the
+  connection lives; a process that dies leaves keys that expire after ``ttl``;
+- credentials (``RedisLedger``): each session's generation and each end's newest routing
+  nonce, and single-use nonces as ``SET NX EX`` keys that expire with their token;
+- delivery: one pub/sub channel per process (``tether:n:NODE``). Frames and control
+  events for an end on another process are published there, prefixed with the end's id;
+  nothing is stored: a message nobody subscribes to is gone.
+
+Decisions are ``routing.join`` / ``routing.leave`` on the state read from the presence
+keys, exactly as ``MemoryBroker`` makes them; effects for an end on another process are
+published to that process, which carries them out.
+
+Order: every process publishes through one connection (one writer task, pipelined), and
+Redis delivers a channel's messages in the order one connection published them, so the
+``peer joined`` a viewer's process sends reaches the host before any frame of that
+viewer. redis-py's pool is sized explicitly and blocks when all its connections are busy
+(its default pool opens a connection per concurrent call).
+
+Flow control across processes is coarser than within one: a publisher cannot see the
+reader's queue on the other process. The receiving process queues what arrives for an
+end in its mailbox; when that is full, in a backlog of at most one more queue's worth
+(``QueueLimits.max_bytes``), drained as the mailbox empties; a reader whose mailbox and
+backlog are both full, or stay full for ``slow_timeout``, is cut 4408 like a slow reader
+on one process. Senders on a process wait when its outgoing publish queue holds more
+than ``OUTBOX_BYTES`` (Redis is slower than they are).
+
+Issue 10 seam: a session's generation outliving its host for an outage window is a TTL on
+``tether:g:SESSION`` set at ``end``; nothing here depends on it being deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from tether.errors import BrokerUnavailable, Refused
+from tether.relay import routing
+from tether.relay.admission import HOST, VIEWER, Admission
+from tether.relay.broker import Attachment, Broker, Mailbox, QueueLimits
+from tether.relay.ledger import Ledger
+from tether.relay.routing import CloseCode, Counters, Drop, PeerState, Role, SessionState
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+logger = logging.getLogger("tether.relay")
+
+PREFIX = "tether:"
+PRESENCE_TTL = 15.0  # seconds an end's presence outlives a process that died without leaving
+POOL_SIZE = 32  # Redis connections per process for transactions and credential keys
+POOL_TIMEOUT = 10.0  # seconds a call waits for a free connection
+OUTBOX_BYTES = 16 * 1024 * 1024  # published bytes waiting for Redis before senders wait
+PUBLISH_BATCH = 256  # messages per pipelined round trip
+ROUTING_KEY_SLACK = 60.0  # seconds a credential key outlives the routing token it names
+
+FRAME, JOINED, LEFT, CLOSE = b"F", b"J", b"L", b"C"
+END_ID_BYTES = 6  # the end's id: 12 hex characters
+
+
+@dataclass(eq=False, slots=True)
+class RemoteAttachment(Attachment):
+    """An end attached through Redis: its id, where its peer is, what waits for its mailbox."""
+
+    end: str = ""
+    peer: tuple[str, str] | None = None  # (node, end) of the other end, once known
+    backlog: collections.deque[bytes] = field(default_factory=collections.deque, repr=False)
+    backlog_bytes: int = 0
+    drainer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _presence(session: str, role: Role) -> str:
+    return f"{PREFIX}p:{session}:{role}"
+
+
+class RedisBroker(Broker):
+    """Routing shared by every relay process that names the same Redis (see the module doc)."""
+
+    def __init__(
+        self,
+        url: str,
+        counters: Counters | None = None,
+        limits: QueueLimits | None = None,
+        *,
+        presence_ttl: float = PRESENCE_TTL,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
+        super().__init__(counters, limits)
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:  # pragma: no cover - a dependency of tether
+            raise BrokerUnavailable("the Redis broker needs the redis package (pip install redis)") from None
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=POOL_TIMEOUT)
+        except ValueError as exc:
+            raise BrokerUnavailable(f"bad Redis URL: {exc}") from None
+        self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self.node = secrets.token_hex(8)
+        self.ttl = presence_ttl
+        self.ledger: Ledger = RedisLedger(self)
+        self._ends: dict[str, RemoteAttachment] = {}  # this process's ends by id
+        self._outbox: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._outbox_bytes = 0
+        self._outbox_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._started: asyncio.Future[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to this process's channel and start the writer and the presence refresher (once)."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                pubsub = self.redis.pubsub()
+                await pubsub.subscribe(self._channel(self.node))
+            except Exception as exc:
+                error = BrokerUnavailable(f"cannot reach Redis: {exc}")
+                self._started.set_exception(error)
+                self._started.exception()  # retrieved: whoever awaits gets it
+                self._started = None
+                raise error from None
+            self._tasks = [
+                asyncio.create_task(self._subscriber(pubsub), name="tether redis subscriber"),
+                asyncio.create_task(self._writer(), name="tether redis writer"),
+                asyncio.create_task(self._refresher(), name="tether redis presence"),
+            ]
+            self._started.set_result(None)
+        await self._started
+
+    async def ready(self) -> bool:
+        try:
+            async with asyncio.timeout(2.0):
+                return bool(await cast(Awaitable[bool], self.redis.ping()))
+        except Exception:
+            return False
+
+    async def close_all(self, code: CloseCode) -> None:
+        for end in list(self._ends.values()):
+            end.mailbox.close(code)
+            with contextlib.suppress(Exception):
+                await self._leave(end)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                await self._flush()
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        for task in [*self._tasks, *self._background]:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks = []
+        self._started = None
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    # -- the Broker interface ------------------------------------------------------------
+
+    async def attach(self, session_id: str, role: Role) -> Attachment:
+        if not routing.valid_session_id(session_id):
+            outcome = routing.join(session_id, role, SessionState.ABSENT)
+            assert outcome.refusal is not None
+            raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
+        await self.start()
+        end = secrets.token_hex(END_ID_BYTES)
+        me = f"{self.node}:{end}"
+        keys = [_presence(session_id, Role.HOST), _presence(session_id, Role.VIEWER)]
+        from redis.exceptions import WatchError
+
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(*keys)
+                    host, viewer = await pipe.mget(keys)
+                    present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
+                    outcome = routing.join(session_id, role, SessionState.of(present))
+                    if outcome.refusal is not None:
+                        raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(_presence(session_id, role), me, px=int(self.ttl * 1000))
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue  # another process changed the session meanwhile: decide again
+        attachment = RemoteAttachment(session_id, role, Mailbox(self.limits, self.budget), end=end)
+        self._ends[end] = attachment
+        if role is Role.VIEWER:
+            attachment.peer = _ref(host)
+        for effect in outcome.effects:
+            self._carry_out(attachment, effect)
+        return attachment
+
+    async def forward(self, attachment: Attachment, frame: bytes) -> None:
+        assert isinstance(attachment, RemoteAttachment)
+        if self._ends.get(attachment.end) is not attachment:
+            return  # evicted, or its session ended
+        target = attachment.peer
+        if target is None:
+            self.counters.count(Drop.NO_PEER)
+            return
+        node, end = target
+        if node != self.node:
+            await self._publish(node, FRAME + end.encode() + frame)
+            return
+        peer = self._ends.get(end)
+        if peer is None:
+            self.counters.count(Drop.NO_PEER)
+            return
+        room = await peer.mailbox.wait_for_room(len(frame))
+        if self._ends.get(attachment.end) is not attachment or self._ends.get(end) is not peer:
+            return
+        if room:
+            peer.mailbox.push(frame)
+        elif peer.mailbox.closing is None:
+            await self.evict(peer, CloseCode.TOO_SLOW)
+
+    async def detach(self, attachment: Attachment) -> None:
+        assert isinstance(attachment, RemoteAttachment)
+        await self._leave(attachment)
+
+    async def evict(self, attachment: Attachment, code: CloseCode) -> None:
+        assert isinstance(attachment, RemoteAttachment)
+        if self._ends.get(attachment.end) is not attachment:
+            return
+        if code is CloseCode.TOO_SLOW and attachment.mailbox.closing is None:
+            self.counters.count(Drop.TOO_SLOW)
+        attachment.mailbox.close(code, discard=True)
+        await self._leave(attachment)
+
+    async def session_count(self) -> int:
+        """Sessions whose host is attached to this process (each process counts its own)."""
+        return sum(1 for end in self._ends.values() if end.role is Role.HOST)
+
+    # -- leaving ---------------------------------------------------------------------------
+
+    async def _leave(self, attachment: RemoteAttachment) -> None:
+        if self._ends.pop(attachment.end, None) is None:
+            return  # already gone: evicted, or its session ended with its host
+        self._drop_backlog(attachment)
+        session, role = attachment.session_id, attachment.role
+        me = f"{self.node}:{attachment.end}".encode()
+        keys = [_presence(session, Role.HOST), _presence(session, Role.VIEWER)]
+        from redis.exceptions import WatchError
+
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(*keys)
+                    host, viewer = await pipe.mget(keys)
+                    if (host if role is Role.HOST else viewer) != me:
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        return  # the key expired or another end holds it: this end is not in the session
+                    present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
+                    outcome = routing.leave(role, SessionState.of(present))
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(_presence(session, role))
+                    if outcome.next is SessionState.ABSENT:
+                        pipe.delete(*keys)  # nothing of the session stays (DESIGN.md rule 8)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        peer = _ref(viewer if role is Role.HOST else host)
+        for effect in outcome.effects:
+            if peer is not None:
+                self._send_effect(session, peer, effect)
+
+    # -- effects, local or published -------------------------------------------------------
+
+    def _carry_out(self, joining: RemoteAttachment, effect: routing.Effect) -> None:
+        """An effect of ``joining``'s join: on itself here, on its peer wherever that is."""
+        to = effect.to if isinstance(effect, routing.Notify) else effect.role
+        if to is joining.role:
+            self._apply_local(joining, effect, None)
+        elif joining.peer is not None:
+            self._send_effect(joining.session_id, joining.peer, effect, about=(self.node, joining.end))
+
+    def _send_effect(
+        self, session: str, target: tuple[str, str], effect: routing.Effect, about: tuple[str, str] | None = None
+    ) -> None:
+        node, end = target
+        if node == self.node:
+            local = self._ends.get(end)
+            if local is not None:
+                self._apply_local(local, effect, about)
+            return
+        if isinstance(effect, routing.Close):
+            message = CLOSE + end.encode() + str(int(effect.code)).encode()
+        elif effect.state is PeerState.JOINED:
+            assert about is not None
+            message = JOINED + end.encode() + f"{about[0]}:{about[1]}".encode()
+        else:
+            message = LEFT + end.encode()
+        self._enqueue(node, message)
+
+    def _apply_local(self, end: RemoteAttachment, effect: routing.Effect, about: tuple[str, str] | None) -> None:
+        if isinstance(effect, routing.Close):
+            end.mailbox.close(effect.code)
+            self._ends.pop(end.end, None)  # the session is over: its keys went with the host's leave
+            self._drop_backlog(end)
+            return
+        if effect.state is PeerState.JOINED:
+            end.peer = about if about is not None else end.peer
+        else:
+            end.peer = None
+        if not end.mailbox.push_control(effect.message()):
+            self.counters.count(Drop.TOO_SLOW)
+            end.mailbox.close(CloseCode.TOO_SLOW, discard=True)
+            self._spawn(self._leave(end))
+
+    # -- what arrives from other processes -----------------------------------------------
+
+    def _dispatch(self, data: bytes) -> None:
+        kind, end_id, rest = data[:1], data[1 : 1 + 2 * END_ID_BYTES].decode(), data[1 + 2 * END_ID_BYTES :]
+        end = self._ends.get(end_id)
+        if end is None:
+            if kind == FRAME:
+                self.counters.count(Drop.NO_PEER)
+            return
+        if kind == FRAME:
+            self._deliver(end, rest)
+        elif kind == JOINED:
+            node, _, other = rest.decode().partition(":")
+            peer_role = end.role.peer
+            self._apply_local(end, routing.Notify(end.role, peer_role, PeerState.JOINED), (node, other))
+        elif kind == LEFT:
+            self._apply_local(end, routing.Notify(end.role, end.role.peer, PeerState.LEFT), None)
+        elif kind == CLOSE:
+            self._apply_local(end, routing.Close(end.role, CloseCode(int(rest))), None)
+
+    def _deliver(self, end: RemoteAttachment, frame: bytes) -> None:
+        if not end.backlog and end.mailbox.has_room(len(frame)):
+            end.mailbox.push(frame)
+            return
+        if end.backlog_bytes + len(frame) > self.limits.max_bytes:
+            self._spawn(self.evict(end, CloseCode.TOO_SLOW))  # a second queue's worth waits already
+            return
+        end.backlog.append(frame)
+        end.backlog_bytes += len(frame)
+        if end.drainer is None:
+            end.drainer = asyncio.create_task(self._drain(end))
+
+    async def _drain(self, end: RemoteAttachment) -> None:
+        try:
+            while end.backlog:
+                if not await end.mailbox.wait_for_room(len(end.backlog[0])):
+                    if end.mailbox.closing is None:
+                        await self.evict(end, CloseCode.TOO_SLOW)
+                    return
+                frame = end.backlog.popleft()
+                end.backlog_bytes -= len(frame)
+                end.mailbox.push(frame)
+        finally:
+            end.drainer = None
+
+    def _drop_backlog(self, end: RemoteAttachment) -> None:
+        end.backlog.clear()
+        end.backlog_bytes = 0
+        if end.drainer is not None and end.drainer is not asyncio.current_task():
+            end.drainer.cancel()
+
+    # -- the process's tasks -----------------------------------------------------------------
+
+    def _channel(self, node: str) -> str:
+        return f"{PREFIX}n:{node}"
+
+    def _enqueue(self, node: str, message: bytes) -> None:
+        self._outbox.append((self._channel(node), message))
+        self._outbox_bytes += len(message)
+        self._outbox_changed.set()
+
+    async def _publish(self, node: str, message: bytes) -> None:
+        while self._outbox_bytes > OUTBOX_BYTES:
+            self._outbox_changed.clear()
+            await self._outbox_changed.wait()
+        self._enqueue(node, message)
+
+    async def _flush(self) -> None:
+        while self._outbox:
+            self._outbox_changed.clear()
+            await self._outbox_changed.wait()
+
+    async def _writer(self) -> None:
+        """Publish what is queued, in order, through one connection, pipelined."""
+        while True:
+            while not self._outbox:
+                self._outbox_changed.clear()
+                await self._outbox_changed.wait()
+            batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for channel, message in batch:
+                        pipe.publish(channel, message)
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Redis went away: what was in flight is lost, as on a dropped connection.
+                logger.warning("relay: publishing to Redis failed: %s", type(exc).__name__)
+                self.counters.count(Drop.NO_PEER, len(batch))
+            self._outbox_bytes -= sum(len(message) for _, message in batch)
+            self._outbox_changed.set()
+
+    async def _subscriber(self, pubsub: Any) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if message is not None and message.get("type") == "message":
+                    self._dispatch(message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _refresher(self) -> None:
+        """Keep this process's presence keys alive while their connections are."""
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            ends = list(self._ends.values())
+            if not ends:
+                continue
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for end in ends:
+                        pipe.pexpire(_presence(end.session_id, end.role), int(self.ttl * 1000))
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("relay: refreshing presence in Redis failed: %s", type(exc).__name__)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _ref(value: bytes | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    node, _, end = value.decode().partition(":")
+    return node, end
+
+
+class RedisLedger(Ledger):
+    """The credential tables of ``Admission`` in Redis, shared by every process (see ledger.py)."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self.broker.redis
+
+    @staticmethod
+    def _keys(session: str) -> list[str]:
+        return [f"{PREFIX}g:{session}", f"{PREFIX}c:{session}:{HOST}", f"{PREFIX}c:{session}:{VIEWER}"]
+
+    async def load(self, admission: Admission, session: str) -> None:
+        generation, host, viewer = await self.redis.mget(self._keys(session))
+        for slot, value in (((session, HOST), host), ((session, VIEWER), viewer)):
+            if value:
+                admission.current[slot] = value.decode()
+            else:
+                admission.current.pop(slot, None)
+        if generation:
+            admission.generations[session] = generation.decode()
+        else:
+            admission.generations.pop(session, None)
+
+    async def save(self, admission: Admission, session: str) -> None:
+        lifetime = int(max(admission.lifetimes.values()) + ROUTING_KEY_SLACK)
+        generation_key, host_key, viewer_key = self._keys(session)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            generation = admission.generations.get(session)
+            if generation is not None:
+                pipe.set(generation_key, generation, ex=lifetime)
+            for key, role in ((host_key, HOST), (viewer_key, VIEWER)):
+                current = admission.current.get((session, role))
+                if current is None:
+                    pipe.delete(key)
+                else:
+                    pipe.set(key, current, ex=lifetime)
+            await pipe.execute()
+        self._forget(admission, session)
+
+    async def seen(self, nonce: str) -> bool:
+        return bool(await self.redis.exists(f"{PREFIX}u:{nonce}"))
+
+    async def use(self, nonce: str, expires: float, now: float) -> bool:
+        ttl = max(1, int(expires - now) + 1)
+        return bool(await self.redis.set(f"{PREFIX}u:{nonce}", b"1", nx=True, ex=ttl))
+
+    async def end(self, admission: Admission, session: str) -> None:
+        await self.redis.delete(*self._keys(session))
+        self._forget(admission, session)
+
+    @staticmethod
+    def _forget(admission: Admission, session: str) -> None:
+        # Redis holds the truth; this process keeps no copy that could go stale.
+        admission.generations.pop(session, None)
+        admission.current.pop((session, HOST), None)
+        admission.current.pop((session, VIEWER), None)
