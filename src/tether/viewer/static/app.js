@@ -2,7 +2,7 @@
 // login, over the relay's WebSocket (docs/protocol.md). Plain ES module, no build step.
 
 import { Channel, FrameError } from "./frames.js";
-import { appendText, h, renderControls, renderEntry, setRoot } from "./render.js";
+import { appendText, h, observe, renderControls, renderEntry, setRoot } from "./render.js";
 
 // The fragment carries the secrets (DESIGN.md, "Session URL"): browsers never send it to a
 // server, and it leaves the address bar (and history) before anything else. `j` is the
@@ -116,7 +116,10 @@ function onFrame(data) {
     state.drops += 1;
     return console.warn("dropped a frame:", error.message);
   }
-  if (message) keepScroll(() => apply(message));
+  if (message) {
+    keepScroll(() => apply(message));
+    observe(message); // render.js: what spans entries (turn ends, stops, the approval queue)
+  }
 }
 
 function onClose(code, reason) {

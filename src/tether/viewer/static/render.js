@@ -1,40 +1,40 @@
-// Transcript entries (docs/protocol.md section 3, "Entries") as DOM elements.
-// Text from the wire only ever becomes text nodes (append / textContent), never markup.
+// Transcript entries (docs/protocol.md section 3, "Entries") as DOM elements, and what
+// the page shows around them: the plan near the current turn, the approval queue
+// (queue.js), the empty-session hint, and a jump-to-latest button that keeps the view
+// still while the user reads back. Text from the wire only ever becomes text nodes.
 // data-testid values are a public contract (DESIGN.md, "Public interface").
+//
+// Calling contract: app.js calls renderEntry(entry, actions) for each entry it shows and
+// appendText(el, text) for streamed text; after it has applied a message it calls
+// observe(message), which keeps what spans entries (turn ends, stops, snapshots).
 
-import { collapse, lineDiff } from "./diff.js";
+import { h, label, list, setRoot, str } from "./dom.js";
+import { markdown } from "./markdown.js";
+import { dequeue, enqueue, prune, reveal } from "./queue.js";
+import { renderToolCall, setFate } from "./tools.js";
 
-const given = (value) => value !== undefined && value !== null && value !== false;
+export { h, setRoot };
 
-/** createElement with attributes ("testid" -> data-testid, "data" -> dataset) and children; unset ones are left out. */
-export function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (!given(value)) continue;
-    if (key === "testid") el.dataset.testid = value;
-    else if (key === "data") {
-      for (const [name, item] of Object.entries(value)) if (given(item)) el.dataset[name] = item;
-    } else if (key === "class") el.className = value;
-    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else el.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat(2)) if (given(child)) el.append(child);
-  return el;
+const ui = {
+  scroller: document.getElementById("scroller"),
+  entries: document.getElementById("entries"),
+  empty: document.querySelector("#scroller .empty"),
+  jump: document.getElementById("jump") ?? jumpButton(),
+};
+
+function jumpButton() {
+  const button = h("button", { type: "button", id: "jump", class: "jump", hidden: true }, "↓ Latest");
+  document.getElementById("notice")?.after(button);
+  return button.isConnected ? button : null;
 }
 
-const str = (value, fallback = "") => (typeof value === "string" ? value : fallback);
-
-// Paths inside the session's folder show relative to it: phones have little room.
-let root = "";
-export function setRoot(cwd) {
-  root = typeof cwd === "string" && cwd ? `${cwd.replace(/\/+$/, "")}/` : "";
-}
-function shortPath(path) {
-  const text = str(path);
-  if (!root) return text;
-  return text === root.slice(0, -1) ? "." : text.startsWith(root) ? text.slice(root.length) : text;
-}
-const label = (value) => str(value).replaceAll("_", " ");
+const tools = new Map(); // tool entry id -> its latest entry
+const fates = new Map(); // tool entry id -> "asking" | "denied" | "expired" | "stopped"
+let turnTools = new Set(); // tool entry ids since the latest user prompt
+let closing = []; // tool calls turned "failed" just before a turn ended (the host closing them)
+let failedNow = null;
+const turn = { running: false, stopped: false };
+const plan = { el: null, entry: null };
 
 /**
  * The element for one entry. `actions.decide(approvalId, optionId)` answers an approval
@@ -46,7 +46,7 @@ export function renderEntry(entry, actions) {
     case "message":
       return renderMessage(entry);
     case "tool_call":
-      return h("article", { testid: "message", class: "entry tool-entry", data: { role: "tool", id: entry.id } }, renderToolCall(entry));
+      return renderTool(entry);
     case "plan":
       return renderPlan(entry);
     case "approval":
@@ -58,91 +58,122 @@ export function renderEntry(entry, actions) {
   }
 }
 
+// ---- messages --------------------------------------------------------------------
+
+const sources = new WeakMap(); // .text element of a Markdown message -> its source text
+const BY = { terminal: "typed at the terminal", viewer: "sent from the app" };
+
 function renderMessage(entry) {
   const thought = entry.role === "thought";
   const role = thought ? "agent" : ["user", "agent", "system"].includes(entry.role) ? entry.role : "system";
+  if (role === "user") turnTools = new Set();
+  const by = role === "user" && BY[entry.by] ? entry.by : undefined;
+  const text = h("div", { class: role === "agent" ? "text md" : "text" });
+  if (role === "agent") setMarkdown(text, str(entry.text));
+  else text.append(str(entry.text)); // what a person typed shows as typed
   return h(
     "article",
-    { testid: "message", class: "entry msg", data: { role, kind: thought ? "thought" : undefined, id: entry.id } },
+    { testid: "message", class: "entry msg", data: { role, kind: thought ? "thought" : undefined, by, id: entry.id } },
     thought ? h("div", { class: "msg-label" }, "Thinking") : null,
-    h("div", { class: "text" }, str(entry.text)),
+    by ? h("div", { class: "msg-label by" }, BY[by]) : null,
+    text,
   );
 }
+
+function setMarkdown(el, source) {
+  sources.set(el, source);
+  el.replaceChildren(markdown(source));
+}
+
+const pending = new Set();
+let frame = 0;
 
 /** Append streamed text to a message element made by renderEntry. */
 export function appendText(el, text) {
-  el.querySelector(".text")?.append(text);
+  const target = el.querySelector(".text");
+  if (!target) return;
+  if (!sources.has(target)) return target.append(text);
+  const source = sources.get(target) + text;
+  sources.set(target, source);
+  // Short messages re-render at once; long ones once per frame, whatever the stream's rate.
+  if (source.length < 20_000) return setMarkdown(target, source);
+  pending.add(target);
+  frame ||= requestAnimationFrame(() => {
+    frame = 0;
+    for (const node of pending) setMarkdown(node, sources.get(node));
+    pending.clear();
+  });
 }
 
-function renderToolCall(entry) {
-  const status = str(entry.status, "pending");
-  const content = Array.isArray(entry.content) ? entry.content : [];
-  const shown = new Set(content.filter((item) => item?.type === "diff").map((item) => item.path));
-  const locations = (Array.isArray(entry.locations) ? entry.locations : []).filter(
-    (path) => typeof path === "string" && !shown.has(path),
-  );
-  return h(
-    "section",
-    { testid: "tool-call", class: "card tool", data: { status, kind: str(entry.kind, "other") } },
-    h(
-      "header",
-      { class: "tool-head" },
-      h("span", { class: "tool-kind" }, label(entry.kind) || "tool"),
-      h("span", { class: "badge", data: { status } }, label(status)),
-      h("span", { class: "tool-title" }, str(entry.title, "tool call")),
-    ),
-    locations.length ? h("ul", { class: "locations" }, locations.map((path) => h("li", {}, shortPath(path)))) : null,
-    content.map(renderToolContent),
-  );
+// ---- tool calls and what happened to them -------------------------------------------
+
+function renderTool(entry) {
+  const before = tools.get(entry.id);
+  tools.set(entry.id, entry);
+  turnTools.add(entry.id);
+  if (entry.status === "failed" && before?.status !== "failed") failedNow = entry.id;
+  return h("article", { testid: "message", class: "entry tool-entry", data: { role: "tool", id: entry.id } }, renderToolCall(entry, fates.get(entry.id) ?? null));
 }
 
-function renderToolContent(item) {
-  if (item?.type === "diff") return renderDiff(item);
-  if (item?.type === "terminal") return renderTerminal(item);
-  if (item?.type === "text") return h("div", { class: "tool-text" }, str(item.text));
-  return null;
+function toolCard(id) {
+  const holder = ui.entries?.querySelector(`[data-id="${CSS.escape(id)}"]`);
+  return holder?.querySelector(":scope > .tool") ?? null;
 }
 
-function renderDiff(item) {
-  const rows = collapse(lineDiff(str(item.old_text), str(item.new_text)));
-  const isNew = item.old_text === null || item.old_text === undefined;
-  const lines = rows.map(([op, line]) =>
-    op === "…"
-      ? h("span", { class: "line skip" }, `⋯ ${line} unchanged line${line === 1 ? "" : "s"}`)
-      : h("span", { class: op === "+" ? "line add" : op === "-" ? "line del" : "line" }, `${op} ${line}`),
-  );
-  return h(
-    "div",
-    { class: "diff" },
-    h("div", { class: "diff-path" }, shortPath(item.path), isNew ? h("span", { class: "badge" }, "new file") : null),
-    h("pre", { class: "code" }, lines.length ? lines : h("span", { class: "line skip" }, "(empty)")),
-  );
+function setToolFate(id, fate) {
+  if (!id) return;
+  if (fate) fates.set(id, fate);
+  else fates.delete(id);
+  setFate(toolCard(id), fate);
 }
 
-function renderTerminal(item) {
-  const exit = item.exit_code;
-  return h(
-    "div",
-    { class: "terminal" },
-    h("div", { class: "term-cmd" }, `$ ${str(item.command)}`),
-    h("pre", { class: "code term-out" }, str(item.output)),
-    h(
-      "div",
-      { class: "term-foot" },
-      item.truncated ? "output truncated · " : "",
-      typeof exit === "number" ? `exit ${exit}` : "running…",
-    ),
-  );
+const REJECT = new Set(["reject_once", "reject_always"]);
+
+function fateOf(approval) {
+  if (approval.state === "pending") return "asking";
+  if (approval.state === "expired") return "expired";
+  if (approval.state === "cancelled") return "stopped";
+  const chosen = list(approval.options).find((o) => o?.option_id === approval.outcome);
+  return REJECT.has(chosen?.kind) ? "denied" : null;
 }
+
+// A stop ends the turn: whatever was still open, or closed by the host just before it
+// said so (`closed`), was stopped, not failed; a plan left unfinished was abandoned.
+function turnStopped(closed) {
+  for (const id of new Set([...turnTools, ...closed])) {
+    const status = tools.get(id)?.status;
+    const fate = fates.get(id);
+    if (fate === "denied" || fate === "expired") continue;
+    if (closed.includes(id) || status === "pending" || status === "in_progress") setToolFate(id, "stopped");
+  }
+  turn.stopped = true;
+}
+
+// ---- plan ------------------------------------------------------------------------
 
 const PLAN_MARKS = { completed: "✓", in_progress: "◐", pending: "○" };
+const PLAN_WORDS = { completed: "done", in_progress: "in progress", pending: "to do" };
+
+function planState(entry) {
+  const steps = list(entry?.entries);
+  if (steps.length && steps.every((step) => step?.status === "completed")) return "done";
+  if (turn.running) return "active";
+  return turn.stopped ? "abandoned" : "unfinished";
+}
+
+function planHeadText(state, steps) {
+  const done = steps.filter((step) => step?.status === "completed").length;
+  const words = { done: "all done", active: "in progress", abandoned: "abandoned: the turn was stopped", unfinished: "not finished" };
+  return `${done} of ${steps.length} · ${words[state]}`;
+}
 
 function renderPlan(entry) {
-  const steps = Array.isArray(entry.entries) ? entry.entries : [];
-  return h(
+  const steps = list(entry.entries);
+  const state = planState(entry);
+  const el = h(
     "section",
-    { testid: "plan", class: "entry card plan", data: { id: entry.id } },
-    h("header", { class: "card-head" }, "Plan"),
+    { testid: "plan", class: "entry card plan", data: { id: entry.id, state }, "aria-label": "The agent's plan" },
+    h("header", { class: "card-head plan-head" }, h("span", {}, "Plan"), h("span", { class: "plan-state" }, planHeadText(state, steps))),
     h(
       "ol",
       {},
@@ -151,21 +182,34 @@ function renderPlan(entry) {
         return h(
           "li",
           { data: { status, priority: str(step?.priority) || undefined } },
-          h("span", { class: "mark", "aria-label": label(status) }, PLAN_MARKS[status] ?? "○"),
+          h("span", { class: "mark", role: "img", "aria-label": PLAN_WORDS[status] ?? label(status) }, PLAN_MARKS[status] ?? "○"),
           h("span", {}, str(step?.content)),
         );
       }),
     ),
   );
+  plan.el = el;
+  plan.entry = entry;
+  // After app.js has put it in place: a plan updated in a later turn moves to that turn.
+  queueMicrotask(() => placePlan(el));
+  return el;
 }
 
-// ACP option kinds -> the button's testid, default label and look; also its order.
-const OPTION_BUTTONS = [
-  ["allow_once", "approve-once", "Approve once", "primary"],
-  ["allow_always", "approve-always", "Always approve", "secondary"],
-  ["reject_once", "deny", "Deny", "danger"],
-  ["reject_always", "deny-always", "Always deny", "secondary danger"],
-];
+function placePlan(el) {
+  if (!el.isConnected || !ui.entries) return;
+  const prompts = ui.entries.querySelectorAll(':scope > [data-role="user"]');
+  const last = prompts[prompts.length - 1];
+  if (last && el.compareDocumentPosition(last) & Node.DOCUMENT_POSITION_FOLLOWING) last.after(el);
+}
+
+function refreshPlan() {
+  if (!plan.el?.isConnected) return;
+  const state = planState(plan.entry);
+  plan.el.dataset.state = state;
+  plan.el.querySelector(".plan-state").textContent = planHeadText(state, list(plan.entry.entries));
+}
+
+// ---- approvals -------------------------------------------------------------------
 
 const OUTCOMES = {
   allow_once: "Approved once",
@@ -178,7 +222,7 @@ const OUTCOMES = {
 export function outcomeText(entry) {
   if (entry.state === "cancelled") return "Cancelled";
   if (entry.state === "expired") return "Expired";
-  const options = Array.isArray(entry.options) ? entry.options : [];
+  const options = list(entry.options);
   const chosen = options.find((o) => o?.option_id === entry.outcome);
   const what = OUTCOMES[chosen?.kind] || str(chosen?.name) || str(entry.outcome) || "Decided";
   return entry.decided_by ? `${what} (${entry.decided_by})` : what;
@@ -186,52 +230,96 @@ export function outcomeText(entry) {
 
 function renderApproval(entry, actions) {
   const state = str(entry.state);
+  if (typeof entry.tool_call_id === "string") setToolFate(entry.tool_call_id, fateOf(entry));
   const title = h("div", { class: "approval-title" }, str(entry.title, "tool call"));
-  if (state !== "pending") {
-    // Resolved: no "approval" testid any more (DESIGN.md), one compact line of outcome.
-    return h(
-      "section",
-      { class: "entry card approval", data: { id: entry.id, state } },
-      h("p", { testid: "approval-outcome", class: "outcome", data: { state } }, outcomeText(entry)),
-      title,
-    );
+  if (state === "pending") {
+    // The card to answer is in the queue above the prompt box; here, a line that leads to it.
+    enqueue(entry, actions, tools.get(entry.tool_call_id));
+    const go = h("button", { type: "button", class: "btn secondary review" }, "Review");
+    go.addEventListener("click", () => reveal(entry.id));
+    return h("section", { class: "entry card approval stub", data: { id: entry.id, state } }, h("p", { class: "outcome", data: { state } }, "Waiting for your approval"), title, go);
   }
-  const options = Array.isArray(entry.options) ? entry.options : [];
-  const card = h(
+  dequeue(entry.id);
+  // Resolved: no "approval" testid any more (DESIGN.md), one compact line of outcome.
+  return h(
     "section",
-    { testid: "approval", class: "entry card approval", data: { id: entry.id, state }, role: "group", "aria-label": "Approval needed" },
-    h("header", { class: "card-head" }, entry.source === "host" ? "Approval needed (asked by tether: the agent did not ask)" : "Approval needed"),
+    { class: "entry card approval", data: { id: entry.id, state, denied: fateOf(entry) === "denied" || undefined } },
+    h("p", { testid: "approval-outcome", class: "outcome", data: { state } }, outcomeText(entry)),
+    WHY[state] ? h("div", { class: "approval-kind" }, WHY[state]) : null,
     title,
-    entry.kind ? h("div", { class: "approval-kind" }, label(entry.kind)) : null,
   );
-  const sent = actions.sent(entry.id);
-  const buttons = [];
-  const known = OPTION_BUTTONS.map(([kind]) => kind);
-  // Options of a kind this viewer does not know still get a button: never leave one unanswerable.
-  for (const [kind, testid, fallback, look] of [...OPTION_BUTTONS, [null, undefined, "Choose", "secondary"]]) {
-    options
-      .filter((o) => typeof o?.option_id === "string" && (kind ? o.kind === kind : !known.includes(o.kind)))
-      .forEach((option, index) => {
-        const button = h(
-          "button",
-          { type: "button", class: `btn ${look}`, testid: index === 0 ? testid : undefined, disabled: sent },
-          str(option.name) || fallback,
-        );
-        button.addEventListener("click", () => {
-          if (!actions.decide(entry.id, option.option_id)) return;
-          for (const b of buttons) b.disabled = true;
-          button.classList.add("chosen");
-        });
-        buttons.push(button);
-      });
+}
+
+const WHY = { cancelled: "The turn was stopped before anyone answered.", expired: "Nobody answered in time, so it was denied." };
+
+// ---- what spans entries ------------------------------------------------------------
+
+/** Take note of a message app.js has just applied (see the calling contract at the top). */
+export function observe(message) {
+  const closed = closing;
+  closing = [];
+  if (message?.kind === "snapshot") {
+    const entries = list(message.entries);
+    turn.running = message.running === true;
+    prune(new Set(entries.filter((e) => e?.type === "approval" && e.state === "pending").map((e) => e.id)));
+    showEmptyHint(message.session ?? {});
+    refreshPlan();
+  } else if (message?.kind === "turn") {
+    turn.running = message.running === true;
+    if (turn.running) turn.stopped = false;
+    else if (message.stop_reason === "cancelled") turnStopped(closed);
+    refreshPlan();
+  } else if (message?.kind === "entry") {
+    // The host closes a stopped turn's open calls (and cancels its approvals) just before it says the turn ended.
+    const type = message.entry?.type;
+    if (type === "tool_call" && failedNow === message.entry.id) closing = [...closed, failedNow];
+    else if (type === "approval" || type === "plan") closing = closed;
   }
-  card.append(h("div", { class: "actions" }, buttons));
-  return card;
+  failedNow = null;
+}
+
+function showEmptyHint(session) {
+  if (!ui.empty) return;
+  const where = str(session.cwd) ? ` It works in ${session.cwd}, on your computer.` : "";
+  ui.empty.replaceChildren(
+    h("strong", {}, "Nothing here yet."),
+    h("br"),
+    `Tell the agent what to do in the box below.${where} Edits and commands wait for your approval here.`,
+  );
+}
+
+// ---- scrolling: follow the latest while at the bottom, never move while reading back ----
+
+let following = true;
+
+function distanceFromBottom() {
+  const s = ui.scroller;
+  return s.scrollHeight - s.scrollTop - s.clientHeight;
+}
+
+if (ui.scroller && ui.entries) {
+  ui.scroller.addEventListener(
+    "scroll",
+    () => {
+      following = distanceFromBottom() < 48;
+      if (ui.jump) ui.jump.hidden = following;
+    },
+    { passive: true },
+  );
+  const follow = () => {
+    if (following) ui.scroller.scrollTop = ui.scroller.scrollHeight;
+    else if (ui.jump && distanceFromBottom() > 48) ui.jump.hidden = false;
+  };
+  new ResizeObserver(follow).observe(ui.entries);
+  new ResizeObserver(follow).observe(ui.scroller);
+  ui.jump?.addEventListener("click", () => {
+    following = true;
+    ui.jump.hidden = true;
+    ui.scroller.scrollTo({ top: ui.scroller.scrollHeight, behavior: "smooth" });
+  });
 }
 
 // ---- login (protocol.md "Entries": login) ---------------------------------------------
-
-const list = (value) => (Array.isArray(value) ? value : []);
 
 function renderLogin(entry, actions) {
   if (entry.state === "done") {
@@ -291,6 +379,7 @@ export function renderControls(entry, actions) {
   const remote = entry?.remote === true;
   const items = [];
   const available = list(modes.available).filter((m) => typeof m?.id === "string");
+  const modeIds = available.map((m) => m.id).sort().join("\n");
   if (available.length) {
     const choices = available.map((m) => ({ value: m.id, name: str(m.name) || m.id, about: str(m.description), self: m.self_approving === true }));
     items.push(chooser("Mode", { testid: "mode-select" }, modes.current, choices, remote, (id) => actions.setMode(id)));
@@ -302,6 +391,9 @@ export function renderControls(entry, actions) {
     if (option.type === "boolean") {
       items.push(toggle(name, option, remote && selfValues.includes(option.current !== true), actions));
     } else if (option.type === "select") {
+      const values = list(option.choices).map((c) => c?.value).filter((v) => typeof v === "string");
+      // An agent may offer its modes twice (as modes and as a config option "mode"): show one control.
+      if (available.length && (/^mode$/i.test(option.id) || /^mode$/i.test(name) || values.sort().join("\n") === modeIds)) continue;
       const choices = list(option.choices)
         .filter((c) => typeof c?.value === "string")
         .map((c) => ({ value: c.value, name: str(c.name) || c.value, self: selfValues.includes(c.value) }));

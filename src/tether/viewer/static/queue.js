@@ -1,0 +1,201 @@
+// Every pending approval in one queue docked above the prompt box (thumb reach), each with
+// what exactly will happen (the diff, the full command, the folder), its risk, the time
+// left before it is denied, and what "always" covers. Also the awareness around it: the
+// tab title counts pending approvals, and a page in the background raises a system
+// notification (only with permission already granted; asked for on a tap, never on load).
+
+import { h, label, list, sessionRoot, str } from "./dom.js";
+import { renderToolContent } from "./tools.js";
+
+const queueEl = document.getElementById("approvals") ?? dock();
+
+// The queue's place in index.html; made here for a page that lacks it.
+function dock() {
+  const el = h("section", { id: "approvals", class: "queue", hidden: true, "aria-label": "Pending approvals" });
+  const footer = document.querySelector("footer.composer");
+  if (footer) footer.before(el);
+  else document.body.append(el);
+  return el;
+}
+const cards = new Map(); // approval id -> {el, expires (ms, this clock) or null}
+const firstSeen = new Map(); // approval id -> Date.now() when first seen pending
+let ticker = 0;
+
+// ACP option kinds -> the button's testid, default label and look; also its order.
+const OPTION_BUTTONS = [
+  ["allow_once", "approve-once", "Approve once", "primary"],
+  ["reject_once", "deny", "Deny", "danger"],
+  ["allow_always", "approve-always", "Always approve", "secondary"],
+  ["reject_always", "deny-always", "Always deny", "secondary danger"],
+];
+
+const WRITES = new Set(["edit", "delete", "move"]);
+
+/** [level, what happens] for an approval: the worst of its kind and what its title says. */
+export function risk(entry) {
+  const kind = str(entry.kind, "other");
+  const title = str(entry.title);
+  if (/OUTSIDE the project/.test(title)) return ["high", "touches files outside the project"];
+  if (/\(changes what runs\)/.test(title)) return ["high", "runs a command with variables that change what runs"];
+  if (kind === "execute") return ["high", "runs a command on your computer"];
+  if (kind === "delete") return ["high", "deletes files"];
+  if (WRITES.has(kind)) return ["medium", "changes files in the project"];
+  if (kind === "fetch") return ["medium", "reaches the network"];
+  if (kind === "read" || kind === "search" || kind === "think") return ["low", "reads only"];
+  return ["medium", "does something the agent did not classify"];
+}
+
+/** What choosing "always" covers, in words (host/core/policy.py, Grant). */
+export function alwaysCovers(entry) {
+  const kind = str(entry.kind, "other");
+  const rest = "for the rest of this session, without asking again";
+  if (WRITES.has(kind)) return `every later file change ${rest}, not only this one`;
+  if (kind === "execute") return `every later command ${rest}, not only this one`;
+  return `later ${label(kind) || "tool"} calls ${rest}`;
+}
+
+function countdown(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")} left`;
+}
+
+function tick() {
+  const now = Date.now();
+  for (const { el, expires } of cards.values()) {
+    const timer = el.querySelector(".timer");
+    if (!timer || expires === null) continue;
+    const left = expires - now;
+    timer.textContent = left > 0 ? countdown(left) : "time is up: denying";
+    timer.dataset.urgent = String(left < 60_000);
+  }
+}
+
+function refresh() {
+  const ids = [...cards.keys()];
+  ids.forEach((id, index) => {
+    const count = cards.get(id).el.querySelector(".q-count");
+    if (count) count.textContent = ids.length > 1 ? `${index + 1} of ${ids.length}` : "";
+  });
+  if (queueEl) {
+    queueEl.hidden = cards.size === 0;
+    queueEl.querySelector(".queue-head")?.remove();
+    if (cards.size > 1) queueEl.prepend(h("div", { class: "queue-head" }, `${cards.size} approvals waiting`));
+  }
+  const base = document.title.replace(/^\(\d+\) /, "");
+  document.title = cards.size ? `(${cards.size}) ${base}` : base;
+  clearInterval(ticker);
+  if (cards.size) ticker = setInterval(tick, 1000);
+  tick();
+}
+
+function notify(entry) {
+  if (!document.hidden) return;
+  navigator.vibrate?.([200, 100, 200]);
+  if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
+  try {
+    const note = new Notification("Approval needed", { body: str(entry.title, "the agent asks"), tag: entry.id, requireInteraction: true });
+    note.addEventListener("click", () => {
+      window.focus();
+      note.close();
+    });
+  } catch {
+    // Some browsers only notify from a service worker; the title badge still counts.
+  }
+}
+
+function askToNotify() {
+  if (typeof Notification === "undefined" || Notification.permission !== "default") return null;
+  const button = h("button", { type: "button", class: "notify-ask" }, "🔔 Alert me when the agent asks");
+  button.addEventListener("click", () => {
+    Notification.requestPermission().then(() => button.remove(), () => button.remove());
+  });
+  return button;
+}
+
+function card(entry, actions, tool) {
+  const [level, what] = risk(entry);
+  const options = list(entry.options).filter((o) => typeof o?.option_id === "string");
+  const sent = actions.sent(entry.id);
+  const buttons = [];
+  const known = OPTION_BUTTONS.map(([kind]) => kind);
+  // Options of a kind this viewer does not know still get a button: never leave one unanswerable.
+  for (const [kind, testid, fallback, look] of [...OPTION_BUTTONS, [null, undefined, "Choose", "secondary"]]) {
+    options
+      .filter((o) => (kind ? o.kind === kind : !known.includes(o.kind)))
+      .forEach((option, index) => {
+        const button = h(
+          "button",
+          { type: "button", class: `btn ${look}`, testid: index === 0 ? testid : undefined, disabled: sent },
+          str(option.name) || fallback,
+        );
+        button.addEventListener("click", () => {
+          if (!actions.decide(entry.id, option.option_id)) return;
+          for (const b of buttons) b.disabled = true;
+          button.classList.add("chosen");
+        });
+        buttons.push(button);
+      });
+  }
+  const always = options.some((o) => o.kind === "allow_always");
+  const content = list(tool?.content);
+  const command = content.find((c) => c?.type === "terminal");
+  const paths = list(tool?.locations).filter((p) => typeof p === "string" && p !== sessionRoot());
+  return h(
+    "section",
+    { testid: "approval", class: "card approval", data: { id: entry.id, state: "pending", risk: level }, role: "group", "aria-label": `Approval needed: ${str(entry.title, "tool call")}` },
+    h(
+      "header",
+      { class: "q-top" },
+      h("span", { class: "card-head" }, "Approval needed"),
+      h("span", { class: "q-count" }),
+      h("span", { class: "timer", role: "timer", "aria-live": "off" }),
+    ),
+    h("div", { class: "approval-title" }, str(entry.title, "tool call")),
+    h("div", { class: "risk", data: { risk: level } }, h("strong", {}, `${level[0].toUpperCase()}${level.slice(1)} risk`), ` · ${label(entry.kind) || "tool"} · ${what}`),
+    entry.source === "host" ? h("div", { class: "approval-kind" }, "Asked by tether: the agent did not ask for this itself.") : null,
+    paths.length ? h("ul", { class: "locations" }, paths.map((p) => h("li", {}, p))) : null,
+    entry.kind === "execute" && sessionRoot() && !command ? h("div", { class: "approval-kind" }, `in ${sessionRoot()}`) : null,
+    command ? h("div", { class: "approval-kind" }, `in ${sessionRoot() || "the project folder"}`) : null,
+    h("div", { class: "q-detail" }, content.map((item, index) => renderToolContent(item, `${entry.id}/q${index}`))),
+    h("div", { class: "actions" }, buttons),
+    always ? h("p", { class: "always-note" }, h("strong", {}, "Always approve"), ` covers ${alwaysCovers(entry)}.`) : null,
+    askToNotify(),
+  );
+}
+
+/** Show (or update) a pending approval in the queue; `tool` is its tool call entry, if any. */
+export function enqueue(entry, actions, tool) {
+  const fresh = !firstSeen.has(entry.id);
+  if (fresh) firstSeen.set(entry.id, Date.now());
+  const timeout = typeof entry.timeout === "number" && entry.timeout > 0 ? entry.timeout * 1000 : null;
+  const el = card(entry, actions, tool);
+  el.addEventListener("unfold", () => enqueue(entry, actions, tool));
+  const old = cards.get(entry.id);
+  if (old) old.el.replaceWith(el);
+  else queueEl?.append(el);
+  cards.set(entry.id, { el, expires: timeout === null ? null : firstSeen.get(entry.id) + timeout });
+  refresh();
+  if (fresh) notify(entry);
+}
+
+/** Take an approval out of the queue (decided, expired, cancelled, or gone from a snapshot). */
+export function dequeue(id) {
+  const old = cards.get(id);
+  if (!old) return;
+  old.el.remove();
+  cards.delete(id);
+  refresh();
+}
+
+/** Drop every queued approval not in `keep` (a set of ids). */
+export function prune(keep) {
+  for (const id of [...cards.keys()]) if (!keep.has(id)) dequeue(id);
+  refresh();
+}
+
+/** Bring a queued approval into view (from its line in the transcript). */
+export function reveal(id) {
+  const found = cards.get(id);
+  found?.el.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  found?.el.querySelector("button:not(:disabled)")?.focus({ preventScroll: true });
+}
