@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import websockets
+from websockets.typing import Origin
 
 from tests.conftest import UNIT
 from tests.integration.test_relay import connect, control, new_id
@@ -40,9 +41,11 @@ async def viewer_with_origin(relay: EmbeddedRelay, origin: str, base: str | None
     host = await connect(relay, "host", session_id)
     try:
         url = (base or relay.url).replace("http://", "ws://", 1)
-        viewer = await connect(relay, "viewer", session_id, origin=origin) if base is None else None
+        viewer = await connect(relay, "viewer", session_id, origin=Origin(origin)) if base is None else None
         if viewer is None:
-            viewer = await websockets.connect(f"{url}/v1/viewer/{session_id}", origin=origin, open_timeout=5 * UNIT)
+            viewer = await websockets.connect(
+                f"{url}/v1/viewer/{session_id}", origin=Origin(origin), open_timeout=5 * UNIT
+            )
             await viewer.close()
             return "accepted"
         try:

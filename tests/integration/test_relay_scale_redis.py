@@ -141,7 +141,7 @@ async def test_redis_keeps_no_message_content(relays: tuple[RelayProcess, RelayP
     assert [marker] * 20 == [await binary(host) for _ in range(20)]
     client = redis.Redis.from_url(redis_url)
     try:
-        values = [client.dump(key) or b"" for key in client.scan_iter("*")]
+        values = [bytes(client.dump(key) or b"") for key in client.scan_iter("*")]  # type: ignore[arg-type]
         assert not [value for value in values if marker in value]
         assert any(session_id.encode() in key for key in client.scan_iter("*"))
         await viewer.close()

@@ -110,6 +110,15 @@ class AccountStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def reachable(self) -> bool:
+        """Whether the database answers a trivial query now (/readyz)."""
+        try:
+            with self.engine.connect() as db:
+                db.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
     # -- accounts and invites ------------------------------------------------------------
 
     def invite(self, account: str, now: float, random_bytes: Callable[[int], bytes],

@@ -44,6 +44,7 @@ from tether.relay.admission import Admission
 from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
 from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
 from tether.relay.ledger import Ledger
+from tether.relay.metrics import Figures, RelayMetrics, wants_prometheus
 from tether.relay.routing import CloseCode, Counters, Drop, Role, error_message, valid_session_id
 
 logger = logging.getLogger("tether.relay")
@@ -83,6 +84,7 @@ class RelayState:
     sessions_per_address: int = SESSIONS_PER_ADDRESS
     by_address: Counter[str] = field(default_factory=Counter)  # host ends held per client address
     operator_token: str | None = None  # reads /metrics
+    metrics: RelayMetrics = field(default_factory=RelayMetrics)  # frames forwarded, forwarding latency
 
     @property
     def ledger(self) -> Ledger:
@@ -137,6 +139,7 @@ def create_app(
             Route("/assets/{file}", _asset),
             Route("/healthz", _healthz),
             Route("/metrics", _metrics),
+            Route("/readyz", _readyz),
             Route("/v1/login", gate.login, methods=["POST"]),
             Route("/v1/initiate", gate.initiate, methods=["POST"]),
             Route("/v1/logout", gate.logout, methods=["POST"]),
@@ -179,6 +182,7 @@ async def _endpoint(websocket: WebSocket, role: Role) -> None:
             # A page of another site: refused before anything is read, and not accepted
             # first (the page learns nothing but a failed handshake: 403).
             relay.counters.count(Drop.BAD_ORIGIN)
+            logger.info("refused", extra={"event": "refused", "role": str(role), "reason": str(Drop.BAD_ORIGIN)})
             await websocket.close(CloseCode.UNAUTHORIZED)
             return
         if address is not None and relay.by_address[address] >= relay.sessions_per_address:
@@ -234,6 +238,7 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
         relay.counters.count(Drop.UNAUTHORIZED)
         await websocket.close(CloseCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED.reason)
         return
+    logger.info("attached", extra={"event": "attached", "role": str(role), "session": session[:4]})
     # Sent before the writer starts, so an end hears its credentials before anything else.
     await websocket.send_text(gate.credentials_message(relay, given))
     writer = asyncio.create_task(_write(websocket, attachment))
@@ -250,6 +255,11 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
             await writer
+        code = attachment.mailbox.closing
+        logger.info(
+            "detached",
+            extra={"event": "detached", "role": str(role), "session": session[:4], "code": int(code) if code else None},
+        )
 
 
 async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState, held: Claims) -> None:
@@ -280,7 +290,9 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
                 relay.counters.count(Drop.OVERSIZED)
                 await relay.broker.evict(attachment, CloseCode.FRAME_TOO_LARGE)
                 return
+            started = time.perf_counter()
             await relay.broker.forward(attachment, data)
+            relay.metrics.forwarded(len(data), time.perf_counter() - started)
         elif _is_renewal(message.get("text")):
             renewed = await gate.renew(relay, held)
             if renewed is None:
@@ -380,14 +392,41 @@ async def _metrics(request: Request) -> Response:
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), relay.operator_token.encode()):
         return PlainTextResponse("operator token required", status_code=401, headers={"WWW-Authenticate": "Bearer"})
     budget = relay.broker.budget
+    sessions = await relay.broker.session_count()
+    if wants_prometheus(request.headers.get("accept", ""), request.query_params.get("format")):
+        body, media_type = relay.metrics.exposition(
+            Figures(
+                relay.active, sessions, len(relay.by_address), budget.used, budget.peak, budget.limit,
+                drops=relay.counters.snapshot(), refusals=dict(relay.refusals),
+            ),
+            request.headers.get("accept", ""),
+        )  # fmt: skip
+        return Response(body, headers={"Cache-Control": "no-store", "Content-Type": media_type})
     figures = {
-        "sessions": await relay.broker.session_count(),
+        "sessions": sessions,
         "connections": relay.active,
         "addresses": len(relay.by_address),
         "queued_bytes": budget.used,
         "queued_bytes_peak": budget.peak,
         "queued_bytes_limit": budget.limit,
+        "frames_forwarded": relay.metrics.frames,
+        "bytes_forwarded": relay.metrics.bytes,
         "drops": relay.counters.snapshot(),
         "credential_refusals": dict(relay.refusals),  # by reason (relay/gate.py)
     }
     return JSONResponse(figures, headers={"Cache-Control": "no-store"})
+
+
+async def _readyz(request: Request) -> Response:
+    """Whether this relay can take sessions: its broker routes and its account store answers (200, else 503).
+
+    For load balancers: no token, and nothing but the two booleans.
+    """
+    relay = relay_state(request.app)
+    broker = await relay.broker.ready()
+    store = True if relay.store is None else await asyncio.to_thread(relay.store.reachable)
+    return JSONResponse(
+        {"ok": broker and store, "broker": broker, "store": store},
+        status_code=200 if broker and store else 503,
+        headers={"Cache-Control": "no-store"},
+    )

@@ -62,6 +62,7 @@ class RelayConfig:
     operator_token: str | None = None  # reads /metrics; None: /metrics is off
     tls_cert: str | None = None  # PEM certificate chain: serve HTTPS/WSS itself
     tls_key: str | None = None
+    log_format: str = "text"  # standalone relays: "text" (warnings) or "json" (one object per line, events too)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -82,6 +83,8 @@ class RelayConfig:
             raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
         if self.public_url is not None:
             _check_public_url(self.public_url)
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log format {self.log_format!r}: TETHER_RELAY_LOG_FORMAT is text or json")
 
 
 def _check_public_url(url: str) -> None:

@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 def _refuse(relay: RelayState, exc: CredentialRefused, where: str) -> None:
     relay.refusals[exc.reason] += 1
-    logger.info("credential refused at %s: %s", where, exc.reason)
+    logger.info("credential refused at %s: %s", where, exc.reason, extra={"event": "refused", "reason": exc.reason})
 
 
 async def presented(websocket: WebSocket, role: str, relay: RelayState) -> str | None:

@@ -13,7 +13,12 @@ at start it:
   83 MiB with it (``MALLOC_MMAP_THRESHOLD_=131072``, the same setting). What stays is
   heap fragmentation, about 1-2 MiB per flooding session (figures in the benchmark's
   doc); ``malloc_trim`` and ``PYTHONMALLOC=malloc`` did not reduce it;
-- logs uvicorn's lines to stderr through a handler that never raises (``log_to_stderr``).
+- logs uvicorn's lines and its own to stderr through a handler that never raises
+  (``log_to_stderr``), as ``LEVEL: message`` or, with ``TETHER_RELAY_LOG_FORMAT=json``,
+  one JSON object per line (``JsonLines``) with its connection events at INFO. What is
+  logged never holds message content (frames are never logged), tokens (refusals name
+  a reason, never the token) or URL secrets (the fragment never reaches a server); as a
+  second line of defence, anything shaped like a PASETO token is blanked.
 
 ``connection_cap`` is used by embedded relays too: no more connections than the
 descriptors left allow.
@@ -24,8 +29,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import logging
+import re
 import sys
+import time
 
 from tether.logs import QuietStreamHandler, quiet_logging
 from tether.relay.config import MAX_CONNECTIONS, RelayConfig
@@ -90,12 +98,43 @@ def return_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
-def log_to_stderr() -> None:
-    """uvicorn's warnings on stderr, as ``LEVEL: message``, through a handler that never raises."""
+TOKEN_SHAPE = re.compile(r"v[1-4]\.(?:public|local)\.[A-Za-z0-9_\-.]+")
+FIELDS = ("event", "role", "session", "code", "reason")  # the extra fields a relay log line may carry
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and the relay's own fields (``FIELDS``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": TOKEN_SHAPE.sub("[token]", record.getMessage()),
+        }
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            line["error"] = record.exc_info[0].__name__  # the type only: a traceback may quote a frame
+        return json.dumps(line, separators=(",", ":"))
+
+
+def log_to_stderr(json_lines: bool = False) -> None:
+    """uvicorn's warnings and the relay's lines on stderr, through a handler that never raises.
+
+    As ``LEVEL: message`` (warnings only), or with ``json_lines`` one JSON object per line,
+    the relay's connection events included (INFO).
+    """
     quiet_logging()
-    logger = logging.getLogger("uvicorn")
-    if not any(isinstance(handler, QuietStreamHandler) for handler in logger.handlers):
+    for name in ("uvicorn", "tether.relay"):
+        logger = logging.getLogger(name)
+        for old in [handler for handler in logger.handlers if isinstance(handler, QuietStreamHandler)]:
+            logger.removeHandler(old)
         handler = QuietStreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(JsonLines() if json_lines else logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
-    logger.propagate = False  # not into the root's file as well
+        logger.propagate = False  # not into the root's file as well
+        if name == "tether.relay":
+            logger.setLevel(logging.INFO if json_lines else logging.WARNING)

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
+import os
 import signal
 import socket
 import ssl
@@ -33,7 +35,7 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
-from tether.errors import RelayBindFailed, TlsUnusable
+from tether.errors import RelayBindFailed, TlsUnusable, UserError
 from tether.relay.accounts import AccountStore
 from tether.relay.admission import Admission
 from tether.relay.app import RelayState, create_app, relay_state
@@ -51,7 +53,7 @@ def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicor
     installed, among them the root's file handler (tether/logs.py says why that matters).
     """
     if logs:
-        log_to_stderr()
+        log_to_stderr(json_lines=config.log_format == "json")
     quiet_bad_input()
     limits = ConnectionLimits(connection_cap(config), config.handshake_timeout)
     return uvicorn.Config(
@@ -262,6 +264,12 @@ async def serve(config: RelayConfig) -> None:
     """
     raise_descriptor_limit()
     return_freed_memory()
+    log_format = os.environ.get("TETHER_RELAY_LOG_FORMAT")
+    if log_format:
+        try:
+            config = dataclasses.replace(config, log_format=log_format.lower())
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     async with EmbeddedRelay(config, logs=True) as relay:
         loop = asyncio.get_running_loop()
         try:
