@@ -146,7 +146,7 @@ async def test_agent_markdown_renders_as_markdown_and_stays_inert(browser: Any, 
         await open_session(page, host, [message("m1", "user", "**as typed**"), message("m2", "agent", MARKDOWN)])
         agent = page.locator('[data-testid="message"][data-role="agent"]')
         await expect(agent.locator("strong")).to_have_text("bold", timeout=WAIT_MS)
-        await expect(agent.locator("h4")).to_have_text("What I changed")
+        await expect(agent.locator("h3")).to_have_text("What I changed")
         await expect(agent.locator("p code")).to_have_text("inline code")
         await expect(agent.locator("em")).to_have_text("emphasis")
         await expect(agent.locator("pre .tok-kw").first).to_have_text("def")
@@ -315,11 +315,12 @@ async def test_approval_queue_shows_what_risk_time_left_and_what_always_covers(b
         await expect(first).to_contain_text("High risk · execute · runs a command on your computer")
         await expect(first.locator(".term-cmd")).to_have_text("$ rm -rf build && make")
         await expect(first).to_contain_text(f"in {CWD}")
+        await expect(first).not_to_contain_text("running")  # it has not started: it waits for this answer
         await expect(first.locator(".timer")).to_have_text(re.compile(r"^(10:00|9:5\d) left$"))
         await expect(second).to_contain_text("Medium risk · edit · changes files in the project")
         await expect(second.locator(".line.add")).to_have_text("+ new words")
         await expect(second.locator(".always-note")).to_contain_text(
-            "every later file change for the rest of this session"
+            "“Always allow” covers every later file change for the rest of this session"
         )
         timer = second.locator(".timer")
         await expect(timer).to_have_attribute("data-urgent", "true")
@@ -487,3 +488,36 @@ async def test_everything_the_page_loads_fits_the_budget() -> None:
     files = [p for p in STATIC.iterdir() if p.is_file()]
     compressed = sum(len(gzip.compress(p.read_bytes(), compresslevel=6)) for p in files)
     assert compressed < 150 * 1024, f"{compressed} bytes compressed"
+
+
+AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_no_serious_accessibility_violations(browser: Any, relay_url: str, scheme: str) -> None:
+    """axe-core (vendored) finds no serious or critical violation on a busy page, in either theme."""
+    from playwright.async_api import expect
+
+    run = tool(
+        "tool:r", "execute", "completed", "Run make", terminal("\x1b[32mok\x1b[0m\n", exit_code=0), locations=(CWD,)
+    )
+    edit = tool("tool:e", "edit", "pending", "Edit notes.txt", diff(f"{CWD}/notes.txt", "old\n", "new\n"))
+    entries = [
+        {**message("m1", "user", "tidy up"), "by": "terminal"},
+        plan(("Read", "completed"), ("Edit", "in_progress")),
+        message("m2", "agent", MARKDOWN),
+        run,
+        edit,
+        approval("approval-1", "tool:e", "Edit notes.txt", "edit", timeout=600),
+    ]
+    async with phone(browser, color_scheme=scheme) as page, FakeHost(relay_url) as host:
+        await open_session(page, host, entries, running=True)
+        await expect(page.get_by_test_id("approval")).to_have_count(1, timeout=WAIT_MS)
+        await page.evaluate(AXE.read_text(encoding="utf-8"))
+        violations = await page.evaluate(
+            """async () => (await axe.run(document)).violations
+                .filter((v) => v.impact === "serious" || v.impact === "critical")
+                .map((v) => `${v.id}: ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`)"""
+        )
+        assert [] == violations
+        assert await page.evaluate("axe.run(document).then((r) => r.passes.some((p) => p.id === 'color-contrast'))")

@@ -56,7 +56,7 @@ function blocks(lines, parent) {
       continue;
     }
     if ((m = HEADING.exec(line))) {
-      const level = Math.min(m[1].length + 2, 6); // # inside a chat message is a heading, not a page title
+      const level = Math.min(m[1].length + 1, 6); // the page has the one h1: a message starts at h2
       parent.append(inline(m[2] ?? "", el(`h${level}`, "md-h")));
       i++;
       continue;

@@ -105,7 +105,7 @@ function notify(entry) {
 
 function askToNotify() {
   if (typeof Notification === "undefined" || Notification.permission !== "default") return null;
-  const button = h("button", { type: "button", class: "notify-ask" }, "🔔 Alert me when the agent asks");
+  const button = h("button", { type: "button", class: "notify-ask" }, "Alert me when the agent asks");
   button.addEventListener("click", () => {
     Notification.requestPermission().then(() => button.remove(), () => button.remove());
   });
@@ -136,7 +136,7 @@ function card(entry, actions, tool) {
         buttons.push(button);
       });
   }
-  const always = options.some((o) => o.kind === "allow_always");
+  const always = options.find((o) => o.kind === "allow_always");
   const content = list(tool?.content);
   const command = content.find((c) => c?.type === "terminal");
   const paths = list(tool?.locations).filter((p) => typeof p === "string" && p !== sessionRoot());
@@ -156,11 +156,17 @@ function card(entry, actions, tool) {
     paths.length ? h("ul", { class: "locations" }, paths.map((p) => h("li", {}, p))) : null,
     entry.kind === "execute" && sessionRoot() && !command ? h("div", { class: "approval-kind" }, `in ${sessionRoot()}`) : null,
     command ? h("div", { class: "approval-kind" }, `in ${sessionRoot() || "the project folder"}`) : null,
-    h("div", { class: "q-detail" }, content.map((item, index) => renderToolContent(item, `${entry.id}/q${index}`))),
+    h("div", { class: "q-detail" }, content.map((item, index) => detail(item, `${entry.id}/q${index}`))),
     h("div", { class: "actions" }, buttons),
-    always ? h("p", { class: "always-note" }, h("strong", {}, "Always approve"), ` covers ${alwaysCovers(entry)}.`) : null,
+    always ? h("p", { class: "always-note" }, h("strong", {}, `“${str(always.name) || "Always approve"}”`), ` covers ${alwaysCovers(entry)}.`) : null,
     askToNotify(),
   );
+}
+
+// What will happen: a command not started yet is its command line alone (no "running…").
+function detail(item, key) {
+  if (item?.type !== "terminal" || item.output || typeof item.exit_code === "number") return renderToolContent(item, key);
+  return h("div", { class: "terminal" }, h("div", { class: "term-cmd" }, h("span", { class: "prompt-mark", "aria-hidden": "true" }, "$ "), str(item.command)));
 }
 
 /** Show (or update) a pending approval in the queue; `tool` is its tool call entry, if any. */
