@@ -35,6 +35,8 @@ class Key:
     None; it runs on ``set`` and again when the file is read, so a hand-edited value
     that does not fit is named with the key and the file, never met later as a puzzle.
     ``env`` names a variable that overrides the file when set (``config list`` shows it).
+    A check that a file exists runs on ``set`` only: the file may come and go, and its
+    user (host/tls.py) says clearly when it is missing.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Key:
     choices: tuple[str, ...] = ()  # the only values a str key takes, when not empty
     check: Callable[[Any], str | None] | None = None
     env: str | None = None
+    check_file: bool = True  # run ``check`` on a value read from the file too (not for "this file exists")
 
 
 def _agent_command(value: str) -> str | None:
@@ -101,7 +104,7 @@ KEYS = {
         Key("relay.url", str, None, "relay used when --relay is not given (default: embedded on 127.0.0.1)",
             check=_relay_url),
         Key("relay.ca", str, None, "PEM file of the private CA a relay's certificate must chain to (--relay-ca)",
-            check=_pem_file),
+            check=_pem_file, check_file=False),
         Key("remote.auto_start", bool, False, "start every interactive session in a trusted folder with Remote "
             "Control on"),
         Key(
@@ -139,14 +142,14 @@ def _parse(key: Key, text: str) -> Any:
     return text
 
 
-def validate(key: Key, value: Any) -> Any:
+def validate(key: Key, value: Any, setting: bool = True) -> Any:
     """``value`` if it fits ``key`` (type, choices, check); ConfigError saying what fits otherwise."""
     if not isinstance(value, key.type) or (key.type is int and isinstance(value, bool)):
         raise ConfigError(f"{key.name} takes a {TYPE_WORDS.get(key.type, key.type.__name__)}, not {value!r}")
     if key.choices and value not in key.choices:
         allowed = ", ".join(key.choices[:-1]) + f" or {key.choices[-1]}"
         raise ConfigError(f"{key.name} takes {allowed}, not {value!r}")
-    if key.check is not None and (problem := key.check(value)):
+    if key.check is not None and (setting or key.check_file) and (problem := key.check(value)):
         raise ConfigError(f"{key.name} {problem}")
     return value
 
@@ -184,7 +187,7 @@ class Config:
             return key.default
         value = value.unwrap() if hasattr(value, "unwrap") else value
         try:
-            return validate(key, value)
+            return validate(key, value, setting=False)
         except ConfigError as exc:
             raise ConfigError(f"{exc} (in {self.path}; fix it or run `tether config unset {name}`)") from None
 
@@ -219,6 +222,11 @@ class Config:
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
         os.replace(temporary, self.path)
+
+    def table(self, name: str) -> dict[str, Any]:
+        """A whole table of the file as plain values (``[permissions]``: rules, not keys), {} if absent."""
+        value = self._document().get(name, {})
+        return dict(value.unwrap() if hasattr(value, "unwrap") else value)
 
     def items(self) -> list[tuple[Key, Any]]:
         """Every key with its current value."""

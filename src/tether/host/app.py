@@ -24,6 +24,7 @@ from tether.errors import PermissionsSkipped, UserError
 from tether.host import agent_process, sandbox_run, tls
 from tether.host import trust as workspace
 from tether.host.console import Console, read_lines
+from tether.host.permissions import Policy, RuleError, policy_from
 from tether.host.remote import RelayFactory, Remote, check_allowed
 from tether.host.session import APPROVAL_TIMEOUT, HostSession
 from tether.paths import logs_dir
@@ -110,7 +111,27 @@ def _install_stop(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _open_session(options: RunOptions, out: RichConsole) -> tuple[HostSession, Console]:
+def _permission_policy(root: Path, trusted: bool) -> Policy:
+    """The user's permission rules, and the project's (tighten-only) once the folder is trusted."""
+    import tomllib
+
+    from tether.config import Config, ConfigError
+    from tether.paths import config_dir, state_dir
+
+    project_file = root / ".tether" / "config.toml"
+    config = Config()
+    try:
+        project = tomllib.loads(project_file.read_text(encoding="utf-8")) if trusted and project_file.is_file() else {}
+        protected = [str(p.resolve()) for p in (config_dir(), state_dir())]
+        return policy_from(config.table("permissions"), project.get("permissions"), str(root.resolve()), protected,
+                           str(config.path), str(project_file))  # fmt: skip
+    except (tomllib.TOMLDecodeError, RuleError, OSError) as exc:
+        raise ConfigError(f"the permission rules cannot be read: {exc}") from None
+
+
+async def _open_session(
+    options: RunOptions, out: RichConsole, trusted: bool = False
+) -> tuple[HostSession, Console]:
     """The session with the terminal attached from the start (it sees the login, the modes)."""
     tls.use_relay_ca(options.relay_ca)  # every connection to the relay in this run verifies against it
     spec = agent_process.resolve(agent_process.default_agent(options.agent))
@@ -123,6 +144,9 @@ async def _open_session(options: RunOptions, out: RichConsole) -> tuple[HostSess
     session = HostSession(
         options.root, spec, _log_path(spec.name), options.approval_timeout, skip_permissions=options.skip_permissions
     )
+    session.core.permission_policy = rules = _permission_policy(options.root, trusted)
+    for warning in rules.warnings:
+        out.print(f"[yellow]{warning}[/yellow]", highlight=False, soft_wrap=True)
     if options.name:
         session.core.info["title"] = options.name
     console = Console(session.handle, session.root, out)
@@ -145,7 +169,7 @@ async def run_rc(options: RunOptions) -> int:
     if await _settle_trust(options.root, out, lines, stop) is None:
         return 130
     check_allowed(options.root, options.skip_permissions)
-    session, console = await _open_session(options, out)
+    session, console = await _open_session(options, out, trusted=True)
     remote = Remote(
         session, options.relay, out, as_json=options.as_json, embedded=options.embedded_relay, tunnel=options.tunnel,
         console=console, accept_device=options.accept_device,
@@ -195,7 +219,7 @@ async def run_interactive(options: RunOptions) -> int:
         return 130
     if options.remote:
         check_allowed(options.root, options.skip_permissions)
-    session, console = await _open_session(options, out)
+    session, console = await _open_session(options, out, trusted=trusted)
     remote = Remote(session, options.relay, out, embedded=options.embedded_relay, tunnel=options.tunnel,
                     console=console, accept_device=options.accept_device)  # fmt: skip
     out.print(f"[bold]tether[/bold] · agent [cyan]{session.spec.name}[/cyan] · {session.root}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core import policy
-from tether.host.core.approvals import Approval
+from tether.host.core.approvals import REJECT_KINDS, Approval
 from tether.host.core.state import CoreState
 from tether.host.core.transcript import tool_entry_id
+from tether.host.permissions import Request, command_request, tool_call_request
 from tether.protocol import signing
 
 
@@ -44,30 +45,46 @@ class Approving(CoreState):
             request=event.request,
             paths=resolved,
         )
-        self._opened_approval(approval)
+        self._opened_approval(approval, tool_call_request(approval.kind, (*resolved, *outside), tool_call.raw_input))
 
     def _write(self, event: ev.WriteAsked) -> None:
+        if self._ruled_out(event.request, Request("edit", (event.path,))):
+            return
         index = policy.covering(self.grants, event.path)
         if index is not None:
             self._use_grant(index)
             self._out.append(fx.Permit(event.request, True))
             return
-        self._host_approval(event.request, policy.write_title(event.shown), "edit", (event.path,))
+        self._host_approval(event.request, policy.write_title(event.shown), "edit", (event.path,),
+                            Request("edit", (event.path,)))  # fmt: skip
 
     def _command(self, event: ev.CommandAsked) -> None:
+        if self._ruled_out(event.request, command_request(event.argv, dict(event.env))):
+            return
         index = policy.covering(self.grants, None) if not event.env else None  # added variables always ask
         if index is not None:
             self._use_grant(index)
             self._out.append(fx.Permit(event.request, True))
             return
         title = policy.command_title(list(event.argv), event.cwd, dict(event.env))
-        self._host_approval(event.request, title, "execute", ())
+        self._host_approval(event.request, title, "execute", (), command_request(event.argv, dict(event.env)))
+
+    def _ruled_out(self, request: int, asked: Request) -> bool:
+        """A deny of the user's rules binds every write and command through the host, approved or not."""
+        decision = self.permission_policy.decide(asked) if self.permission_policy is not None else None
+        if decision is None or decision.action != "deny":
+            return False
+        self._notice(f"Refused by tether: {decision.why}.")
+        self._out.append(fx.Permit(request, False, f"refused by {decision.why}"))
+        return True
 
     def _use_grant(self, index: int) -> None:
         if self.grants[index].used_up():
             del self.grants[index]
 
-    def _host_approval(self, request: int, title: str, kind: str, paths: tuple[str, ...]) -> None:
+    def _host_approval(
+        self, request: int, title: str, kind: str, paths: tuple[str, ...], asked: Request | None = None
+    ) -> None:
         """A side effect no granted approval covers: the host asks on its own (rule 4)."""
         approval = self.approvals.open(
             tool_call_id=None,
@@ -80,13 +97,20 @@ class Approving(CoreState):
             source="host",
             paths=paths,
         )
-        self._opened_approval(approval)
+        self._opened_approval(approval, asked)
 
-    def _opened_approval(self, approval: Approval) -> None:
+    def _opened_approval(self, approval: Approval, asked: Request | None = None) -> None:
         self._emit(self.transcript.put(approval.to_entry()))
         flagged = policy.auto_allow(approval.options, self.controls.remote, self.skip_permissions)
         if flagged is not None:
             self._decide(approval.id, flagged.option_id, by="flag")
+        elif asked is not None and self.permission_policy is not None:
+            # The user's rules (host/permissions.py): what they allow or deny is decided "by rule".
+            decision = self.permission_policy.decide(asked)
+            kinds = ("allow_once",) if decision.action == "allow" else REJECT_KINDS
+            option = approval.option_of_kind(*kinds) if decision.action != "ask" else None
+            if option is not None:
+                self._decide(approval.id, option.option_id, by="rule")
 
     def _decide(self, approval_id: str, option_id: str, by: str) -> None:
         self._settle(self.approvals.decide(approval_id, option_id, by))

@@ -18,6 +18,7 @@ from tether.host.core.approvals import ApprovalBook
 from tether.host.core.controls import Controls
 from tether.host.core.phases import Phase, Step, advance
 from tether.host.core.transcript import Transcript
+from tether.host.permissions import Policy
 from tether.protocol.messages import Message, Snapshot, Turn
 
 Resolve = Callable[[str], str | None]  # a path -> its resolved absolute form, None if outside
@@ -34,6 +35,8 @@ class AgentInfo:
 
 class CoreState:
     """The fields of one session and the helpers that emit effects."""
+
+    permission_policy: Policy | None = None  # the user's rules (host/permissions.py), set by the shell
 
     def __init__(
         self,
