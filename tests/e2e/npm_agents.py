@@ -29,7 +29,12 @@ def install(package: str, cache: Path) -> str:
     try:
         result = subprocess.run(
             ["npx", "-y", package, "--version"],
-            env=os.environ | {"npm_config_cache": str(cache), "npm_config_update_notifier": "false"},
+            env=os.environ
+            | {
+                "npm_config_cache": str(cache),
+                "npm_config_update_notifier": "false",
+                "npm_config_prefer_offline": "true",
+            },  # a cached pin needs no registry
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=INSTALL_TIMEOUT,
