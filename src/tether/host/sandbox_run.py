@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -141,6 +143,14 @@ class Sandbox:
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str], **kwargs: Any) -> asyncio.subprocess.Process:
         """Start ``argv`` confined, with its egress served from here until it exits."""
         check()
+        if os.path.basename(argv[0]) == "npx":
+            installed = npx_installed(argv, env)
+            if installed is None:
+                raise SandboxUnavailable(
+                    f"{shlex.join(argv)} is not installed yet, and npx cannot install it inside the sandbox "
+                    "(no network, its cache read-only). Run the agent once without --sandbox to install it"
+                )
+            argv = installed
         egress = sandbox.egress(env)
         confinement = self.confinement(env, egress)
         if sys.platform == "darwin":
@@ -213,6 +223,52 @@ class Sandbox:
         task = asyncio.get_running_loop().create_task(close_when_done())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def npx_installed(argv: Sequence[str], env: Mapping[str, str]) -> list[str] | None:
+    """``npx -y PACKAGE@VERSION ARGS``, as the installed program npx would run, or None.
+
+    npx needs to write to its cache even to run what it installed before, and the cache is
+    outside the project: the sandbox keeps it read-only. So an agent started through npx
+    (the Claude Code, Codex, Gemini and OpenCode presets) runs confined as the program npx
+    installed, found in ``_npx/*/package.json`` of the cache, read-only like the rest of /.
+    """
+    if not argv or os.path.basename(argv[0]) != "npx":
+        return None
+    words = list(argv[1:])
+    while words and words[0].startswith("-"):
+        words.pop(0)
+    if not words:
+        return None
+    spec, rest = words[0], words[1:]
+    for manifest in sorted(_npm_cache(env).glob("_npx/*/package.json")):
+        try:
+            if json.loads(manifest.read_text()).get("_npx", {}).get("packages") != [spec]:
+                continue
+            name = spec.rsplit("@", 1)[0] if spec.rfind("@") > 0 else spec
+            package = manifest.parent / "node_modules" / name
+            bins = json.loads((package / "package.json").read_text()).get("bin")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(bins, str):
+            return [str(package / bins), *rest]
+        if isinstance(bins, dict) and bins:
+            chosen = bins.get(name.rsplit("/", 1)[-1]) or next(iter(bins.values()))
+            return [str(package / chosen), *rest]
+    return None
+
+
+def _npm_cache(env: Mapping[str, str]) -> Path:
+    """npm's cache folder for ``env``: its variable, else ``cache=`` in ``$HOME/.npmrc``, else ``~/.npm``."""
+    home = Path(env.get("HOME") or Path.home())
+    configured = env.get("npm_config_cache") or env.get("NPM_CONFIG_CACHE")
+    if not configured:
+        try:
+            lines = (home / ".npmrc").read_text().splitlines()
+        except OSError:
+            lines = []
+        configured = next((line.split("=", 1)[1].strip() for line in lines if line.strip().startswith("cache=")), None)
+    return Path(configured).expanduser() if configured else home / ".npm"
 
 
 def _data_fd(data: bytes) -> int:
