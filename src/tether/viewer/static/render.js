@@ -291,6 +291,7 @@ function showEmptyHint(session) {
 // ---- scrolling: follow the latest while at the bottom, never move while reading back ----
 
 let following = true;
+let lastTop = 0;
 
 function distanceFromBottom() {
   const s = ui.scroller;
@@ -301,7 +302,12 @@ if (ui.scroller && ui.entries) {
   ui.scroller.addEventListener(
     "scroll",
     () => {
-      following = distanceFromBottom() < 48;
+      // Only a move up is the person reading back: content that grew under a scroll to the
+      // bottom (its event comes a frame later) or a smooth scroll down changes nothing.
+      const top = ui.scroller.scrollTop;
+      if (distanceFromBottom() < 48) following = true;
+      else if (top < lastTop - 1) following = false;
+      lastTop = top;
       if (ui.jump) ui.jump.hidden = following;
     },
     { passive: true },
