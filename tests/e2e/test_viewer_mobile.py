@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.conftest import chromium
+from tests.conftest import RcRun, chromium
 from tests.e2e.test_viewer_page import ADMISSIONS, OPTIONS, SESSION, WAIT_MS, FakeHost, message, open_session
 from tether.protocol.messages import Append, Decide, Entry, Turn
 
@@ -438,6 +438,9 @@ async def test_prompts_tell_their_screen_and_modes_show_once(browser: Any, relay
         assert backgrounds[0] != backgrounds[1]
         await expect(page.get_by_test_id("mode-select")).to_have_count(1)
         await expect(page.get_by_test_id("option-select")).to_have_attribute("data-option-id", "model")
+        await host.close()
+        await expect(page.get_by_test_id("connection-status")).to_have_text("ended", timeout=WAIT_MS)
+        await shot(page, "ended")
 
 
 async def test_installable_app_shell_works_offline_and_keeps_no_session_data(browser: Any, relay_url: str) -> None:
@@ -488,6 +491,32 @@ async def test_everything_the_page_loads_fits_the_budget() -> None:
     files = [p for p in STATIC.iterdir() if p.is_file()]
     compressed = sum(len(gzip.compress(p.read_bytes(), compresslevel=6)) for p in files)
     assert compressed < 150 * 1024, f"{compressed} bytes compressed"
+
+
+async def test_a_real_session_on_a_phone(browser: Any, rc: RcRun) -> None:
+    """tether rc and the scripted agent: a countdown from the host's timeout, output in colour, a denial says denied."""
+    from playwright.async_api import expect
+
+    async with phone(browser) as page:
+        await page.goto(rc.url)
+        await expect(page.get_by_test_id("connection-status")).to_contain_text("connected", timeout=WAIT_MS)
+        box = page.get_by_test_id("prompt-input")
+        await box.fill(r"run printf '\033[32mall green\033[0m\n'")
+        await box.press("Enter")
+        card = page.get_by_test_id("approval")
+        await expect(card.locator(".timer")).to_have_text(re.compile(r"^(10:00|9:5\d) left$"), timeout=WAIT_MS)
+        await expect(card).to_contain_text("High risk")
+        await expect(page.locator('[data-role="user"]')).to_have_attribute("data-by", "viewer")
+        await card.get_by_test_id("approve-once").click()
+        await expect(page.locator(".term-out .ansi-fg-2")).to_have_text("all green", timeout=WAIT_MS)
+        await expect(page.get_by_test_id("working")).to_be_hidden(timeout=WAIT_MS)
+
+        await box.fill("write notes.txt hello")
+        await box.press("Enter")
+        await page.get_by_test_id("approval").get_by_test_id("deny").click()
+        badge = page.get_by_test_id("tool-call").last.locator(".tool-head .badge")
+        await expect(badge).to_have_text("denied", timeout=WAIT_MS)
+        assert not (await page.title()).startswith("(")  # nothing waits any more
 
 
 AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"

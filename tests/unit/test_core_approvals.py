@@ -63,3 +63,11 @@ def test_entry_shape() -> None:
     book, approval_id = book_with_one()
     entry = book.get(approval_id).to_entry()  # type: ignore[union-attr]
     assert ("approval", "pending", 3) == (entry["type"], entry["state"], len(entry["options"]))
+
+
+def test_entry_carries_its_timeout_for_the_countdown() -> None:
+    """An approval opened with a timeout shows it in its entry (the viewer's countdown); without one, no key."""
+    book = ApprovalBook()
+    timed = book.open("tool:1", "Write a", "edit", [Option("ok", "Allow", "allow_once")], deadline=610.0, timeout=600.0)
+    untimed = book.open("tool:2", "Write b", "edit", [Option("ok", "Allow", "allow_once")], deadline=10.0)
+    assert (600.0, False) == (timed.to_entry()["timeout"], "timeout" in untimed.to_entry())
