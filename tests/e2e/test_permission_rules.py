@@ -10,12 +10,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.conftest import SCRIPTED_AGENT, TETHER, UNIT, Lines, stop
+from tests.conftest import SCRIPTED_AGENT, TETHER, UNIT, Lines, require, stop
+from tether.host import sandbox_run
 
 
-def session(project: Path, env: dict[str, str], prompts: list[str], until: list[str]) -> str:
+def session(project: Path, env: dict[str, str], prompts: list[str], until: list[str], *flags: str) -> str:
     """Run `tether` with the scripted agent, send each prompt once the previous marker showed; all output."""
-    process = subprocess.Popen([*TETHER, "--agent", SCRIPTED_AGENT], cwd=project, env=env | {"COLUMNS": "300"},
+    process = subprocess.Popen([*TETHER, *flags, "--agent", SCRIPTED_AGENT], cwd=project, env=env | {"COLUMNS": "300"},
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     assert process.stdin is not None and process.stdout is not None
     lines = Lines(process.stdout)
@@ -37,11 +38,15 @@ def configure(env: dict[str, str], text: str) -> None:
 
 
 def test_deny_and_allow_rules(project: Path, tether_env: dict[str, str]) -> None:
-    """A deny rule refuses `rm` (even inside a longer line); an allow rule runs `echo` with no approval asked."""
-    configure(tether_env, '[permissions]\nallow = ["execute: echo"]\ndeny = ["execute: rm"]\n')
+    """A deny rule refuses `rm` (even inside a longer line); an allow rule runs `echo` with no approval asked;
+    tether's own trust list is never touched, even by an allowed program."""
+    configure(tether_env, '[permissions]\nallow = ["execute: echo", "execute: cp"]\ndeny = ["execute: rm"]\n')
     (project / "keep.txt").write_text("x")
-    out = session(project, tether_env, ["sneakrun echo ruled-ok", "sneakrun ls && rm keep.txt"],
-                  ["exit 0", "failed:"])  # fmt: skip
+    trust = Path(tether_env["TETHER_STATE_DIR"]) / "trust.json"
+    before = trust.read_text()
+    out = session(project, tether_env, ["sneakrun echo ruled-ok", "sneakrun ls && rm keep.txt",
+                                        f"sneakrun cp /dev/null {trust}"], ["exit 0", "failed:", "never"])  # fmt: skip
+    assert before == trust.read_text()
     assert "ruled-ok" in out
     assert "→ approved once (rule)" in out, out  # decided by the rule; nobody typed an answer
     assert "Refused by tether: deny rule 'execute: rm'" in out
@@ -62,11 +67,14 @@ def test_project_config_only_tightens(project: Path, tether_env: dict[str, str])
     assert (project / "other.txt").exists()  # the user's own allow rule still applies
 
 
-def test_tethers_own_files_are_never_touched(project: Path, tether_env: dict[str, str]) -> None:
-    """Even with every command allowed, a command naming tether's trust list is refused."""
-    configure(tether_env, '[permissions]\nallow = ["execute", "*"]\n')
-    trust = Path(tether_env["TETHER_STATE_DIR"]) / "trust.json"
-    before = trust.read_text()
-    out = session(project, tether_env, [f"sneakrun cp /dev/null {trust}"], ["failed:"])
-    assert "never" in out and "Refused by tether" in out, out
-    assert before == trust.read_text()
+def test_sandbox_auto_approve(project: Path, tether_env: dict[str, str]) -> None:
+    """--sandbox with sandbox.auto_approve: an ordinary command runs confined with no tap; a delete still asks."""
+    ok, detail = sandbox_run.availability()
+    require(ok, f"the sandbox does not work on this machine: {detail}")
+    configure(tether_env, "[sandbox]\nauto_approve = true\n")
+    (project / "keep.txt").write_text("x")
+    out = session(project, tether_env, ["sneakrun touch made.txt", "sneakrun rm keep.txt"],
+                  ["exit 0", "Approve? (asked by tether) Run sh -c 'rm keep.txt'"], "--sandbox")  # fmt: skip
+    assert "→ approved once (rule)" in out, out
+    assert (project / "made.txt").exists()
+    assert (project / "keep.txt").exists()  # the delete waits for a person

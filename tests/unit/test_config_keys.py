@@ -21,6 +21,7 @@ CASES = {
     "remote.auto_start": ("true", "maybe", "true or false"),
     "remote.tunnel": ("tailscale", "ngrok", "cloudflared or tailscale"),
     "sandbox.default": ("off", "sometimes", "true or false"),
+    "sandbox.auto_approve": ("yes", "perhaps", "true or false"),
     "approvals.timeout_seconds": ("30", "0", "from 1 to 86400"),
 }
 

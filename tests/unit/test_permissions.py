@@ -152,3 +152,24 @@ def test_unclassifiable_commands_are_never_auto_approved(line: str) -> None:
         assert "allow" != decision.action, (line, decision)
     if decision.action == "allow":
         assert decision.tier <= Tier.NORMAL
+
+
+@pytest.mark.parametrize(
+    ("request_", "action"),
+    [
+        (Request("edit", (f"{ROOT}/src/a.py",)), "allow"),
+        (run("make test"), "allow"),
+        (run("git status"), "allow"),
+        (run("curl https://example.com"), "ask"),  # network: never by itself
+        (run("rm -rf build"), "ask"),  # deletes cannot be undone, confined or not
+        (run("echo $(id)"), "ask"),  # not understood
+        (Request("edit", ("/etc/hosts",)), "ask"),  # outside the project
+        (Request("edit", (f"{STATE}/trust.json",)), "deny"),
+    ],
+)
+def test_sandbox_auto_approve(request_: Request, action: str) -> None:
+    """With the sandbox confining the agent, ordinary edits and understood commands need no tap; the rest still asks."""
+    confined = Policy((parse_rule("deny", "edit: secrets/**"),), ROOT, (STATE,), confined=True)
+    assert action == confined.decide(request_).action
+    assert "deny" == confined.decide(Request("edit", (f"{ROOT}/secrets/k",))).action  # the user's deny still wins
+    assert "ask" == Policy((), ROOT, (STATE,)).decide(Request("edit", (f"{ROOT}/src/a.py",))).action

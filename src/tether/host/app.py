@@ -111,7 +111,7 @@ def _install_stop(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-def _permission_policy(root: Path, trusted: bool) -> Policy:
+def _permission_policy(root: Path, trusted: bool, sandboxed: bool = False) -> Policy:
     """The user's permission rules, and the project's (tighten-only) once the folder is trusted."""
     import tomllib
 
@@ -123,8 +123,9 @@ def _permission_policy(root: Path, trusted: bool) -> Policy:
     try:
         project = tomllib.loads(project_file.read_text(encoding="utf-8")) if trusted and project_file.is_file() else {}
         protected = [str(p.resolve()) for p in (config_dir(), state_dir())]
+        confined = sandboxed and bool(config.get("sandbox.auto_approve"))
         return policy_from(config.table("permissions"), project.get("permissions"), str(root.resolve()), protected,
-                           str(config.path), str(project_file))  # fmt: skip
+                           str(config.path), str(project_file), confined)  # fmt: skip
     except (tomllib.TOMLDecodeError, RuleError, OSError) as exc:
         raise ConfigError(f"the permission rules cannot be read: {exc}") from None
 
@@ -144,7 +145,7 @@ async def _open_session(
     session = HostSession(
         options.root, spec, _log_path(spec.name), options.approval_timeout, skip_permissions=options.skip_permissions
     )
-    session.core.permission_policy = rules = _permission_policy(options.root, trusted)
+    session.core.permission_policy = rules = _permission_policy(options.root, trusted, options.sandbox)
     for warning in rules.warnings:
         out.print(f"[yellow]{warning}[/yellow]", highlight=False, soft_wrap=True)
     if options.name:

@@ -14,7 +14,9 @@ rules, in this order:
    ``eval``, ``sudo`` ...) is asked, never auto-approved.
 4. **Reads inside the project** (tool kinds ``read`` and ``search``) run without asking; a
    read-only command (``git status``) is of that tier too but still asks unless allowed.
-5. Everything else is asked; tier ``risky`` (network, package installs, pushes, deletes,
+5. **Confined by the sandbox**: with ``--sandbox`` and ``sandbox.auto_approve``, what
+   rule 3 lets through (tier ``read`` or ``normal``, understood) runs without asking too.
+6. Everything else is asked; tier ``risky`` (network, package installs, pushes, deletes,
    anything outside the project) is marked so that screens can ask for more than a tap.
 
 Rules are written ``"KIND"`` or ``"KIND: PATTERN"`` in ``[permissions]`` of config.toml
@@ -91,12 +93,13 @@ class Policy:
     root: str = "/"
     protected: tuple[str, ...] = ()  # tether's config and state folders
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    confined: bool = False  # --sandbox with sandbox.auto_approve: what the sandbox confines needs no tap
 
     def inside(self, path: str) -> bool:
         return _within(path, self.root)
 
     def decide(self, request: Request) -> Decision:
-        """The decision for ``request`` (module doc, rules 1 to 5)."""
+        """The decision for ``request`` (module doc, rules 1 to 6)."""
         commands = parse_command(request.command) if request.command is not None else ()
         tier, why = classify(request, commands, self.inside, self.protected)
         if tier is Tier.FORBIDDEN:
@@ -118,6 +121,8 @@ class Policy:
                     return Decision("allow", tier, f"allow rule '{found}'", found)
             if tier is Tier.READ and request.command is None:  # a read-only command still asks unless allowed
                 return Decision("allow", tier, "a read inside the project")
+            if self.confined:
+                return Decision("allow", tier, f"{why}, confined by the sandbox (sandbox.auto_approve)")
         return Decision("ask", tier, why)
 
 
@@ -374,6 +379,7 @@ def policy_from(
     protected: Iterable[str],
     user_source: str = "config.toml",
     project_source: str = ".tether/config.toml",
+    confined: bool = False,
 ) -> Policy:
     """The Policy of a session: the user's ``[permissions]`` and, tighten-only, the project's."""
     rules: list[Rule] = []
@@ -383,4 +389,4 @@ def policy_from(
             found, said = rules_from(table, source, tighten_only=tighten)
             rules += found
             warnings += said
-    return Policy(tuple(rules), root, tuple(protected), tuple(warnings))
+    return Policy(tuple(rules), root, tuple(protected), tuple(warnings), confined)
