@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.agents.presets import PRESETS, Preset
+from tether.agents.setup import own_setup
 from tether.config import Config
 from tether.host.trust import TrustStore
 from tether.host.tunnel import TOOLS
@@ -44,21 +45,29 @@ def _has_credentials(preset: Preset, env: Mapping[str, str], home: Path) -> bool
     return False
 
 
-def agent_checks(env: Mapping[str, str] | None = None, home: Path | None = None) -> list[Check]:
-    """Installed and ready, for every preset."""
+def agent_checks(
+    env: Mapping[str, str] | None = None, home: Path | None = None, folder: Path | None = None
+) -> list[Check]:
+    """Installed and ready, for every preset; the agent's own configuration counts too (agents/setup.py)."""
     env = os.environ if env is None else env
     home = home or Path.home()
+    folder = folder or Path.cwd()
     checks = []
     for preset in PRESETS.values():
         if preset.requires and shutil.which(preset.requires, path=env.get("PATH")) is None:
-            checks.append(Check("agent", preset.name, "missing", f"needs `{preset.requires}` on PATH"))
-        elif not _has_credentials(preset, env, home):
+            where = "" if preset.requires == "npx" else f": {preset.description}"
+            checks.append(Check("agent", preset.name, "missing", f"needs `{preset.requires}` on PATH{where}"))
+            continue
+        found = own_setup(preset, env, home, folder)
+        if found is None and not _has_credentials(preset, env, home):
             needs = " or ".join(preset.credentials)
             how = f", or run `{preset.login}`" if preset.login else ""
             checks.append(Check("agent", preset.name, "setup", f"needs {needs}{how}"))
         else:
             fetched = " (npx fetches the pinned version on first use)" if preset.requires == "npx" else ""
-            checks.append(Check("agent", preset.name, "ok", preset.description + fetched))
+            checks.append(
+                Check("agent", preset.name, "ok", preset.description + fetched + (f"; {found}" if found else ""))
+            )
     return checks
 
 
@@ -108,4 +117,10 @@ def run_checks(folder: Path) -> list[Check]:
         "ok" if trusted else "setup",
         "trusted: Remote Control is available here" if trusted else f"run `tether trust {folder}` first",
     )
-    return [*agent_checks(), relay_check(Config().get("relay.url")), *tunnel_checks(), sandbox_check(), trust]
+    return [
+        *agent_checks(folder=folder),
+        relay_check(Config().get("relay.url")),
+        *tunnel_checks(),
+        sandbox_check(),
+        trust,
+    ]
