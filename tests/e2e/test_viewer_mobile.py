@@ -167,11 +167,13 @@ async def test_agent_markdown_renders_as_markdown_and_stays_inert(browser: Any, 
 
         # Streaming: a code fence opened in one chunk and closed in a later one.
         await host.send(Entry(entry=message("m3", "agent", "Running:\n```sh\n")))
+        first_block = await page.wait_for_selector('[data-id="m3"] p')
         await host.send(Append(id="m3", text="ls -la\n"))
         await host.send(Append(id="m3", text="```\nall **good**"))
         last = agent.nth(1)
         await expect(last.locator("strong")).to_have_text("good", timeout=WAIT_MS)
         await expect(last.locator("pre")).to_have_text("ls -la")
+        assert await first_block.evaluate("(p) => p.isConnected")  # blocks already shown are kept, not rebuilt
         await shot(page, "conversation")
 
 
@@ -346,6 +348,10 @@ async def test_approval_queue_shows_what_risk_time_left_and_what_always_covers(b
 SPY = """
 Object.defineProperty(Document.prototype, "hidden", { get: () => true });
 window.__notes = [];
+ServiceWorkerRegistration.prototype.showNotification = function (title, options) {
+  window.__notes.push([title, options?.body]);
+  return Promise.resolve();
+};
 const Real = window.Notification;
 window.Notification = class extends Real {
   constructor(title, options) { window.__notes.push([title, options?.body]); super(title, options); }
@@ -522,9 +528,14 @@ async def test_a_real_session_on_a_phone(browser: Any, rc: RcRun) -> None:
 AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-async def test_no_serious_accessibility_violations(browser: Any, relay_url: str, scheme: str) -> None:
-    """axe-core (vendored) finds no serious or critical violation on a busy page, in either theme."""
+DESKTOP = {"width": 1280, "height": 800}
+
+
+@pytest.mark.parametrize(("scheme", "viewport"), [("light", PHONE), ("dark", PHONE), ("light", DESKTOP)])
+async def test_no_serious_accessibility_violations(
+    browser: Any, relay_url: str, scheme: str, viewport: dict[str, int]
+) -> None:
+    """axe-core (vendored) finds no serious or critical violation on a busy page, in either theme, phone or desktop."""
     from playwright.async_api import expect
 
     run = tool(
@@ -539,9 +550,14 @@ async def test_no_serious_accessibility_violations(browser: Any, relay_url: str,
         edit,
         approval("approval-1", "tool:e", "Edit notes.txt", "edit", timeout=600),
     ]
-    async with phone(browser, color_scheme=scheme) as page, FakeHost(relay_url) as host:
+    async with phone(browser, viewport, color_scheme=scheme) as page, FakeHost(relay_url) as host:
         await open_session(page, host, entries, running=True)
         await expect(page.get_by_test_id("approval")).to_have_count(1, timeout=WAIT_MS)
+        if viewport == DESKTOP:  # one readable column, the queue included
+            for part in ("#entries", "#approvals .approval"):
+                box = await page.locator(part).bounding_box()
+                assert box is not None and box["width"] <= 740 and box["x"] >= (DESKTOP["width"] - 740) / 2 - 1
+            await shot(page, "desktop")
         await page.evaluate(AXE.read_text(encoding="utf-8"))
         violations = await page.evaluate(
             """async () => (await axe.run(document)).violations

@@ -92,15 +92,23 @@ function notify(entry) {
   if (!document.hidden) return;
   navigator.vibrate?.([200, 100, 200]);
   if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
-  try {
-    const note = new Notification("Approval needed", { body: str(entry.title, "the agent asks"), tag: entry.id, requireInteraction: true });
-    note.addEventListener("click", () => {
-      window.focus();
-      note.close();
-    });
-  } catch {
-    // Some browsers only notify from a service worker; the title badge still counts.
-  }
+  const options = { body: str(entry.title, "the agent asks"), tag: entry.id, requireInteraction: true, data: { url: location.href } };
+  // A phone's browser (Chrome on Android) notifies only through the service worker (sw.js
+  // brings the tab back on a tap); elsewhere the page may notify itself.
+  const viaWorker = navigator.serviceWorker?.controller
+    ? navigator.serviceWorker.getRegistration().then((r) => (r ? r.showNotification("Approval needed", options).then(() => true) : false))
+    : Promise.resolve(false);
+  viaWorker
+    .catch(() => false)
+    .then((shown) => {
+      if (shown) return;
+      const note = new Notification("Approval needed", options);
+      note.addEventListener("click", () => {
+        window.focus();
+        note.close();
+      });
+    })
+    .catch(() => undefined); // no way to notify here: the title still counts what waits
 }
 
 function askToNotify() {

@@ -80,9 +80,16 @@ function renderMessage(entry) {
   );
 }
 
+// Blocks that did not change stay as they are: a screen reader hears only what is new,
+// and a selection or a tapped "Copy" in an earlier block survives the stream.
 function setMarkdown(el, source) {
   sources.set(el, source);
-  el.replaceChildren(markdown(source));
+  const fresh = [...markdown(source).childNodes];
+  const old = [...el.childNodes];
+  let same = 0;
+  while (same < old.length && same < fresh.length && old[same].isEqualNode(fresh[same])) same++;
+  for (const node of old.slice(same)) node.remove();
+  el.append(...fresh.slice(same));
 }
 
 const pending = new Set();

@@ -56,3 +56,13 @@ self.addEventListener("fetch", (event) => {
     }),
   );
 });
+
+// A tap on an "Approval needed" notification (queue.js) brings back the tab it came from.
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  event.waitUntil(
+    self.clients
+      .matchAll({ type: "window", includeUncontrolled: true })
+      .then((tabs) => (tabs.find((tab) => tab.url === event.notification.data?.url) ?? tabs[0])?.focus()),
+  );
+});
