@@ -19,8 +19,9 @@ import contextlib
 import dataclasses
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import acp
 from acp import RequestError, schema
@@ -30,11 +31,39 @@ from tether.errors import TetherError
 from tether.host import agent_process
 from tether.host.agent_process import AgentSpec
 
+T = TypeVar("T")
 AUTH_REQUIRED = -32000  # ACP: the agent needs authenticate before session/new
 CAPABILITIES = schema.ClientCapabilities(
     fs=schema.FileSystemCapabilities(read_text_file=True, write_text_file=True),
     terminal=True,
 )
+
+
+PROGRESS_EVERY = 10.0  # seconds between "still starting" lines while an agent starts
+
+
+def starting_line(spec: AgentSpec) -> str:
+    """What the terminal says while the agent starts (npx may spend a while downloading it)."""
+    title = spec.preset.title if spec.preset is not None and spec.preset.title else spec.name
+    fetched = "; npx may download it on first use" if spec.argv[:1] == ("npx",) else ""
+    return f"Starting {title}{fetched}…"
+
+
+async def with_progress(work: Awaitable[T], say: Callable[[str], None], line: str, every: float = PROGRESS_EVERY) -> T:
+    """Await ``work``, saying ``line`` first and how long it has taken every ``every`` seconds."""
+    say(line)
+    task = asyncio.ensure_future(work)
+    waited = 0.0
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=every)
+            if not task.done():
+                waited += every
+                say(f"… still starting ({waited:.0f} s)")
+    finally:
+        if not task.done():
+            task.cancel()
+    return task.result()
 
 
 class LoginRequired(TetherError):

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console as RichConsole
 
 from tether.errors import PermissionsSkipped, UserError
-from tether.host import agent_process, sandbox_run, tls
+from tether.host import agent_connection, agent_process, sandbox_run, tls
 from tether.host import trust as workspace
 from tether.host.console import Console, read_lines
 from tether.host.permissions import Policy, RuleError, policy_from
@@ -152,7 +152,9 @@ async def _open_session(
         session.core.info["title"] = options.name
     console = Console(session.handle, session.root, out)
     session.sinks.append(console)
-    await session.start()
+    # Saying what is happening, not a blank terminal, while npx may fetch the agent (issue 14).
+    say = lambda text: out.print(text, style="dim", highlight=False, markup=False)  # noqa: E731
+    await agent_connection.with_progress(session.start(), say, agent_connection.starting_line(spec))
     return session, console
 
 
