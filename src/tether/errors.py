@@ -54,6 +54,14 @@ class UserError(TetherError):
         return (type(self).__doc__ or "").strip()
 
 
+class DeviceNotPaired(UserError):
+    """`tether devices` lists the paired devices and their ids."""
+
+
+class NothingToPair(UserError):
+    """A pairing question appears when a browser opens the session URL of a `tether rc` without --accept-device."""
+
+
 class NotTrusted(UserError):
     """Trust the folder first with `tether trust`, then try again."""
 

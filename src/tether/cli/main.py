@@ -17,7 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from tether.cli import accounts
+from tether.cli import accounts, devices
 from tether.errors import UserError
 from tether.relay.config import HANDSHAKE_TIMEOUT, SESSIONS_PER_ADDRESS, SLOW_TIMEOUT, TOTAL_QUEUE_BYTES
 
@@ -446,6 +446,7 @@ def _log_to_file() -> None:
 
 
 accounts.register(app, relay_app, _fail)
+devices.register(app, _fail)
 
 
 def main() -> None:

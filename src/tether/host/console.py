@@ -99,10 +99,12 @@ class Console:
         self.question = (question, answer)
         self.out.print(f"[bold yellow]{rich_escape(question)}[/bold yellow]", highlight=False)
 
-    def withdraw(self) -> None:
+    def withdraw(self, why: str) -> None:
+        """The open question is moot (``why``, if there is anything to say)."""
         if self.question is not None:
             self.question = None
-            self.out.print("[dim]The device left before an answer; the question is withdrawn.[/dim]")
+            if why:
+                self.out.print(f"[dim]{rich_escape(why)}[/dim]")
 
     def _answer_question(self, line: str) -> None:
         assert self.question is not None

@@ -111,3 +111,50 @@ class AuditLog:
             if isinstance(record, dict):
                 records.append(record)
         return records
+
+
+class PairingRequests:
+    """Pairing questions a host without a terminal leaves for ``tether devices accept`` (one file per session).
+
+    The host writes ``pairing-requests/<session>.json`` when it asks; ``tether devices
+    accept`` shows it, asks, and writes ``<session>.answer``; the host takes the answer
+    (only for the same device and code it asked about) and removes both files.
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = (folder or state_dir()) / "pairing-requests"
+
+    def post(self, session_id: str, device: DeviceClaim, code: str) -> None:
+        record = {"session": session_id, "device": device.id, "name": device.name, "code": code, "at": time.time()}
+        _write_private(self.folder / f"{session_id}.json", json.dumps(record))
+
+    def clear(self, session_id: str) -> None:
+        for suffix in (".json", ".answer"):
+            (self.folder / f"{session_id}{suffix}").unlink(missing_ok=True)
+
+    def pending(self) -> list[JSON]:
+        found = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("session"), str):
+                found.append(record)
+        return found
+
+    def answer(self, request: JSON, yes: bool) -> None:
+        text = json.dumps({"device": request["device"], "code": request["code"], "yes": yes})
+        _write_private(self.folder / f"{request['session']}.answer", text)
+
+    def take_answer(self, session_id: str, device_id: str, code: str) -> bool | None:
+        """The answer given for this session's question, if any (and only if it is about this device and code)."""
+        path = self.folder / f"{session_id}.answer"
+        try:
+            answer = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        self.clear(session_id)
+        if not isinstance(answer, dict) or (answer.get("device"), answer.get("code")) != (device_id, code):
+            return False
+        return answer.get("yes") is True

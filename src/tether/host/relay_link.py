@@ -50,7 +50,7 @@ from tether.errors import RelayUnreachable, RemoteProtocolError
 from tether.host import pairing as pair
 from tether.host import tls
 from tether.host.core.events import DeviceAdmitted, DeviceGone, FromScreen, ViewerBehind
-from tether.host.paired import PairedDevices
+from tether.host.paired import PairedDevices, PairingRequests
 from tether.protocol.crypto import KeyOffer, b64url
 from tether.protocol.frames import MAX_FRAME_BYTES
 from tether.protocol.messages import Ended, Hello, Message
@@ -74,7 +74,7 @@ class Questions(Protocol):
     """The terminal, as the link needs it: a yes/no question, lines, a new session URL."""
 
     def ask(self, question: str, answer: Any) -> None: ...  # answer(yes: bool), once
-    def withdraw(self) -> None: ...
+    def withdraw(self, why: str) -> None: ...
     def say(self, text: str) -> None: ...
     def new_url(self, url: str, why: str) -> None: ...
 
@@ -85,7 +85,7 @@ class Unattended:
     def ask(self, question: str, answer: Any) -> None:
         log.warning("%s (no terminal to answer; use --accept-device for unattended use)", question)
 
-    def withdraw(self) -> None:
+    def withdraw(self, why: str) -> None:
         pass
 
     def say(self, text: str) -> None:
@@ -148,6 +148,8 @@ class RelayLink:
         self._renewal: asyncio.TimerHandle | None = None
         self.questions: Questions = questions or Unattended()
         self.devices = devices or PairedDevices()
+        self.requests = PairingRequests(self.devices.path.parent)
+        self._asked: tuple[str, str] | None = None  # (device id, code) of the open pairing question
         self.pairing = pair.Pairing(self.session_id, os.urandom, self.devices.key, time.monotonic(), accept_device)
         self.secure = SecureChannel()
         self.viewer_ready = False
@@ -319,11 +321,13 @@ class RelayLink:
             if phase is pair.Phase.HANDSHAKE:
                 self._pair(pair.Offered(KeyOffer.parse(handshake_payload(data))))
                 return
-            if phase not in (pair.Phase.PROVING, pair.Phase.ADMITTED):
+            if phase not in (pair.Phase.PROVING, pair.Phase.CONFIRMING, pair.Phase.ADMITTED):
                 raise RemoteProtocolError(f"a frame while the viewer is {phase.value}")
-            message = self.secure.open(data)
+            message = self.secure.open(data)  # opened even while unconfirmed, so the sequence stays in step
             if message is None:
                 return
+            if phase is pair.Phase.CONFIRMING:
+                raise RemoteProtocolError("a message from a device not confirmed at the terminal (dropped)")
             if phase is pair.Phase.PROVING:
                 if not isinstance(message, Hello):
                     raise RemoteProtocolError("the first sealed message must be hello")
@@ -353,13 +357,17 @@ class RelayLink:
             self._push(refusal(effect.reason), sealed=False)
         elif isinstance(effect, pair.Ask):
             device = effect.device
+            self._asked = (device.id, effect.code)
+            self._post_request(device, effect.code)
             self.questions.ask(f"pair {_shown(device.name)} ({device.id}), code {effect.code}? [y/N]",
                                lambda yes: self._pair(pair.Answered(yes)))  # fmt: skip
         elif isinstance(effect, pair.Withdraw):
-            self.questions.withdraw()
+            self._settle_question("The device left before an answer; the question is withdrawn.")
         elif isinstance(effect, pair.Admit):
+            self._settle_question("")
             self._admit(effect.device, effect.new)
         elif isinstance(effect, pair.Refuse):
+            self._settle_question("")
             if self.viewer_ready:
                 self.session.handle(DeviceGone(VIEWER))
             self.viewer_ready = False
@@ -384,11 +392,30 @@ class RelayLink:
         self.session.handle(DeviceAdmitted(VIEWER, self.session_id, device.id, device.name, device.public_key))
         self.session.handle(FromScreen(VIEWER, self._hello, time.time()))
 
+    def _post_request(self, device: DeviceClaim, code: str) -> None:
+        try:
+            self.requests.post(self.session_id, device, code)
+        except OSError as exc:  # the terminal can still answer
+            log.warning("could not leave the pairing question for `tether devices accept`: %s", exc)
+
+    def _settle_question(self, why: str) -> None:
+        """The pairing question is moot: answered, refused, or its device left."""
+        if self._asked is not None:
+            self._asked = None
+            self.questions.withdraw(why)
+            with contextlib.suppress(OSError):
+                self.requests.clear(self.session_id)
+
     async def _watch(self) -> None:
-        """Once a second: the pairing secret's age, and devices revoked from another shell."""
+        """Once a second: the pairing secret's age, answers from `tether devices accept`, revoked devices."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             self._pair(pair.Tick())
+            if self._asked is not None:
+                answer = self.requests.take_answer(self.session_id, *self._asked)
+                if answer is not None:
+                    self.questions.say(f"Answered from another shell: {'pair' if answer else 'refuse'}.")
+                    self._pair(pair.Answered(answer))
             stamp = self.devices.stamp()
             if stamp != self._devices_stamp:
                 self._devices_stamp = stamp

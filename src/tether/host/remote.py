@@ -176,13 +176,15 @@ class Remote:
     def ask(self, question: str, answer: Callable[[bool], None]) -> None:
         if self.console is not None:
             self.console.ask(question, answer)
+            self.out.print("[dim]Compare the code with the browser's; answer y here, or run `tether devices accept` "
+                           "in another shell.[/dim]")  # fmt: skip
         else:
-            self.out.print(f"[yellow]{rich_escape(question)}[/yellow] No terminal to answer here: restart with "
-                           "--accept-device to admit devices without asking.", highlight=False)  # fmt: skip
+            self.out.print(f"[yellow]{rich_escape(question)}[/yellow] Answer with `tether devices accept` in another "
+                           "shell.", highlight=False)  # fmt: skip
 
-    def withdraw(self) -> None:
+    def withdraw(self, why: str) -> None:
         if self.console is not None:
-            self.console.withdraw()
+            self.console.withdraw(why)
 
     def say(self, text: str) -> None:
         self.out.print(f"[cyan]{rich_escape(text)}[/cyan]", highlight=False)
