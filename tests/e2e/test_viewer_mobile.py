@@ -27,7 +27,7 @@ import pytest_asyncio
 
 from tests.conftest import RcRun, chromium
 from tests.e2e.test_viewer_page import ADMISSIONS, OPTIONS, SESSION, WAIT_MS, FakeHost, message, open_session
-from tether.protocol.messages import Append, Decide, Entry, Turn
+from tether.protocol.messages import Append, Decide, Entry, Prompt, Turn
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -414,7 +414,7 @@ async def test_reading_back_is_never_moved_and_jump_to_latest_returns(browser: A
 
 
 async def test_prompts_tell_their_screen_and_modes_show_once(browser: Any, relay_url: str) -> None:
-    """A prompt typed at the terminal looks unlike one sent from the app; modes offered twice show as one control."""
+    """Prompts tell their screen; modes offered twice show once; "/" offers the agent's commands; the banner stays."""
     from playwright.async_api import expect
 
     controls = {
@@ -428,13 +428,16 @@ async def test_prompts_tell_their_screen_and_modes_show_once(browser: Any, relay
             {"id": "model", "name": "Model", "type": "select", "current": "small", "self_approving_values": [],
              "choices": [{"value": "small", "name": "Small"}, {"value": "large", "name": "Large"}]},
         ],
+        "commands": [{"name": "review", "description": "Review the changes", "hint": "what to look at"},
+                     {"name": "init", "description": "Write AGENTS.md", "hint": None}],
     }  # fmt: skip
+    banner = {**message("banner", "system", "⚠ The agent is in mode 'auto': it approves its own edits"), "on": True}
     prompts = [
         {**message("m1", "user", "from the keyboard"), "by": "terminal"},
         {**message("m2", "user", "from my phone"), "by": "viewer"},
     ]
     async with phone(browser) as page, FakeHost(relay_url) as host:
-        await open_session(page, host, [*prompts, controls])
+        await open_session(page, host, [banner, *prompts, controls])
         users = page.locator('[data-testid="message"][data-role="user"]')
         await expect(users).to_have_count(2, timeout=WAIT_MS)
         assert ["terminal", "viewer"] == [await u.get_attribute("data-by") for u in await users.all()]
@@ -444,6 +447,18 @@ async def test_prompts_tell_their_screen_and_modes_show_once(browser: Any, relay
         assert backgrounds[0] != backgrounds[1]
         await expect(page.get_by_test_id("mode-select")).to_have_count(1)
         await expect(page.get_by_test_id("option-select")).to_have_attribute("data-option-id", "model")
+        assert "sticky" == await page.locator('[data-id="banner"]').evaluate("(el) => getComputedStyle(el).position")
+
+        # Slash commands: "/" lists the agent's commands; a tap fills the box.
+        box = page.get_by_test_id("prompt-input")
+        await box.press_sequentially("/re")
+        await expect(page.get_by_test_id("command")).to_have_text(["/reviewReview the changes (what to look at)"])
+        await page.get_by_test_id("command").click()
+        await expect(box).to_have_value("/review ")
+        await expect(page.get_by_test_id("command")).to_have_count(0)
+        await box.press_sequentially("the diff")
+        await box.press("Enter")
+        assert Prompt(text="/review the diff") == await host.wait_for_kind(Prompt)
         await host.close()
         await expect(page.get_by_test_id("connection-status")).to_have_text("ended", timeout=WAIT_MS)
         await shot(page, "ended")

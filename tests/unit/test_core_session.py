@@ -437,3 +437,21 @@ def test_a_notice_reaches_every_screen() -> None:
     drive = Driver().ready()
     out = drive(ev.Notice("Internal error in the turn"))
     assert ["Internal error in the turn"] == notices(out) and all(s.to is None for s in of(fx.Show, out))
+
+
+def test_slash_commands_reach_every_screen_in_the_controls_entry() -> None:
+    """available_commands_update: the controls entry lists each command with its description and input hint."""
+    drive = Driver().ready()
+    update = schema.AvailableCommandsUpdate(
+        session_update="available_commands_update",
+        available_commands=[
+            schema.AvailableCommand(name="review", description="Review the changes",
+                                    input=schema.AvailableCommandInput(schema.UnstructuredCommandInput(hint="what"))),
+            schema.AvailableCommand(name="init", description="Write AGENTS.md"),
+        ],
+    )  # fmt: skip
+    entries = [m.entry for m in shown(drive(ev.AgentUpdate(update))) if isinstance(m, Entry)]
+    assert [
+        {"name": "review", "description": "Review the changes", "hint": "what"},
+        {"name": "init", "description": "Write AGENTS.md", "hint": None},
+    ] == [e for e in entries if e["id"] == "controls"][-1]["commands"]

@@ -30,6 +30,7 @@ class Controls:
         self.current_mode: str | None = None
         self.modes: list[schema.SessionMode] = []
         self.options: list[Any] = []
+        self.commands: list[JSON] = []  # the agent's slash commands (ACP available_commands_update)
         self.remote = False
         self.skip_permissions = False  # --dangerously-skip-permissions is in force (a local session)
         self.started = False  # the session opened once (the start-asking rule ran)
@@ -52,6 +53,14 @@ class Controls:
         """Whether ``option`` is the session modes again, as a config option of a mode category."""
         ids = {m.id for m in self.modes}
         return bool(ids) and self._mode_like(option) and set(self._choices(option)) == ids
+
+    def load_commands(self, commands: list[schema.AvailableCommand]) -> None:
+        """Take the agent's slash commands: name, what it does, and a hint for its input."""
+        self.commands = []
+        for command in commands:
+            given = command.input.root if command.input is not None else None
+            hint = given.hint if given is not None else None
+            self.commands.append({"name": command.name, "description": command.description, "hint": hint})
 
     def is_self_approving(self, value: str) -> bool:
         return value in self.self_approving
@@ -178,6 +187,7 @@ class Controls:
                 ],
             },
             "options": options,
+            "commands": self.commands,
             "remote": self.remote,
             "banner": self.banner(),
         }

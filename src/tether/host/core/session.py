@@ -141,6 +141,9 @@ class SessionCore(Approving, Modes):
             self.controls.load(None, update.config_options)
             self._controls_changed()
             self._police(by_agent=True)
+        elif isinstance(update, schema.AvailableCommandsUpdate):
+            self.controls.load_commands(update.available_commands)
+            self._controls_changed()
         else:
             self._emit(self.transcript.apply(update))
             self._guard(update)

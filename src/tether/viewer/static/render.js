@@ -71,9 +71,11 @@ function renderMessage(entry) {
   const text = h("div", { class: role === "agent" ? "text md" : "text" });
   if (role === "agent") setMarkdown(text, str(entry.text));
   else text.append(str(entry.text)); // what a person typed shows as typed
+  // The host's warning while something approves by itself (id "banner") stays in view while on.
+  const banner = entry.id === "banner" ? String(entry.on === true) : undefined;
   return h(
     "article",
-    { testid: "message", class: "entry msg", data: { role, kind: thought ? "thought" : undefined, by, id: entry.id } },
+    { testid: "message", class: "entry msg", data: { role, kind: thought ? "thought" : undefined, by, banner, id: entry.id } },
     thought ? h("div", { class: "msg-label" }, "Thinking") : null,
     by ? h("div", { class: "msg-label by" }, BY[by]) : null,
     text,
@@ -388,6 +390,8 @@ const SELF = " — approves by itself";
  * current value: only the host's next controls entry shows the change (it may refuse).
  */
 export function renderControls(entry, actions) {
+  commands = list(entry?.commands).filter((c) => typeof c?.name === "string" && c.name);
+  suggest();
   const modes = entry?.modes ?? {};
   const remote = entry?.remote === true;
   const items = [];
@@ -448,3 +452,35 @@ function toggle(name, option, locked, actions) {
   });
   return h("label", { class: "ctl toggle" }, box, h("span", { class: "ctl-name" }, name));
 }
+
+// ---- slash commands (controls entry: commands): typed "/" shows the agent's commands ----
+
+let commands = [];
+const input = document.querySelector('[data-testid="prompt-input"]');
+const menu = input ? h("div", { id: "commands", class: "commands", role: "listbox", "aria-label": "The agent's commands", hidden: true }) : null;
+input?.closest(".prompt-row")?.before(menu);
+
+function suggest() {
+  if (!input || !menu) return;
+  const typed = /^\/(\S*)$/.exec(input.value);
+  const found = typed ? commands.filter((c) => c.name.startsWith(typed[1])).slice(0, 8) : [];
+  menu.replaceChildren(
+    ...found.map((command) => {
+      const about = [str(command.description), str(command.hint) ? `(${command.hint})` : ""].filter(Boolean).join(" ");
+      const button = h(
+        "button",
+        { type: "button", role: "option", class: "command", testid: "command" },
+        h("span", { class: "command-name" }, `/${command.name}`),
+        about ? h("span", { class: "command-about" }, about) : null,
+      );
+      button.addEventListener("click", () => {
+        input.value = `/${command.name} `;
+        input.dispatchEvent(new Event("input")); // the box resizes, the list closes
+        input.focus();
+      });
+      return button;
+    }),
+  );
+  menu.hidden = found.length === 0;
+}
+input?.addEventListener("input", suggest);
