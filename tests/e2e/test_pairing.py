@@ -9,9 +9,9 @@ Rule 2: the relay sees sizes and timing, never content (the capture test).
 from __future__ import annotations
 
 import asyncio
-import re
 import contextlib
 import json
+import re
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
