@@ -13,7 +13,7 @@ import contextlib
 import json
 import re
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,11 +41,11 @@ def tether(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def asking(project: Path, tether_env: dict[str, str], relay: str) -> AsyncIterator[tuple[RcRun, Lines]]:
+def asking(project: Path, tether_env: dict[str, str], relay: str) -> Iterator[tuple[RcRun, Lines]]:
     """`tether rc` that asks at its terminal about every new device; its stderr lines."""
     run = start_rc(project, tether_env, relay, accept_device=False)
     assert run.process.stderr is not None
-    yield run, Lines(run.process.stderr)  # type: ignore[misc]
+    yield run, Lines(run.process.stderr)
     stop(run.process)
 
 
