@@ -31,7 +31,9 @@ Session modes: ``ask`` (default: asks before every edit) and ``acceptEdits`` (wr
 asking, as Claude Code's mode of that name does). ``session/load`` is supported (any id),
 so a host can reattach after ``crash``. Started with ``--login``, the
 agent advertises one agent-side auth method, ``scripted-login``, and refuses session/new
-with ACP's auth-required error until ``authenticate`` is called with it.
+with ACP's auth-required error until ``authenticate`` is called with it. Started with
+``--login-later``, it opens sessions but answers every prompt with that error until then
+(as Claude Code does without a key).
 
 Permission options are offered with ids that differ from their kinds on purpose
 (``allow``, ``always``, ``reject``, ``reject-always``): a host must choose by kind and
@@ -111,6 +113,7 @@ MODES = [
     SessionMode(id="acceptEdits", name="Accept edits", description="writes files without asking"),
 ]
 NEEDS_LOGIN = "--login" in sys.argv
+LOGIN_LATER = "--login-later" in sys.argv  # sessions open, but prompts answer auth-required until a login
 REFUSE_OPTIONS = "--refuse-options" in sys.argv
 
 
@@ -443,7 +446,7 @@ class ScriptedAgent:
 
     async def initialize(self, protocol_version: int, **kwargs: Any) -> InitializeResponse:
         """ACP v1, agent name ``tether-scripted``; session/load; a login method if asked for."""
-        methods = [AuthMethodAgent(id="scripted-login", name="Scripted login")] if NEEDS_LOGIN else []
+        methods = [AuthMethodAgent(id="scripted-login", name="Scripted login")] if NEEDS_LOGIN or LOGIN_LATER else []
         return InitializeResponse(
             protocol_version=PROTOCOL_VERSION,
             agent_capabilities=AgentCapabilities(load_session=True),
@@ -496,6 +499,8 @@ class ScriptedAgent:
             raise RequestError.invalid_params({"message": f"unknown session {session_id}"})
         if self._client is None:
             raise RuntimeError("not connected")
+        if LOGIN_LATER and not self.logged_in:
+            raise RequestError.auth_required({"message": "log in with scripted-login first"})
         text = "".join(block.text for block in prompt if isinstance(block, TextContentBlock))
         log.info("prompt %r", text)
         turn = Turn(self._client, session_id, self.cwds[session_id], text, self.modes)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import UNIT, RcRun
+from tests.conftest import SCRIPTED_AGENT, UNIT, RcRun, start_rc, stop
+from tether.protocol.messages import Authenticate
 from tether.testing import ViewerClient
 
 
@@ -32,3 +33,20 @@ async def test_no_card_stays_open_after_its_turn_and_missing_files_read_empty(rc
         await viewer.wait_for(lambda v: any("read 0 characters" in t or "failed" in t for t in v.texts("agent")),
                               10 * UNIT)  # fmt: skip
         assert any("read 0 characters" in t for t in viewer.texts("agent"))
+
+
+async def test_a_prompt_answered_auth_required_shows_the_login(project: Path, tether_env: dict[str, str],
+                                                              relay: str) -> None:  # fmt: skip
+    """An agent that wants a login only at its first prompt: its methods show on the phone, and the login works."""
+    run = start_rc(project, tether_env, relay, agent=f"{SCRIPTED_AGENT} --login-later")
+    try:
+        async with ViewerClient(run.url) as viewer:
+            await viewer.prompt("say hello")
+            login = await viewer.wait_for(lambda v: v.entries.get("login"), 10 * UNIT)
+            assert ("needed", ["scripted-login"]) == (login["state"], [m["id"] for m in login["methods"]])
+            await viewer.send(Authenticate(method_id="scripted-login"))
+            await viewer.wait_for(lambda v: v.entries["login"]["state"] == "done", 10 * UNIT)
+            await viewer.prompt("say logged in")
+            await viewer.wait_for(lambda v: any("logged in" in t for t in v.texts("agent")), 10 * UNIT)
+    finally:
+        stop(run.process)

@@ -11,7 +11,7 @@ from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core.approvals import Option
 from tether.host.core.session import AgentInfo, SessionCore
-from tether.protocol.messages import Decide, Entry, Prompt
+from tether.protocol.messages import Authenticate, Decide, Entry, Prompt
 
 ROOT = "/work/project"
 OPTIONS = (
@@ -229,3 +229,18 @@ def test_codex_terminal_meta_shows_command_output_and_exit_code() -> None:
                                                     "terminal_id": "call_1", "exit_code": 0}})))  # fmt: skip
     [terminal] = core.entry("tool:call_1")["content"]
     assert ("bash -lc ls -a", "a.txt\n", 0) == (terminal["command"], terminal["output"], terminal["exit_code"])
+
+
+# -- a login asked for at the first prompt --------------------------------------------------------
+
+
+def test_a_login_needed_mid_session_shows_the_methods_and_login_answers() -> None:
+    """A prompt answered auth-required: the login entry shows the agent's methods and /login authenticates."""
+    core = Core("claude").open(modes("default", "default", "plan")).prompt()
+    method = schema.AuthMethodAgent(id="claude-login", name="Log in with Claude")
+    core(ev.LoginNeeded((method,), "Authentication required"))
+    core(ev.TurnEnded("error", "The agent reported an error: Authentication required"))
+    login = core.entry("login")
+    assert ("needed", ["claude-login"]) == (login["state"], [m["id"] for m in login["methods"]])
+    out = core(ev.FromScreen("terminal", Authenticate(method_id="claude-login")))
+    assert [fx.Login("claude-login")] == of(fx.Login, out)

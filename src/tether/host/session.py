@@ -27,7 +27,7 @@ from acp import RequestError, schema
 
 from tether.errors import AgentNotFound, TetherError
 from tether.host.acp_client import HostClient
-from tether.host.agent_connection import AgentConnection, LoginRequired
+from tether.host.agent_connection import AUTH_REQUIRED, AgentConnection, LoginRequired
 from tether.host.agent_process import AgentSpec, agent_environment, log_tail
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
@@ -236,6 +236,8 @@ class HostSession:
         try:
             stop_reason = await self.agent.prompt(text)
         except RequestError as exc:
+            if exc.code == AUTH_REQUIRED:  # it needs a login after all: its methods on every screen, /login works
+                self.handle(ev.LoginNeeded(self.agent.auth_methods, str(exc)))
             self.handle(ev.TurnEnded("error", f"The agent reported an error: {exc}"))
         except (ConnectionError, OSError):
             self.handle(ev.TurnEnded("error", "The agent went away during the turn."))

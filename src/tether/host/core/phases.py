@@ -14,6 +14,7 @@ returns the phase unchanged rather than raising.
         v                  |  |                              |
     login_needed -opened-->/  restarting <---agent_lost------/ (and from ready)
     (any) ---closed---> ended
+    ready, turn_running ---needs_login---> login_needed (a prompt answered "authentication required")
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ TRANSITIONS: dict[tuple[Phase, Step], Phase] = {
     (Phase.STARTING, Step.NEEDS_LOGIN): Phase.LOGIN_NEEDED,
     (Phase.LOGIN_NEEDED, Step.OPENED): Phase.READY,
     (Phase.LOGIN_NEEDED, Step.NEEDS_LOGIN): Phase.LOGIN_NEEDED,
+    # An agent that opened its session may still answer a prompt "authentication required".
+    (Phase.READY, Step.NEEDS_LOGIN): Phase.LOGIN_NEEDED,
+    (Phase.TURN_RUNNING, Step.NEEDS_LOGIN): Phase.LOGIN_NEEDED,
     (Phase.READY, Step.TURN_STARTED): Phase.TURN_RUNNING,
     (Phase.TURN_RUNNING, Step.TURN_ENDED): Phase.READY,
     (Phase.READY, Step.AGENT_LOST): Phase.RESTARTING,

@@ -73,7 +73,7 @@ class SessionCore(Approving, Modes):
         self._next_prompt()
 
     def _login_needed(self, event: ev.LoginNeeded) -> None:
-        first = self.phase is Phase.STARTING
+        first = self.phase is not Phase.LOGIN_NEEDED  # at start, or a prompt answered "authentication required"
         self._step(Step.NEEDS_LOGIN)
         if first:
             self._emit(self.transcript.put(self._login_entry(event.methods, "needed")))
