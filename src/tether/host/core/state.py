@@ -58,7 +58,7 @@ class CoreState:
         self.grants: list[policy.Grant] = []
         self.prompts: deque[tuple[str, str]] = deque()  # (text, by)
         self.info: dict[str, Any] = {"title": root.rsplit("/", 1)[-1], "agent": agent.name, "cwd": root,
-                                     "protocol": 1}  # fmt: skip
+                                     "protocol": 2}  # fmt: skip
         self.can_load = False
         self.restarts = 0
         self.enforcing = False  # a switch back to an asking mode is in flight
