@@ -143,8 +143,11 @@ async def test_agent_markdown_renders_as_markdown_and_stays_inert(browser: Any, 
     from playwright.async_api import expect
 
     async with phone(browser) as page, FakeHost(relay_url) as host:
-        await open_session(page, host, [message("m1", "user", "**as typed**"), message("m2", "agent", MARKDOWN)])
-        agent = page.locator('[data-testid="message"][data-role="agent"]')
+        thinking = message("t1", "thought", "\n\n".join(f"Thought {n}." for n in range(10)))
+        await open_session(
+            page, host, [message("m1", "user", "**as typed**"), thinking, message("m2", "agent", MARKDOWN)]
+        )
+        agent = page.locator('[data-testid="message"][data-role="agent"]:not([data-kind])')
         await expect(agent.locator("strong")).to_have_text("bold", timeout=WAIT_MS)
         await expect(agent.locator("h3")).to_have_text("What I changed")
         await expect(agent.locator("p code")).to_have_text("inline code")
@@ -164,6 +167,13 @@ async def test_agent_markdown_renders_as_markdown_and_stays_inert(browser: Any, 
         assert 0 == await page.locator("#entries script, #entries img, #entries b").count()
         assert await page.evaluate("window.pwned") is None
         await expect(page.locator('[data-role="user"]')).to_have_text("**as typed**")  # a person's words show as typed
+
+        # The agent's thinking is folded to a few lines until tapped.
+        thought = page.locator('[data-kind="thought"] .text')
+        folded = "(el) => el.scrollHeight > el.clientHeight + 1"
+        assert await thought.evaluate(folded)
+        await page.get_by_role("button", name="Thinking").click()
+        assert not await thought.evaluate(folded)
 
         # Streaming: a code fence opened in one chunk and closed in a later one.
         await host.send(Entry(entry=message("m3", "agent", "Running:\n```sh\n")))

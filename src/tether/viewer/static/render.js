@@ -76,7 +76,7 @@ function renderMessage(entry) {
   return h(
     "article",
     { testid: "message", class: "entry msg", data: { role, kind: thought ? "thought" : undefined, by, banner, id: entry.id } },
-    thought ? h("div", { class: "msg-label" }, "Thinking") : null,
+    thought ? thinkingToggle() : null,
     by ? h("div", { class: "msg-label by" }, BY[by]) : null,
     text,
   );
@@ -84,6 +84,16 @@ function renderMessage(entry) {
 
 // Blocks that did not change stay as they are: a screen reader hears only what is new,
 // and a selection or a tapped "Copy" in an earlier block survives the stream.
+// The agent's thinking is folded to a few lines (a phone has little room); a tap shows all.
+function thinkingToggle() {
+  const button = h("button", { type: "button", class: "msg-label thinking", "aria-expanded": "false" }, "Thinking");
+  button.addEventListener("click", () => {
+    const open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+  });
+  return button;
+}
+
 function setMarkdown(el, source) {
   sources.set(el, source);
   const fresh = [...markdown(source).childNodes];
