@@ -274,3 +274,48 @@ async def test_browser_refuses_a_wrong_secret_and_tampered_frames(page: Any) -> 
     refusals = ["wrongSecret", "reordered", "headerBit", "payloadBit", "truncated", "short", "otherKey", "otherSession",
                 "replayed"]  # fmt: skip
     assert {**dict.fromkeys(refusals, "E2EError"), "state": "failed", "first": "first", "second": "second"} == outcomes
+
+
+# -- device.js: the device key, and signatures Python verifies ---------------------------------
+
+TRICKY_APPROVAL = {
+    "id": "approval-3", "type": "approval", "tool_call_id": "tool:c1",
+    "title": "Write ünïcødé ✓ \"q\" \\ \n\t\x01 \u2028 😀",
+    "kind": "edit", "source": "agent", "timeout": 300.0, "state": "pending", "outcome": None, "decided_by": None,
+    "options": [{"option_id": "allow", "name": "Allow", "kind": "allow_once"}],
+}  # fmt: skip
+TRICKY_CALL = {
+    "id": "tool:c1", "type": "tool_call", "title": "Write a.txt", "kind": "edit", "status": "pending",
+    "locations": ["/p/a.txt"],
+    "content": [{"type": "diff", "path": "/p/a.txt", "old_text": None, "new_text": "x\r\ny"}],
+    "ratio": 0.5, "big": 12345678901234,
+}  # fmt: skip
+
+
+async def test_device_signatures_verify_in_python_over_the_same_digest(page: Any) -> None:
+    """device.js hashes exactly what tether.protocol.signing hashes (Unicode, escapes, numbers), and its
+    Ed25519 signature over an approval verifies on the host side; the key is not extractable."""
+    from tether.protocol.signing import approval_digest, check_approval, unb64
+
+    result = await page.evaluate(
+        """async ([approval, call]) => {
+          const device = await import("/assets/device.js");
+          const key = await device.deviceKey();
+          const again = await device.deviceKey();
+          const digest = t.hex(await device.approvalDigest(approval, call));
+          const signed = await device.signDecision(key, "SESSIONID0123456789ab", approval, call, "allow");
+          let extractable = "no";
+          try { await crypto.subtle.exportKey("pkcs8", key.privateKey); extractable = "yes"; } catch {}
+          return { digest, signed, publicKey: t.e2e.toBase64url(key.publicKey), same: key.id === again.id,
+                   extractable, id: key.id };
+        }""",
+        [TRICKY_APPROVAL, TRICKY_CALL],
+    )
+    assert approval_digest(TRICKY_APPROVAL, TRICKY_CALL).hex() == result["digest"]
+    assert result["same"] and "no" == result["extractable"]  # one key per browser profile, never readable
+    public_key = unb64(result["publicKey"], 32, "public key")
+    signed = {"public_key": public_key, "session_id": "SESSIONID0123456789ab", "approval": TRICKY_APPROVAL,
+              "tool_call": TRICKY_CALL, "signature": result["signed"]["signature"],
+              "expires_ms": result["signed"]["expires"], "now": result["signed"]["expires"] / 1000 - 60}
+    assert check_approval(option_id="allow", **signed) is None
+    assert check_approval(option_id="deny", **signed) is not None
