@@ -231,13 +231,13 @@ def chromium_path() -> str:
 
 
 @contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(*extra_args: str) -> AsyncIterator[Browser]:
     """Debian's headless Chromium driven by Playwright, for every browser test (see chromium_path)."""
     path = chromium_path()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
+        browser = await playwright.chromium.launch(executable_path=path, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield browser
         finally:

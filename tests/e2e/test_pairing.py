@@ -286,3 +286,29 @@ async def test_pairing_and_a_signed_approval_in_the_real_page(
                 assert "[y/N]" not in later.stderr()
     finally:
         stop(run.process)
+
+
+async def test_a_second_device_is_told_in_words_that_another_one_is_connected(rc: RcRun) -> None:
+    from playwright.async_api import expect
+
+    async with ViewerClient(rc.url), chromium() as browser:  # the first device holds the one viewer slot
+        page = await (await browser.new_context()).new_page()
+        await page.goto(rc.url)
+        await expect(page.get_by_test_id("connection-status")).to_have_text("ended: busy", timeout=10_000 * UNIT)
+        await expect(page.locator("#notice")).to_contain_text("Another device is connected to this session")
+
+
+async def test_plain_http_elsewhere_says_why_the_page_cannot_work(rc: RcRun) -> None:
+    """Off https and off 127.0.0.1/localhost the page has no WebCrypto: it says so, and sends nothing."""
+    from playwright.async_api import expect
+
+    port = urlsplit(rc.url).port
+    async with chromium("--host-resolver-rules=MAP tether.test 127.0.0.1") as browser:
+        page = await (await browser.new_context()).new_page()
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await page.goto(rc.url.replace("127.0.0.1", "tether.test"))
+        await expect(page.get_by_test_id("connection-status")).to_have_text(
+            "ended: cannot encrypt", timeout=10_000 * UNIT)  # fmt: skip
+        await expect(page.locator("#notice")).to_contain_text("not a secure context")
+        assert [] == sockets and port is not None

@@ -1,14 +1,19 @@
 // The tether viewer: one session's transcript, prompts, approvals, stop, agent modes and
 // login, over the relay's WebSocket (docs/protocol.md). Plain ES module, no build step.
 
+import { deviceClaim, deviceKey, signDecision } from "./device.js";
+import { checkSupport, fromBase64url, toBase64url, ViewerHandshake } from "./e2e.js";
 import { Channel, FrameError } from "./frames.js";
 import { appendText, h, observe, renderControls, renderEntry, setRoot } from "./render.js";
 
 // The fragment carries the secrets (DESIGN.md, "Session URL"): browsers never send it to a
 // server, and it leaves the address bar (and history) before anything else. `j` is the
-// viewer-join credential the relay asks for (docs/protocol.md, "Credentials").
+// viewer-join credential the relay asks for (docs/protocol.md, "Credentials"); `k` the
+// pairing secret, the salt of the end-to-end handshake (docs/protocol.md section 2), which
+// works once. What this tab needs to come back after a reload or a dropped connection (the
+// join credential and the resume secret of its last admitted connection) stays in this
+// tab's sessionStorage, never sent anywhere.
 const fragment = new URLSearchParams(location.hash.slice(1));
-const joinToken = fragment.get("j") ?? "";
 if (location.hash) history.replaceState(history.state, "", location.pathname + location.search);
 
 const CLIENT = "tether-web/1";
@@ -28,6 +33,8 @@ const ui = {
   input: $("prompt-input"),
   send: $("prompt-send"),
   stop: $("stop"),
+  pairing: document.getElementById("pairing"),
+  pairingCode: $("pairing-code"),
 };
 
 const state = {
@@ -43,6 +50,28 @@ const state = {
 
 let socket = null;
 let channel = null;
+let keys = null; // this connection's end-to-end keys, once the handshake is done
+let admitted = false; // the host admitted this device (its snapshot came)
+let device = null; // this browser's device key (device.js)
+let inbound = Promise.resolve(); // frames are opened one after the other, in order
+let outbound = Promise.resolve(); // and sealed and sent in order
+
+const sessionId = sessionFromPath(location.pathname).id;
+const savedKey = `tether:${sessionId}`;
+const saved = (() => {
+  try {
+    return JSON.parse(sessionStorage.getItem(savedKey) ?? "{}") ?? {};
+  } catch {
+    return {};
+  }
+})();
+const joinToken = fragment.get("j") ?? saved.join ?? "";
+const pairingSecret = fragment.get("k");
+if (joinToken) saved.join = joinToken;
+if (pairingSecret) delete saved.resume; // a new link: pair (or be recognized) afresh
+function save() {
+  sessionStorage.setItem(savedKey, JSON.stringify(saved));
+}
 
 // ---- connection ---------------------------------------------------------------
 
@@ -57,22 +86,51 @@ function socketUrl() {
   return `${scheme}//${location.host}${prefix}/v1/viewer/${id}`;
 }
 
-function connect() {
+async function resumeId(secret) {
+  const label = new TextEncoder().encode("tether-resume-id\0");
+  const data = new Uint8Array(label.length + secret.length);
+  data.set(label);
+  data.set(secret, label.length);
+  return toBase64url(new Uint8Array(await crypto.subtle.digest("SHA-256", data)).slice(0, 12));
+}
+
+async function connect() {
   setStatus("connecting");
+  const problem = await checkSupport();
+  if (problem) return end("cannot encrypt", `This page cannot connect end to end: ${problem}.`);
+  let salt;
+  let resume;
+  try {
+    device = device ?? (await deviceKey());
+    if (saved.resume) {
+      salt = fromBase64url(saved.resume.secret, 32, "the resume secret");
+      resume = saved.resume.id;
+    } else if (pairingSecret) {
+      salt = fromBase64url(pairingSecret, 32, "the pairing secret");
+    }
+  } catch (error) {
+    return end("cannot connect", `This page cannot connect: ${error.message}.`);
+  }
+  if (!salt) return end("no link", "This link has no pairing secret. Open the link shown on the computer.");
+  const handshake = await ViewerHandshake.start(sessionId, salt);
   channel = new Channel(); // each connection starts new sequence spaces (protocol.md section 2)
+  keys = null;
+  admitted = false;
   const ws = new WebSocket(socketUrl());
   ws.binaryType = "arraybuffer";
   socket = ws;
   ws.addEventListener("open", () => {
-    // The relay admits this connection only with the session's credential, sent first.
+    // The relay admits this connection only with the session's credential, sent first; the
+    // host hears from this page first the key offer, in the clear (its only plaintext frame).
     ws.send(JSON.stringify({ type: "join", token: joinToken }));
+    const offer = handshake.offer();
+    for (const frame of channel.send(resume ? { ...offer, resume } : offer)) ws.send(frame);
     state.connected = true;
-    setStatus("connected");
-    send({ kind: "hello", client: CLIENT });
+    setStatus("securing");
   });
   ws.addEventListener("message", (event) => {
-    if (typeof event.data === "string") onControl(event.data);
-    else onFrame(event.data);
+    if (typeof event.data === "string") return onControl(event.data);
+    inbound = inbound.then(() => (ws === socket ? onFrame(event.data, handshake) : undefined));
   });
   ws.addEventListener("close", (event) => {
     if (socket !== ws) return;
@@ -83,8 +141,15 @@ function connect() {
 }
 
 function send(message) {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-  for (const frame of channel.send(message)) socket.send(frame);
+  if (!socket || socket.readyState !== WebSocket.OPEN || !keys) return false;
+  const ws = socket;
+  const sealed = channel.send(message).map((frame) => keys.sealer.sealFrame(frame));
+  outbound = outbound.then(async () => {
+    for (const frame of sealed) {
+      const bytes = await frame;
+      if (ws.readyState === WebSocket.OPEN) ws.send(bytes);
+    }
+  });
   return true;
 }
 
@@ -107,25 +172,68 @@ function onControl(text) {
   // {"type":"peer","role":"host",...}: a host that leaves ends the session (close 4000).
 }
 
-function onFrame(data) {
+async function onFrame(data, handshake) {
+  if (!keys) return onHandshake(data, handshake);
   let message;
   try {
-    message = channel.receive(data);
+    message = channel.receive(await keys.opener.openFrame(data));
   } catch (error) {
     if (!(error instanceof FrameError)) throw error;
     state.drops += 1;
     return console.warn("dropped a frame:", error.message);
   }
+  if (message?.kind === "snapshot" && !admitted) onAdmitted();
   if (message) {
     keepScroll(() => apply(message));
     observe(message); // render.js: what spans entries (turn ends, stops, the approval queue)
   }
 }
 
+// The host's first frame: its key reply (or why it will not run a handshake with us).
+async function onHandshake(data, handshake) {
+  let reply;
+  try {
+    reply = channel.receive(data);
+    if (reply?.kind === "key_refused") {
+      delete saved.resume;
+      save();
+      return end("not admitted", `The computer did not admit this browser: ${reply.reason ?? "no reason given"}.`);
+    }
+    keys = await handshake.receive(reply);
+  } catch (error) {
+    if (!(error instanceof FrameError)) throw error;
+    return end("not secure", `The end-to-end handshake failed (${error.message}). Nothing was sent. Open a new link from the computer.`);
+  }
+  showPairing(keys.pairingCode);
+  send({ kind: "hello", client: CLIENT, device: await deviceClaim(device, keys.transcript) });
+}
+
+async function onAdmitted() {
+  admitted = true;
+  hidePairing();
+  setStatus("connected");
+  // Coming back later (a reload, a dropped connection) uses this connection's resume secret.
+  saved.resume = { id: await resumeId(keys.resumeSecret), secret: toBase64url(keys.resumeSecret) };
+  save();
+  updateControls();
+}
+
+function showPairing(code) {
+  ui.pairing.hidden = false;
+  ui.pairingCode.textContent = code;
+}
+
+function hidePairing() {
+  ui.pairing.hidden = true;
+}
+
 function onClose(code, reason) {
   if (state.ended) return;
   if (code === 4000) return end("the host ended the session");
   if (code === 4404) return end("unknown session", "This session does not exist (any more). Start a new one on your computer.");
+  if (code === 4409) {
+    return end("busy", "Another device is connected to this session: only one device at a time drives it. Close the session there (or wait until it leaves), then reload this page.");
+  }
   if (code === 4401) return end("not admitted", "This link does not (or no longer) admit you to the session. Ask for a new link on the computer.");
   onDisconnected(code, reason);
 }
@@ -185,8 +293,22 @@ function apply(message) {
 const actions = {
   sent: (approvalId) => state.decisionsSent.has(approvalId),
   decide(approvalId, optionId) {
-    if (!send({ kind: "decide", approval_id: approvalId, option_id: optionId })) return false;
+    // Signed by this device over exactly what this page shows for the request (device.js).
+    const approval = state.entries.get(approvalId)?.entry;
+    if (!approval || !admitted || !socket) return false;
+    const toolCall = approval.tool_call_id ? state.entries.get(approval.tool_call_id)?.entry : null;
     state.decisionsSent.add(approvalId);
+    signDecision(device, sessionId, approval, toolCall ?? null, optionId).then(
+      ({ signature, expires }) => {
+        if (!send({ kind: "decide", approval_id: approvalId, option_id: optionId, signature, expires })) {
+          state.decisionsSent.delete(approvalId);
+        }
+      },
+      (error) => {
+        state.decisionsSent.delete(approvalId);
+        showNotice(`This decision could not be signed: ${error.message}`);
+      },
+    );
     return true;
   },
   setMode: (modeId) => send({ kind: "set_mode", mode_id: modeId }),
@@ -229,8 +351,10 @@ function setRunning(running) {
 
 function end(reason, notice = `Session ended: ${reason}.`) {
   state.ended = true;
+  hidePairing();
   state.running = false;
-  setStatus(reason === "unknown session" || reason === "not admitted" ? `ended: ${reason}` : "ended");
+  const named = ["unknown session", "not admitted", "cannot encrypt", "not secure", "no link", "cannot connect", "busy"];
+  setStatus(named.includes(reason) ? `ended: ${reason}` : "ended");
   showNotice(notice);
   if (socket) socket.close(1000);
   updateControls();
@@ -249,7 +373,7 @@ function showNotice(text) {
 }
 
 function updateControls() {
-  const live = state.connected && !state.ended;
+  const live = state.connected && !state.ended && admitted;
   ui.input.disabled = state.ended;
   ui.input.placeholder = state.ended ? "Session ended" : "Message the agent…";
   ui.send.disabled = !live;
@@ -300,6 +424,6 @@ ui.stop.addEventListener("click", () => {
   }
 });
 
-if (SESSION_ID_RE.test(sessionFromPath(location.pathname).id)) connect();
+if (SESSION_ID_RE.test(sessionId)) connect();
 else end("bad session id", "This address is not a tether session link.");
 updateControls();
