@@ -115,6 +115,8 @@ KEYS = {
             ("cloudflared", "tailscale"),
         ),
         Key("sandbox.default", bool, False, "run the agent in the sandbox unless --no-sandbox is given"),
+        Key("sandbox.mechanism", str, "auto", "what --sandbox uses on Linux: auto (bubblewrap, else Landlock), "
+            "bwrap or landlock", ("auto", "bwrap", "landlock")),
         Key("sandbox.auto_approve", bool, False, "with --sandbox, approve by itself what the sandbox confines: "
             "edits and understood commands in the project (never network, installs, deletes, outside paths)"),
         Key("approvals.timeout_seconds", int, 600, "an unanswered approval is denied after this long",

@@ -62,7 +62,8 @@ def secret(value: str) -> str:
     for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
             if value.encode() in environ.read_bytes():
-                found.append(str(environ))
+                cmdline = (environ.parent / "cmdline").read_bytes().replace(b"\0", b" ")[:60].decode(errors="replace")
+                found.append(f"{environ} ({cmdline})")
         except OSError:
             continue
     if not found:

@@ -22,6 +22,7 @@ CASES = {
     "remote.tunnel": ("tailscale", "ngrok", "cloudflared or tailscale"),
     "sandbox.default": ("off", "sometimes", "true or false"),
     "sandbox.auto_approve": ("yes", "perhaps", "true or false"),
+    "sandbox.mechanism": ("landlock", "firejail", "auto, bwrap or landlock"),
     "approvals.timeout_seconds": ("30", "0", "from 1 to 86400"),
 }
 

@@ -13,9 +13,9 @@ X86 = seccomp.ABIS["x86_64"]
 ARM = seccomp.ABIS["aarch64"]
 
 
-def run_bpf(code: bytes, nr: int, arch: int, arg0: int = 0) -> int:
+def run_bpf(code: bytes, nr: int, arch: int, arg0: int = 0, arg1: int = 0) -> int:
     """A classic-BPF interpreter for the few opcodes the filter uses, run on one ``struct seccomp_data``."""
-    data = struct.pack("=iIQ6Q", nr, arch, 0, arg0, 0, 0, 0, 0, 0)
+    data = struct.pack("=iIQ6Q", nr, arch, 0, arg0, arg1, 0, 0, 0, 0)
     program = [struct.unpack("=HBBI", code[i : i + 8]) for i in range(0, len(code), 8)]
     pc, acc = 0, 0
     while True:
@@ -27,6 +27,8 @@ def run_bpf(code: bytes, nr: int, arch: int, arg0: int = 0) -> int:
             pc += jt if acc == k else jf
         elif op == seccomp.JGE_K:
             pc += jt if acc >= k else jf
+        elif op == seccomp.AND_K:
+            acc &= k
         elif op == seccomp.RET_K:
             return k
         else:
@@ -52,6 +54,24 @@ DENY = seccomp.RET_ERRNO | seccomp.EPERM
 def test_filter_on_x86_64(nr: int, arg0: int, expected: int) -> None:
     """The x86_64 filter denies exactly new Unix sockets and io_uring, and kills on the x32 ABI."""
     assert expected == run_bpf(seccomp.compile_filter(X86), nr, X86.audit_arch, arg0)
+
+
+@pytest.mark.parametrize(
+    ("domain", "kind", "expected"),
+    [
+        (seccomp.AF_INET, seccomp.SOCK_STREAM, seccomp.RET_ALLOW),
+        (seccomp.AF_INET6, seccomp.SOCK_STREAM | 0o4000 | 0o2000000, seccomp.RET_ALLOW),  # NONBLOCK | CLOEXEC
+        (seccomp.AF_INET, 2, DENY),  # UDP: Landlock's network rules cover TCP only
+        (seccomp.AF_INET, 3, DENY),  # raw
+        (16, 3, DENY),  # netlink
+        (seccomp.AF_UNIX, seccomp.SOCK_STREAM, DENY),
+    ],
+)
+def test_tcp_only_filter(domain: int, kind: int, expected: int) -> None:
+    """The Landlock sandbox's filter: only TCP sockets of IPv4 or IPv6."""
+    code = seccomp.compile_filter(X86, tcp_only=True)
+    assert expected == run_bpf(code, X86.socket, X86.audit_arch, domain, kind)
+    assert seccomp.RET_ALLOW == run_bpf(code, 0, X86.audit_arch)
 
 
 def test_filter_kills_a_foreign_architecture() -> None:
@@ -172,3 +192,18 @@ def test_macos_profile_text() -> None:
     assert lines.index("(deny network*)") < lines.index('(allow network-outbound (remote ip "localhost:20000"))')
     assert "(deny network-outbound (remote unix-socket))" in lines
     assert not any("network-inbound" in line or "(allow network*" in line for line in lines)
+
+
+def test_landlock_plan() -> None:
+    """Landlock: the system and the program's folders readable, the project and private folders writable,
+    only the egress ports reachable; of /proc only the process's own folder and machine-wide facts."""
+    plan = sandbox.landlock_plan(Path("/srv/app"), [Path("/tmp/tether-sandbox-x")], [Path("/opt/venv")], [41000])
+    assert ("/srv/app", "/tmp/tether-sandbox-x") == plan.writable
+    assert "/usr" in plan.readable and "/opt/venv" in plan.readable and "/proc/self" in plan.readable
+    assert "/proc" not in plan.readable and "/home" not in plan.readable and "/tmp" not in plan.readable
+    assert (41000,) == plan.connect_ports
+    argv = sandbox.landlock_argv("/usr/bin/python3", plan, "00ff", ["agent", "--acp"])
+    assert ["/usr/bin/python3", "-I", "-S", "-c"] == argv[:4]
+    assert ["00ff", "agent", "--acp"] == argv[-3:]
+    compile(sandbox.LANDLOCK_HELPER_SOURCE, "landlock-helper", "exec")  # the helper is valid Python
+    compile(sandbox.HELPER_SOURCE, "egress-helper", "exec")

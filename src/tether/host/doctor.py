@@ -97,15 +97,15 @@ def tunnel_checks(env: Mapping[str, str] | None = None) -> list[Check]:
 
 
 def sandbox_check() -> Check:
-    """Whether ``--sandbox`` works here: the mechanism is run once, not only looked for."""
-    from tether.host.sandbox_run import availability, mechanism
+    """Whether ``--sandbox`` works here, and with what: each mechanism is run once, not only looked for."""
+    from tether.host.sandbox_run import choose, mechanism
 
-    ok, detail = availability()
-    tool = {"bwrap": "bubblewrap (bwrap)", "sandbox-exec": "sandbox-exec"}.get(mechanism() or "", "none")
-    if ok:
-        return Check("sandbox", tool, "ok", f"--sandbox works: {detail}")
+    chosen, detail = choose()
+    names = {"bwrap": "bubblewrap (bwrap)", "sandbox-exec": "sandbox-exec", "landlock": "Landlock + seccomp"}
+    if chosen is not None:
+        return Check("sandbox", names[chosen], "ok", f"--sandbox works: {detail}")
     status = "missing" if "not installed" in detail else "unavailable"
-    return Check("sandbox", tool, status, f"--sandbox is refused here: {detail}")
+    return Check("sandbox", names.get(mechanism() or "", "none"), status, f"--sandbox is refused here: {detail}")
 
 
 def run_checks(folder: Path) -> list[Check]:

@@ -217,6 +217,114 @@ def helper_argv(python: str, control_fd: int, egress_: Egress, command: Iterable
     return [python, "-I", "-S", "-c", HELPER_SOURCE, str(control_fd), ports, *command]
 
 
+# Folders of the system a Landlock-confined program may read and run from (those that exist).
+# Of /proc only the process's own folder (``/proc/self`` is opened, so it names the agent's pid)
+# and machine-wide facts: every other process's ``environ`` and ``cmdline`` stay unreadable.
+SYSTEM_READABLE = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys", "/nix",
+                   "/snap", "/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg",
+                   "/proc/uptime", "/proc/version", "/proc/sys", "/proc/filesystems")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LandlockPlan:
+    """What the Landlock helper applies before it becomes the agent (see LANDLOCK_HELPER_SOURCE)."""
+
+    readable: tuple[str, ...]  # read and execute beneath these
+    writable: tuple[str, ...]  # every file right beneath these: the project, a private home and temp folder
+    devices: tuple[str, ...] = ("/dev",)  # read and write (the terminal, /dev/null), nothing else
+    connect_ports: tuple[int, ...] = ()  # TCP ports it may connect to: the egress listeners
+
+    def argument(self) -> str:
+        """The helper's one argument (JSON)."""
+        import json
+
+        return json.dumps({"read": self.readable, "write": self.writable, "devices": self.devices,
+                           "ports": self.connect_ports})  # fmt: skip
+
+
+def landlock_plan(
+    project: Path, private: Iterable[Path], program_folders: Iterable[Path], ports: Iterable[int]
+) -> LandlockPlan:
+    """The Landlock rules: the system and the program's own folders readable, the project and private folders writable.
+
+    Landlock only adds rights beneath a folder, never takes them away below it, so unlike
+    bubblewrap it cannot keep the project's ``.git`` read-only. Without a pid namespace,
+    other processes' ``/proc`` folders exist; they are simply not readable (SYSTEM_READABLE).
+    """
+    readable = [*SYSTEM_READABLE, *(str(p) for p in program_folders)]
+    return LandlockPlan(tuple(dict.fromkeys(readable)), (str(project), *(str(p) for p in private)),
+                        connect_ports=tuple(ports))  # fmt: skip
+
+
+# Runs as the agent's process before it execs the agent (stdlib and ctypes only). argv: the plan
+# (JSON), the seccomp filter (hex), the agent's argv. It forbids new privileges, builds a
+# Landlock ruleset for every access right the kernel knows (file rights; TCP bind and connect
+# from ABI 4; abstract Unix sockets and signals scoped from ABI 6), adds the plan's rules,
+# restricts itself, loads the seccomp filter, and execs the agent. Any failure exits 126.
+LANDLOCK_HELPER_SOURCE = """import ctypes, json, os, struct, sys
+plan, bpf, argv = json.loads(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3:]
+libc = ctypes.CDLL(None, use_errno=True)
+def fail(what):
+    sys.stderr.write("tether sandbox (landlock): " + what + ": " + os.strerror(ctypes.get_errno()) + "\\n")
+    sys.exit(126)
+def call(number, *args):
+    result = libc.syscall(number, *args)
+    if result < 0:
+        fail("syscall %d" % number)
+    return result
+if libc.prctl(38, 1, 0, 0, 0) != 0:
+    fail("no_new_privs")
+abi = libc.syscall(444, None, 0, 1)
+if abi < 4:
+    fail("Landlock ABI %d has no network rules (4 or later needed)" % abi)
+fs = (1 << 13) - 1
+fs |= (1 << 13) if abi >= 2 else 0
+fs |= (1 << 14) if abi >= 3 else 0
+fs |= (1 << 15) if abi >= 5 else 0
+scoped = 3 if abi >= 6 else 0
+attr = struct.pack("=QQQ", fs, 3, scoped) if abi >= 6 else struct.pack("=QQ", fs, 3)
+ruleset = call(444, ctypes.c_char_p(attr), len(attr), 0)
+file_rights = 1 | 2 | 4 | ((1 << 14) if abi >= 3 else 0) | ((1 << 15) if abi >= 5 else 0)
+read = 1 | 4 | 8
+def allow(path, rights):
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return
+    if not os.path.isdir(path):
+        rights &= file_rights
+    rule = struct.pack("=Qi", rights, fd)
+    call(445, ruleset, 1, ctypes.c_char_p(rule), 0)
+    os.close(fd)
+for path in plan["read"]:
+    allow(path, read)
+for path in plan["devices"]:
+    allow(path, read | 2 | ((1 << 15) if abi >= 5 else 0))
+for path in plan["write"]:
+    allow(path, fs)
+for port in plan["ports"]:
+    rule = struct.pack("=QQ", 2, port)
+    call(445, ruleset, 2, ctypes.c_char_p(rule), 0)
+call(446, ruleset, 0)
+os.close(ruleset)
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+program = Program(len(bpf) // 8, bpf)
+if libc.prctl(22, 2, ctypes.byref(program), 0, 0) != 0:
+    fail("seccomp")
+try:
+    os.execvp(argv[0], argv)
+except OSError as exc:
+    sys.stderr.write("tether sandbox: cannot start " + argv[0] + ": " + str(exc.strerror) + "\\n")
+    sys.exit(127)
+"""
+
+
+def landlock_argv(python: str, plan: LandlockPlan, filter_hex: str, command: Iterable[str]) -> list[str]:
+    """The helper's command line: ``python -I -S -c LANDLOCK_HELPER_SOURCE PLAN FILTER COMMAND...``."""
+    return [python, "-I", "-S", "-c", LANDLOCK_HELPER_SOURCE, plan.argument(), filter_hex, *command]
+
+
 def _sbpl(path: Path | str) -> str:
     escaped = str(path).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'

@@ -27,6 +27,7 @@ LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS: A = data[k:k+4]
 JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K: pc += (A == k) ? jt : jf
 JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
 RET_K = 0x06  # BPF_RET | BPF_K
+AND_K = 0x54  # BPF_ALU | BPF_AND | BPF_K: A &= k
 
 # linux/seccomp.h
 RET_KILL_PROCESS = 0x80000000
@@ -34,11 +35,16 @@ RET_ERRNO = 0x00050000
 RET_ALLOW = 0x7FFF0000
 EPERM = 1
 AF_UNIX = 1
+AF_INET = 2
+AF_INET6 = 10
+SOCK_STREAM = 1
+SOCK_TYPE_MASK = 0xF  # the type without SOCK_NONBLOCK / SOCK_CLOEXEC
 X32_SYSCALL_BIT = 0x40000000
 
 OFFSET_NR = 0
 OFFSET_ARCH = 4
 OFFSET_ARG0 = 16  # low 32 bits of args[0] on a little-endian machine (the domain is an int)
+OFFSET_ARG1 = 24  # low 32 bits of args[1] (the type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +80,13 @@ def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> tuple[int, int, int, int
     return (code, jt, jf, k)
 
 
-def program(target: Abi) -> list[tuple[int, int, int, int]]:
-    """The filter as (code, jt, jf, k) instructions; jumps are relative to the next one."""
+def program(target: Abi, tcp_only: bool = False) -> list[tuple[int, int, int, int]]:
+    """The filter as (code, jt, jf, k) instructions; jumps are relative to the next one.
+
+    ``tcp_only`` (the Landlock sandbox, which has no network namespace and whose network
+    rules cover TCP only): ``socket(2)`` succeeds only for a TCP socket of AF_INET or
+    AF_INET6, so no UDP, raw, netlink or Unix socket can be made.
+    """
     deny = RET_ERRNO | EPERM
     ops = [
         _op(LD_W_ABS, OFFSET_ARCH),
@@ -85,9 +96,21 @@ def program(target: Abi) -> list[tuple[int, int, int, int]]:
     ]
     if target.x32:
         ops += [_op(JGE_K, X32_SYSCALL_BIT, jt=0, jf=1), _op(RET_K, RET_KILL_PROCESS)]
+    ops += [_op(JEQ_K, target.io_uring_setup, jt=0, jf=1), _op(RET_K, deny)]
+    if tcp_only:
+        ops += [
+            _op(JEQ_K, target.socket, jt=0, jf=7),
+            _op(LD_W_ABS, OFFSET_ARG0),
+            _op(JEQ_K, AF_INET, jt=1, jf=0),
+            _op(JEQ_K, AF_INET6, jt=0, jf=3),
+            _op(LD_W_ABS, OFFSET_ARG1),
+            _op(AND_K, SOCK_TYPE_MASK),
+            _op(JEQ_K, SOCK_STREAM, jt=1, jf=0),
+            _op(RET_K, deny),
+            _op(RET_K, RET_ALLOW),
+        ]
+        return ops
     ops += [
-        _op(JEQ_K, target.io_uring_setup, jt=0, jf=1),
-        _op(RET_K, deny),
         _op(JEQ_K, target.socket, jt=0, jf=3),
         _op(LD_W_ABS, OFFSET_ARG0),
         _op(JEQ_K, AF_UNIX, jt=0, jf=1),
@@ -97,6 +120,6 @@ def program(target: Abi) -> list[tuple[int, int, int, int]]:
     return ops
 
 
-def compile_filter(target: Abi | None = None) -> bytes:
+def compile_filter(target: Abi | None = None, tcp_only: bool = False) -> bytes:
     """The filter as the bytes ``bwrap --seccomp FD`` reads (``struct sock_filter`` array)."""
-    return b"".join(struct.pack("=HBBI", *op) for op in program(target or abi()))
+    return b"".join(struct.pack("=HBBI", *op) for op in program(target or abi(), tcp_only))
