@@ -101,6 +101,8 @@ KEYS = {
             ("anthropic", "openai"), env="TETHER_AGENT_PROVIDER"),
         Key("agent.model", str, None, "built-in agent: the model name, e.g. claude-sonnet-4-5 or llama3.1",
             check=_not_empty, env="TETHER_AGENT_MODEL"),
+        Key("agent.mode", str, None, "the mode an agent starts in (else the one where it asks), e.g. plan",
+            check=_not_empty),
         Key("relay.url", str, None, "relay used when --relay is not given (default: embedded on 127.0.0.1)",
             check=_relay_url),
         Key("relay.ca", str, None, "PEM file of the private CA a relay's certificate must chain to (--relay-ca)",

@@ -16,6 +16,7 @@ CASES = {
     "agent.default": ("claude", "'unclosed", "a preset"),
     "agent.provider": ("openai", "gpt", "anthropic or openai"),
     "agent.model": ("llama3.1", "  ", "non-empty"),
+    "agent.mode": ("plan", "  ", "non-empty"),
     "relay.url": ("https://relay.example.com", "not-a-url", "relay address"),
     "relay.ca": (__file__, "/nonexistent/ca.pem", "not a file"),
     "remote.auto_start": ("true", "maybe", "true or false"),

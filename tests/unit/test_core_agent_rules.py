@@ -244,3 +244,12 @@ def test_a_login_needed_mid_session_shows_the_methods_and_login_answers() -> Non
     assert ("needed", ["claude-login"]) == (login["state"], [m["id"] for m in login["methods"]])
     out = core(ev.FromScreen("terminal", Authenticate(method_id="claude-login")))
     assert [fx.Login("claude-login")] == of(fx.Login, out)
+
+
+def test_a_start_mode_chosen_in_config_is_used() -> None:
+    """agent.mode = plan: the agent starts in plan (not the preset's asking mode); the choice is the person's."""
+    core = Core("claude")
+    core.core.controls.chosen_mode = "plan"
+    out = core(ev.SessionOpened(modes=modes("auto", "default", "auto", "plan")))
+    assert [fx.ChangeMode("plan", enforcing=True)] == of(fx.ChangeMode, out)
+    assert any("(agent.mode)" in t for t in core.system_texts())

@@ -146,6 +146,9 @@ async def _open_session(
         options.root, spec, _log_path(spec.name), options.approval_timeout, skip_permissions=options.skip_permissions
     )
     session.core.permission_policy = rules = _permission_policy(options.root, trusted, options.sandbox)
+    from tether.config import Config
+
+    session.core.controls.chosen_mode = Config().get("agent.mode")  # else it starts where it asks (issue 11)
     for warning in rules.warnings:
         out.print(f"[yellow]{warning}[/yellow]", highlight=False, soft_wrap=True)
     if options.name:

@@ -34,6 +34,7 @@ class Controls:
         self.remote = False
         self.skip_permissions = False  # --dangerously-skip-permissions is in force (a local session)
         self.started = False  # the session opened once (the start-asking rule ran)
+        self.chosen_mode: str | None = None  # the mode the person chose to start in (config agent.mode)
 
     def load(self, modes: schema.SessionModeState | None, options: list[Any] | None) -> None:
         """Take what session/new (or session/load) returned."""

@@ -63,6 +63,14 @@ class Modes(CoreState):
             return
         self.controls.started = True
         self._show_banner()
+        chosen = self.controls.chosen_mode
+        if chosen is not None and chosen in {m.id for m in self.controls.modes} and not self.enforcing:
+            if chosen != self.controls.current_mode and not (self.controls.remote and self.controls.is_self_approving(
+                    chosen)):  # fmt: skip
+                self._notice(f"Starting the agent in {chosen!r} (agent.mode).")
+                self.enforcing = True
+                self._out.append(fx.ChangeMode(chosen, enforcing=True))
+            return  # the person's choice, with the banner if it approves by itself
         offending = self.controls.self_approving_now()
         if self.controls.remote or offending is None or self.enforcing:
             return  # under Remote Control, _police moves it
