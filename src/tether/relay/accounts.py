@@ -29,6 +29,7 @@ from tether.errors import CredentialRefused, UserError
 
 INVITE_LIFETIME = 24 * 3600.0
 LOCAL_ACCOUNT = "local"  # the embedded relay's account, provisioned on first use
+MIGRATION_LOCK = 0x7E7E_0013  # PostgreSQL advisory lock held while migrating
 
 metadata = sa.MetaData()
 accounts = sa.Table(
@@ -102,6 +103,10 @@ class AccountStore:
         config.set_main_option("script_location", str(resources.files("tether.relay") / "migrations"))
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Relays that share one database may start at once: one migrates, the
+                    # others wait for it and then find nothing left to do.
+                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except sa.exc.OperationalError as exc:

@@ -320,7 +320,11 @@ def _is_renewal(text: object) -> bool:
 
 
 def load_keys(path: str | None, now: float) -> KeySet:
-    """The relay's key set from ``path`` (created 0600 on first use), or fresh keys for this process."""
+    """The relay's key set from ``path`` (created 0600 on first use), or fresh keys for this process.
+
+    Relays that share sessions share this file; when several start at once on a new one,
+    the first to link its complete file in wins and the others read that one.
+    """
     if path is None:
         return KeySet.generate(now)
     file = Path(path)
@@ -328,9 +332,16 @@ def load_keys(path: str | None, now: float) -> KeySet:
         return KeySet.from_json(file.read_text(encoding="utf-8"))
     keys = KeySet.generate(now)
     file.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    temporary = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:
         out.write(keys.to_json())
+    try:
+        os.link(temporary, file)  # atomic, and never over a file another relay made meanwhile
+    except FileExistsError:
+        return KeySet.from_json(file.read_text(encoding="utf-8"))
+    finally:
+        temporary.unlink()
     return keys
 
 
