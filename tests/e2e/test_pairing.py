@@ -276,6 +276,12 @@ async def test_pairing_and_a_signed_approval_in_the_real_page(
             await expect(page.get_by_test_id("message").filter(has_text="wrote notes.txt")).to_have_count(
                 1, timeout=10_000 * UNIT)  # fmt: skip
             assert "signed" == (project / "notes.txt").read_text()
+            # A reload comes back with the tab's resume secret: no new question, the conversation is there.
+            await page.reload()
+            await expect(page.get_by_test_id("connection-status")).to_have_text("connected", timeout=10_000 * UNIT)
+            await expect(page.get_by_test_id("message").filter(has_text="wrote notes.txt")).to_have_count(1)
+            terminal.until(") connected.", 10 * UNIT)  # back, as the device it is ("paired and connected" before)
+            assert 1 == "".join(terminal.seen).count("[y/N]")
             stop(run.process)
             later = start_rc(project, tether_env, relay, accept_device=False)
             try:
