@@ -27,7 +27,7 @@ import pytest_asyncio
 
 from tests.conftest import RcRun, chromium
 from tests.e2e.test_viewer_page import ADMISSIONS, OPTIONS, SESSION, WAIT_MS, FakeHost, message, open_session
-from tether.protocol.messages import Append, Decide, Entry, Prompt, Turn
+from tether.protocol.messages import Append, Cancel, Decide, Entry, Prompt, Turn
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -221,6 +221,9 @@ async def test_long_diff_lines_wrap_with_line_numbers(browser: Any, relay_url: s
                 await shot(page, "diff")
 
 
+CLOSED = "The turn ended with this tool call pending: closed as not run."
+
+
 async def test_command_card_has_no_stray_dot_shows_ansi_colours_and_folds(browser: Any, relay_url: str) -> None:
     """A command card lists no "." for the session folder, shows ANSI colours as spans (not HTML), folds long output."""
     from playwright.async_api import expect
@@ -229,9 +232,12 @@ async def test_command_card_has_no_stray_dot_shows_ansi_colours_and_folds(browse
     output += "\x1b[31mred\x1b[0m plain \x1b[1;32mbold green\x1b[0m \x1b[38;5;208morange\x1b[0m "
     output += "\x1b[2K<img src=x onerror=window.pwned=2>\n"
     run = tool("tool:r1", "execute", "completed", "Run pytest -q", terminal(output, exit_code=1), locations=(CWD,))
+    never = {**tool("tool:r2", "execute", "failed", "Run make"), "closed_by_host": CLOSED}
     async with phone(browser) as page, FakeHost(relay_url) as host:
-        await open_session(page, host, [message("m1", "user", "run the tests"), run])
-        card = page.get_by_test_id("tool-call")
+        await open_session(page, host, [message("m1", "user", "run the tests"), run, never])
+        await expect(page.get_by_test_id("tool-call").last.locator(".badge")).to_have_text("not run", timeout=WAIT_MS)
+        await expect(page.get_by_test_id("tool-call").last).to_contain_text(CLOSED)
+        card = page.get_by_test_id("tool-call").first
         await expect(card).to_contain_text("Run pytest -q", timeout=WAIT_MS)
         await expect(card.locator(".locations")).to_have_count(0)
         assert "." not in (await card.inner_text()).split()
@@ -260,11 +266,12 @@ async def test_denied_call_says_denied_and_stopped_call_says_stopped(browser: An
     edit = tool("tool:a", "edit", "pending", "Edit notes.txt", diff(f"{CWD}/notes.txt", "old\n", "new\n"))
     run = tool("tool:b", "execute", "in_progress", "Run make", terminal("building…\n"))
     steps = plan(("Read the code", "completed"), ("Edit notes.txt", "in_progress"), ("Run make", "pending"))
+    later = tool("tool:c", "execute", "pending", "Run make test")
     asking = approval("approval-1", "tool:a", "Edit notes.txt", "edit")
     async with phone(browser) as page, FakeHost(relay_url) as host:
-        await open_session(page, host, [message("m1", "user", "go"), steps, edit, asking, run], running=True)
+        await open_session(page, host, [message("m1", "user", "go"), steps, edit, asking, run, later], running=True)
         badges = page.locator(".tool-head .badge")
-        await expect(badges).to_have_text(["needs approval", "running"], timeout=WAIT_MS)
+        await expect(badges).to_have_text(["needs approval", "running", "queued"], timeout=WAIT_MS)
 
         await page.get_by_test_id("approval").get_by_test_id("deny").click()
         decide = await host.wait_for_kind(Decide)
@@ -274,10 +281,17 @@ async def test_denied_call_says_denied_and_stopped_call_says_stopped(browser: An
         await expect(badges.first).to_have_text("denied", timeout=WAIT_MS)
         await expect(page.get_by_test_id("approval-outcome")).to_have_text("Denied (viewer)")
 
-        # Stop: the host closes the open call, then says the turn was cancelled.
+        # Stop tapped: the agent fails its running call and says so; the host closes the call
+        # that never started, then says the turn was cancelled.
+        await page.get_by_test_id("stop").click()
+        assert isinstance(await host.wait_for_kind(Cancel), Cancel)
         await host.send(Entry(entry={**run, "status": "failed"}))
+        await host.send(Entry(entry=message("m9", "agent", "Cancelled.")))
+        closed = "The turn ended with this tool call pending: closed as not run."
+        await host.send(Entry(entry={**later, "status": "failed", "closed_by_host": closed}))
         await host.send(Turn(running=False, stop_reason="cancelled"))
-        await expect(badges).to_have_text(["denied", "stopped"], timeout=WAIT_MS)
+        await expect(badges).to_have_text(["denied", "stopped", "stopped"], timeout=WAIT_MS)
+        await expect(page.locator(".tool-note")).to_have_count(0)  # "stopped" says it all
         await expect(page.get_by_test_id("plan")).to_have_attribute("data-state", "abandoned")
         await expect(page.get_by_test_id("plan")).to_contain_text("abandoned")
 

@@ -162,12 +162,13 @@ function card(entry, actions, tool) {
     h("div", { class: "risk", data: { risk: level } }, h("strong", {}, `${level[0].toUpperCase()}${level.slice(1)} risk`), ` · ${label(entry.kind) || "tool"} · ${what}`),
     entry.source === "host" ? h("div", { class: "approval-kind" }, "Asked by tether: the agent did not ask for this itself.") : null,
     paths.length ? h("ul", { class: "locations" }, paths.map((p) => h("li", {}, p))) : null,
-    entry.kind === "execute" && sessionRoot() && !command ? h("div", { class: "approval-kind" }, `in ${sessionRoot()}`) : null,
+    // tether's own approval of a command names its folder in the title already.
+    entry.kind === "execute" && entry.source !== "host" && sessionRoot() && !command ? h("div", { class: "approval-kind" }, `in ${sessionRoot()}`) : null,
     command ? h("div", { class: "approval-kind" }, `in ${sessionRoot() || "the project folder"}`) : null,
     h("div", { class: "q-detail" }, content.map((item, index) => detail(item, `${entry.id}/q${index}`))),
     h("div", { class: "actions" }, buttons),
     always ? h("p", { class: "always-note" }, h("strong", {}, `“${str(always.name) || "Always approve"}”`), ` covers ${alwaysCovers(entry)}.`) : null,
-    askToNotify(),
+    cards.size === 0 ? askToNotify() : null, // asked once, on the first card
   );
 }
 

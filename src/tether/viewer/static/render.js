@@ -33,6 +33,8 @@ const fates = new Map(); // tool entry id -> "asking" | "denied" | "expired" | "
 let turnTools = new Set(); // tool entry ids since the latest user prompt
 let closing = []; // tool calls turned "failed" just before a turn ended (the host closing them)
 let failedNow = null;
+let stopAsked = false; // the stop button was tapped here during this turn
+const failedAfterStop = new Set(); // calls that turned failed since: stopped, whoever closed them
 const turn = { running: false, stopped: false };
 const plan = { el: null, entry: null };
 
@@ -130,7 +132,10 @@ function renderTool(entry) {
   const before = tools.get(entry.id);
   tools.set(entry.id, entry);
   turnTools.add(entry.id);
-  if (entry.status === "failed" && before?.status !== "failed") failedNow = entry.id;
+  if (entry.status === "failed" && before?.status !== "failed") {
+    failedNow = entry.id;
+    if (stopAsked) failedAfterStop.add(entry.id);
+  }
   return h("article", { testid: "message", class: "entry tool-entry", data: { role: "tool", id: entry.id } }, renderToolCall(entry, fates.get(entry.id) ?? null));
 }
 
@@ -159,6 +164,7 @@ function fateOf(approval) {
 // A stop ends the turn: whatever was still open, or closed by the host just before it
 // said so (`closed`), was stopped, not failed; a plan left unfinished was abandoned.
 function turnStopped(closed) {
+  closed = [...closed, ...failedAfterStop];
   for (const id of new Set([...turnTools, ...closed])) {
     const status = tools.get(id)?.status;
     const fate = fates.get(id);
@@ -287,6 +293,8 @@ export function observe(message) {
     turn.running = message.running === true;
     if (turn.running) turn.stopped = false;
     else if (message.stop_reason === "cancelled") turnStopped(closed);
+    stopAsked = false;
+    failedAfterStop.clear();
     refreshPlan();
   } else if (message?.kind === "entry") {
     // The host closes a stopped turn's open calls (and cancels its approvals) just before it says the turn ended.
@@ -296,6 +304,10 @@ export function observe(message) {
   }
   failedNow = null;
 }
+
+document.querySelector('[data-testid="stop"]')?.addEventListener("click", () => {
+  stopAsked = true;
+});
 
 function showEmptyHint(session) {
   if (!ui.empty) return;

@@ -15,7 +15,9 @@ const DIFF_ROWS = 40; // diff rows shown before "show all"
 const TEXT_LINES = 16;
 
 /** The status word of a tool call whose ACP status is `status` and whose fate (or null) is `fate`. */
-export function statusWord(status, fate) {
+export function statusWord(status, fate, closed = "") {
+  // The host closes a call its turn left open (closed_by_host): it was not run, or did not finish.
+  if (!FATE_WORDS[fate] && status === "failed" && closed) return /not run/.test(closed) ? "not run" : "unfinished";
   return FATE_WORDS[fate] ?? STATUS_WORDS[status] ?? label(status);
 }
 
@@ -23,23 +25,25 @@ export function statusWord(status, fate) {
 export function renderToolCall(entry, fate = null) {
   const status = str(entry.status, "pending");
   const kind = str(entry.kind, "other");
+  const closed = str(entry.closed_by_host);
   const content = list(entry.content);
   const shown = new Set(content.filter((item) => item?.type === "diff").map((item) => item.path));
   // The session folder itself ("." once shortened) says nothing: commands all run there.
   const locations = list(entry.locations).filter((path) => typeof path === "string" && !shown.has(path) && path !== sessionRoot());
   const card = h(
     "section",
-    { testid: "tool-call", class: "card tool", data: { status, kind, fate } },
+    { testid: "tool-call", class: "card tool", data: { status, kind, fate, closed: closed || undefined } },
     h(
       "header",
       { class: "tool-head" },
       h("span", { class: "tool-icon", "aria-hidden": "true" }, ICONS[kind] ?? ICONS.other),
       h("span", { class: "tool-kind" }, label(kind) || "tool"),
-      h("span", { class: "badge", data: { status, fate } }, statusWord(status, fate)),
+      h("span", { class: "badge", data: { status, fate } }, statusWord(status, fate, closed)),
       h("span", { class: "tool-title" }, str(entry.title, "tool call")),
     ),
     locations.length ? h("ul", { class: "locations" }, locations.map((path) => h("li", {}, shortPath(path)))) : null,
     content.map((item, index) => renderToolContent(item, `${entry.id}/${index}`)),
+    closed && fate !== "stopped" ? h("div", { class: "tool-note" }, closed) : null,
   );
   card.addEventListener("unfold", () => card.replaceWith(renderToolCall(entry, fate)));
   return card;
@@ -54,7 +58,8 @@ export function setFate(card, fate) {
   if (badge) {
     if (fate) badge.dataset.fate = fate;
     else delete badge.dataset.fate;
-    badge.textContent = statusWord(card.dataset.status, fate);
+    badge.textContent = statusWord(card.dataset.status, fate, card.dataset.closed ?? "");
+    if (fate === "stopped") card.querySelector(".tool-note")?.remove();
   }
 }
 
