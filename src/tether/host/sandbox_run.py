@@ -288,7 +288,9 @@ class Sandbox:
             if word.startswith("/") and Path(word).exists():
                 folder = Path(word).resolve().parent
                 venv = next((p for p in (folder, *folder.parents) if (p / "pyvenv.cfg").exists()), None)
-                programs += [venv or folder, Path(word).parent]
+                tops = reversed((folder, *folder.parents))
+                modules = next((p.parent for p in tops if p.name == "node_modules"), None)  # a package's whole tree
+                programs += [venv or modules or folder, Path(word).parent]
         for entry in confinement.env:
             if entry[0] == "PATH":
                 programs += [Path(p) for p in entry[1].split(":") if p.startswith("/") and Path(p) != self.home]
