@@ -1,4 +1,4 @@
-"""The real Gemini CLI (``--acp``), driven from a viewer: relay + `tether rc --agent gemini` + ViewerClient.
+"""The real Gemini CLI (``--acp``), driven from a real browser: relay + `tether rc --agent gemini` + Chromium.
 
 Everything is real (the npm package @google/gemini-cli at the preset's pin, tether, the
 relay, sockets on 127.0.0.1) except the Gemini API: FakeGemini speaks its streaming
@@ -19,13 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UNIT
-from tests.e2e.npm_agents import INSTALL_TIMEOUT, AgentRuns, npm_cache, open_cards, option_id, private_home, runs
-from tests.e2e.npm_agents import strongest_allow as strongest
+from tests.conftest import UNIT, chromium
+from tests.e2e.npm_agents import INSTALL_TIMEOUT, AgentRuns, npm_cache, private_home, runs
 from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.model_server import RecordedRequest, Turn, call
 from tether.agents.presets import GEMINI_CLI
-from tether.testing import ViewerClient
 
 WAIT = 30 * UNIT  # Gemini CLI's own work between two viewer events (measured: under 2 s)
 pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT + 120)
@@ -56,50 +54,49 @@ def agents(project: Path, tether_env: dict[str, str], relay: str) -> Iterator[Ag
     yield from runs(project, tether_env, relay)
 
 
-async def test_gemini_asks_for_new_files_keeps_asking_and_stops(agents: AgentRuns, project: Path,
-                                                                 tmp_path: Path) -> None:  # fmt: skip
-    """New file asks and lands; "for this session" withheld; the next file still asks; a denial holds; stop works."""
-    cache = npm_cache(GEMINI_CLI)
-    home = tmp_path / "home"
+def gemini_env(agents: AgentRuns, home: Path, base_url: str) -> dict[str, str]:
+    """The agent's environment: a private HOME with usage statistics off, the fake as its gateway."""
     (home / ".gemini").mkdir(parents=True)
     (home / ".gemini" / "settings.json").write_text(json.dumps({
         "privacy": {"usageStatisticsEnabled": False}, "telemetry": {"enabled": False},
         "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
     }))  # fmt: skip
+    clean = {k: v for k, v in agents.env.items() if not k.startswith(("GEMINI_", "GOOGLE_", "XDG_"))}
+    return clean | private_home(home, npm_cache(GEMINI_CLI)) | {"GOOGLE_GEMINI_BASE_URL": base_url,
+                                                                "GEMINI_API_KEY": "k"}  # fmt: skip
+
+
+async def test_gemini_in_the_real_page(agents: AgentRuns, project: Path, tmp_path: Path) -> None:
+    """Chromium on the rc URL: a new file asks, with no "always" (it would switch Gemini to autoEdit), and lands
+    on approve-once; the next file still asks and a denial holds; stop works; no card is left pending."""
+    from playwright.async_api import expect
+
+    wait_ms = WAIT * 1000
     async with FakeGemini(side=model) as fake:
-        clean = {k: v for k, v in agents.env.items() if not k.startswith(("GEMINI_", "GOOGLE_", "XDG_"))}
-        env = clean | private_home(home, cache) | {"GOOGLE_GEMINI_BASE_URL": fake.base_url, "GEMINI_API_KEY": "k"}
-        run = agents.start("gemini", env)
-        where = f"(tether-project={await asyncio.to_thread(project.resolve)})"  # the folder as tether names it
         agents.fake = fake
-        async with ViewerClient(run.url) as viewer:
-            controls = await viewer.wait_for(lambda v: v.entries.get("controls"), WAIT)
-            assert ("default", True) == (controls["modes"]["current"], controls["remote"])
-
-            await viewer.prompt(f"please create file hello.txt {where}")
-            first = await viewer.wait_for(lambda v: v.pending_approval() or v.stop_reasons, WAIT)
-            assert isinstance(first, dict), f"no approval for a new file: {viewer.texts('agent')}"
-            assert not (project / "hello.txt").exists()
-            # "Allow for this session" would switch Gemini to autoEdit, told only as agent text: withheld.
-            assert ["allow_once", "reject_once"] == [o["kind"] for o in first["options"]]
-            await viewer.decide(first["id"], strongest(first))
-            await viewer.wait_for(lambda v: len(v.stop_reasons) == 1, WAIT)
-            assert "hi\n" == (project / "hello.txt").read_text()
-            assert [] == open_cards(viewer)
-
-            await viewer.prompt(f"please create file other.txt {where}")
-            second = await viewer.wait_for(lambda v: v.pending_approval(), WAIT)
-            assert "other.txt" in second["title"]
-            await viewer.decide(second["id"], option_id(second, "reject_once"))
-            await viewer.wait_for(lambda v: len(v.stop_reasons) == 2, WAIT)
-            assert not (project / "other.txt").exists()
-            assert [] == open_cards(viewer), "a denied card must not stay pending"
-
-            await viewer.prompt("think forever")
-            await viewer.wait_for(lambda v: any("Thinking" in t for t in v.texts("agent")), WAIT)
-            await viewer.cancel()
-            await viewer.wait_for(lambda v: len(v.stop_reasons) == 3, WAIT)
-            assert "cancelled" == viewer.stop_reasons[2]
-            assert [] == open_cards(viewer)
-            assert "default" == viewer.entries["controls"]["modes"]["current"]
-            print("stop reasons:", viewer.stop_reasons, "system:", viewer.texts("system"))
+        run = agents.start("gemini", gemini_env(agents, tmp_path / "home", fake.base_url))
+        where = f"(tether-project={await asyncio.to_thread(project.resolve)})"
+        async with chromium() as browser:
+            page = await (await browser.new_context()).new_page()
+            await page.goto(run.url)
+            await expect(page.get_by_test_id("connection-status")).to_have_text("connected", timeout=wait_ms)
+            for name, button in (("page.txt", "approve-once"), ("denied.txt", "deny")):
+                await page.get_by_test_id("prompt-input").fill(f"please create file {name} {where}")
+                await page.get_by_test_id("prompt-send").click()
+                card = page.get_by_test_id("approval")
+                await expect(card).to_have_count(1, timeout=wait_ms)
+                await expect(card.get_by_test_id("approve-always")).to_have_count(0)  # withheld under Remote Control
+                await card.get_by_test_id(button).click()
+                tool = page.get_by_test_id("tool-call").filter(has_text=name)
+                status = "completed" if button == "approve-once" else "failed"
+                await expect(tool).to_have_attribute("data-status", status, timeout=wait_ms)
+                await expect(page.get_by_test_id("working")).to_be_hidden(timeout=wait_ms)
+            await page.get_by_test_id("prompt-input").fill("think forever")
+            await page.get_by_test_id("prompt-send").click()
+            await expect(page.get_by_test_id("message").filter(has_text="Thinking")).to_have_count(1, timeout=wait_ms)
+            await page.get_by_test_id("stop").click()
+            await expect(page.get_by_test_id("working")).to_be_hidden(timeout=wait_ms)
+            statuses = [await c.get_attribute("data-status") for c in await page.get_by_test_id("tool-call").all()]
+            assert ["completed", "failed"] == statuses, "no card pending or running after its turn"
+            await expect(page.get_by_test_id("mode-select")).to_have_value("default")
+    assert ("hi\n", False) == ((project / "page.txt").read_text(), (project / "denied.txt").exists())
