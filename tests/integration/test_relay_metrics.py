@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -113,3 +116,19 @@ async def test_json_figures_stay_for_other_clients(relay: EmbeddedRelay) -> None
     figures = response.json()
     assert (1, 3) == (figures["frames_forwarded"], figures["bytes_forwarded"])
     await host.close()
+
+
+async def test_the_grafana_dashboard_charts_metrics_the_relay_has(relay: EmbeddedRelay) -> None:
+    """Every metric deploy/scale/grafana-dashboard.json queries is in the relay's exposition."""
+    board = json.loads((Path(__file__).parents[2] / "deploy" / "scale" / "grafana-dashboard.json").read_text())
+    queried = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for panel in board["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(?:tether_relay|process)_[a-z_]+", target["expr"])
+    }
+    exposed = {
+        re.sub(r"_(bucket|count|sum|created|total)$", "", name) for name, _ in samples((await scrape(relay)).text)
+    }
+    assert len(queried) >= 10
+    assert set() == {re.sub(r"_total$", "", name) for name in queried} - exposed

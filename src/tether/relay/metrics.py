@@ -19,6 +19,9 @@ histogram bucket; everything else is read from the relay's state when scraped.
 | ``tether_relay_credential_refusals_total{reason}`` | counter | refused credentials by reason |
 | ``tether_relay_queued_bytes`` / ``_peak`` / ``_limit`` | gauge | frames waiting for slow readers |
 | ``tether_relay_forward_seconds`` | histogram | from reading a frame to queueing (or publishing) it |
+| ``process_*`` | | the process's memory, CPU, descriptors (prometheus-client's ProcessCollector) |
+
+``deploy/scale/grafana-dashboard.json`` charts these.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
+
+from tether.auth.tokens import Refusal
 
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FORWARD_BUCKETS = (0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0, 10.0)
@@ -70,7 +75,9 @@ class _FiguresCollector(Collector):
         refusals = CounterMetricFamily(
             "tether_relay_credential_refusals", "Refused credentials by reason", labels=["reason"]
         )
-        for reason, count in sorted(f.refusals.items()):
+        # Every reason, zero included, so a dashboard sees a stable shape (as for drops).
+        known = {str(reason): 0 for reason in Refusal} | {"missing": 0}
+        for reason, count in sorted((known | dict(f.refusals)).items()):
             refusals.add_metric([reason], count)
         yield refusals
         yield GaugeMetricFamily("tether_relay_queued_bytes", "Bytes queued for slow readers", f.queued_bytes)
@@ -93,6 +100,7 @@ class RelayMetrics:
         self.bytes = 0
         self.figures = Figures()
         self.registry.register(_FiguresCollector(self))
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_cpu_seconds_total, ...
 
     def forwarded(self, size: int, seconds: float) -> None:
         """Count one frame of ``size`` bytes that took ``seconds`` to forward."""
