@@ -30,6 +30,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/lint-imports
 
 bench: $(TEST_STAMP)
+	$(BIN)/python benchmarks/relay_scale.py
 	$(BIN)/python benchmarks/relay_throughput.py
 	$(BIN)/python benchmarks/session_bench.py
 	$(BIN)/python benchmarks/relay_memory.py
