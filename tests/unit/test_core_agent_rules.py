@@ -253,3 +253,18 @@ def test_a_start_mode_chosen_in_config_is_used() -> None:
     out = core(ev.SessionOpened(modes=modes("auto", "default", "auto", "plan")))
     assert [fx.ChangeMode("plan", enforcing=True)] == of(fx.ChangeMode, out)
     assert any("(agent.mode)" in t for t in core.system_texts())
+
+
+def said(text: str) -> ev.AgentUpdate:
+    block = schema.TextContentBlock(type="text", text=text)
+    return ev.AgentUpdate(schema.AgentMessageChunk(session_update="agent_message_chunk", content=block))
+
+
+def test_a_gemini_mode_switch_told_as_text_counts() -> None:
+    """Gemini's "[MODE_UPDATE] autoEdit" agent text moves the Mode menu and shows the banner; under remote, back."""
+    core = Core("gemini").open(modes("default", "default", "autoEdit", "yolo")).prompt()
+    core(said("[MODE_UPDATE] autoEdit"))
+    assert ("autoEdit", True) == (core.entry("controls")["modes"]["current"], core.entry("banner")["on"])
+    core.remote()
+    core(said("[MODE_UPDATE] yolo"))
+    assert fx.ChangeMode("default", enforcing=True) in core.effects

@@ -50,6 +50,8 @@ class Preset:
     # Modes in which the agent runs commands itself inside a confinement tether knows (Codex's
     # read-only sandbox): a command it ran there without asking is not "acted without asking".
     confined_modes: frozenset[str] = field(default_factory=frozenset)
+    # The agent tells some mode switches only as agent text, "[MODE_UPDATE] <mode id>" (Gemini CLI).
+    mode_in_text: bool = False
     # The name a person knows the agent by, for "starting ..." lines.
     title: str = ""
     # The agent's own configuration files (``~`` for the home folder), read by `tether doctor`.
@@ -113,6 +115,7 @@ PRESETS: dict[str, Preset] = {
             credentials=("GEMINI_API_KEY", "GOOGLE_API_KEY", "~/.gemini/oauth_creds.json"),
             # Gemini's "Allow for this session" switches it to autoEdit, told only as agent text.
             always_enters_mode="autoEdit",
+            mode_in_text=True,
             title="Gemini CLI",
             config_files=("~/.gemini/settings.json",),
         ),

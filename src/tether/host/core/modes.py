@@ -18,6 +18,7 @@ Also here:
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Any
 
@@ -32,6 +33,7 @@ from tether.host.core.transcript import tool_entry_id
 LIVE = (Phase.READY, Phase.TURN_RUNNING)
 GUARDED_KINDS = frozenset({"edit", "delete", "move", "execute"})  # tool kinds that change something
 TOOL_UPDATES = (schema.ToolCallStart, schema.ToolCallProgress, schema.ToolCallUpdate)
+MODE_TEXT = re.compile(r"\[MODE_UPDATE\]\s*([\w-]+)")
 
 
 class Modes(CoreState):
@@ -105,6 +107,8 @@ class Modes(CoreState):
 
     def _guard(self, update: Any) -> None:
         """The generic guard (module doc) for one tool call update already in the transcript."""
+        if isinstance(update, schema.AgentMessageChunk):
+            self._mode_in_text(update)
         if not isinstance(update, TOOL_UPDATES):
             return
         entry_id = tool_entry_id(update.tool_call_id)
@@ -127,6 +131,17 @@ class Modes(CoreState):
         self._notice(f"The agent acted without asking: {entry.get('title')!r} ({kind}) completed with no permission "
                      "request. Restart Remote Control in a mode that asks.")  # fmt: skip
         self._end_remote(f"the agent {self.agent.name!r} acted without asking ({kind}: {entry.get('title')})")
+
+    def _mode_in_text(self, update: schema.AgentMessageChunk) -> None:
+        """A mode switch the agent tells only as text ("[MODE_UPDATE] autoEdit", Gemini CLI) counts as one."""
+        text = getattr(update.content, "text", None)
+        told = MODE_TEXT.search(text) if isinstance(text, str) and self.agent.preset is not None and (
+            self.agent.preset.mode_in_text) else None  # fmt: skip
+        if told is None or told[1] not in {m.id for m in self.controls.modes} or told[1] == self.controls.current_mode:
+            return
+        self.controls.current_mode = told[1]
+        self._controls_changed()
+        self._police(by_agent=True)
 
     def _end_remote(self, reason: str) -> None:
         self.controls.remote = False
