@@ -197,3 +197,19 @@ def test_auto_start_in_a_trusted_folder(project: Path, tether_env: dict[str, str
     finally:
         stop(process)
     assert "Remote Control is on." in out.decode(), out.decode()
+
+
+def test_remote_command_refused_with_skipped_permissions(project: Path, tether_env: dict[str, str]) -> None:
+    """/remote in a local session started with --dangerously-skip-permissions is refused; the session goes on."""
+    agent = f"{sys.executable} {PROBE_AGENT}"
+    process = subprocess.Popen([*TETHER, "--agent", agent, "--dangerously-skip-permissions"],
+                               cwd=project, env=tether_env | {"COLUMNS": "300"}, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        out, _ = process.communicate(b"/remote\nanything\n/quit\n", timeout=60 * UNIT)
+    finally:
+        stop(process)
+    text = out.decode()
+    assert "--dangerously-skip-permissions cannot be used with Remote Control" in text, text
+    assert "Remote Control is on" not in text
+    assert "you › anything" in text  # the local session went on
