@@ -268,3 +268,14 @@ def test_a_gemini_mode_switch_told_as_text_counts() -> None:
     core.remote()
     core(said("[MODE_UPDATE] yolo"))
     assert fx.ChangeMode("default", enforcing=True) in core.effects
+
+
+def test_a_command_run_under_tethers_sandbox_is_no_alarm() -> None:
+    """Under --sandbox, a command the agent ran itself was confined; an unasked edit still ends Remote Control."""
+    core = Core("claude").open(modes("default", "default", "plan"))
+    core.core.controls.sandboxed = True
+    core.remote().prompt()
+    core.tool("x", "execute", "in_progress", title="make")
+    assert [] == of(fx.EndRemote, core.tool("x", status="completed"))
+    core.tool("e", "edit", "in_progress", title="Write a.txt")
+    assert 1 == len(of(fx.EndRemote, core.tool("e", status="completed")))

@@ -149,6 +149,7 @@ async def _open_session(
     from tether.config import Config
 
     session.core.controls.chosen_mode = Config().get("agent.mode")  # else it starts where it asks (issue 11)
+    session.core.controls.sandboxed = options.sandbox  # commands it runs itself are confined (issue 14 guard)
     for warning in rules.warnings:
         out.print(f"[yellow]{warning}[/yellow]", highlight=False, soft_wrap=True)
     if options.name:

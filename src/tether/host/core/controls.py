@@ -35,6 +35,7 @@ class Controls:
         self.skip_permissions = False  # --dangerously-skip-permissions is in force (a local session)
         self.started = False  # the session opened once (the start-asking rule ran)
         self.chosen_mode: str | None = None  # the mode the person chose to start in (config agent.mode)
+        self.sandboxed = False  # the agent runs under tether's own --sandbox: its commands are confined
 
     def load(self, modes: schema.SessionModeState | None, options: list[Any] | None) -> None:
         """Take what session/new (or session/load) returned."""
@@ -80,8 +81,8 @@ class Controls:
         return self.preset.always_unconfined
 
     def confined(self) -> bool:
-        """Whether the agent now runs its commands inside a confinement tether knows (preset fact)."""
-        return self.preset is not None and self.current_mode in self.preset.confined_modes
+        """Whether the agent now runs its commands inside a confinement tether knows (--sandbox, or a preset fact)."""
+        return self.sandboxed or (self.preset is not None and self.current_mode in self.preset.confined_modes)
 
     def banner(self) -> str | None:
         """The warning every screen keeps showing while something approves by itself, or None."""
