@@ -34,6 +34,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/relay_throughput.py
 	$(BIN)/python benchmarks/session_bench.py
 	$(BIN)/python benchmarks/relay_memory.py
+	$(BIN)/python benchmarks/sandbox_cost.py
 	$(BIN)/python benchmarks/e2e_cost.py
 
 clean:
