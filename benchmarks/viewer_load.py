@@ -5,7 +5,9 @@ Debian's Chromium at 390x844 opens a session page served by an embedded relay on
 4G link (150 ms round trip, 1.6 Mbit/s down, 750 kbit/s up). Reported: the median time to
 DOMContentLoaded (every module script has run: the page answers taps) and to load, first
 on an empty cache and then with the service worker's app shell warm, and the bytes sent
-over the wire. Run: ``.venv/bin/python benchmarks/viewer_load.py``.
+over the wire. Also: the time to render a 13 KB Markdown answer streamed in 3000 chunks
+(render.js parses only what is new), on the same slowed CPU.
+Run: ``.venv/bin/python benchmarks/viewer_load.py``.
 """
 
 from __future__ import annotations
@@ -43,11 +45,39 @@ async def measure(context: Any, url: str) -> dict[str, float]:
     return timing  # type: ignore[no-any-return]
 
 
+STREAM = """async () => {
+    const { renderEntry, appendText, observe } = await import(new URL("../assets/render.js", location.href));
+    const para = "Some **bold** text with `code` and a [link](https://example.org) and more words here. ";
+    let source = "";
+    const blocks = "\\n\\n```python\\ndef f(x):\\n    return x  # c\\n```\\n\\n- one\\n- two\\n\\n";
+    for (let i = 0; i < 40; i++) source += para.repeat(3) + blocks;
+    const el = renderEntry({ id: "bench", type: "message", role: "agent", text: "" }, {});
+    document.getElementById("entries").append(el);
+    const chunks = 3000;
+    const size = Math.ceil(source.length / chunks);
+    const start = performance.now();
+    for (let i = 0; i < chunks; i++) appendText(el, source.slice(i * size, (i + 1) * size));
+    observe({ kind: "turn", running: false });
+    return performance.now() - start;
+}"""
+
+
+async def streaming(context: Any, url: str) -> float:
+    page = await context.new_page()
+    cdp = await context.new_cdp_session(page)
+    await page.goto(url)
+    await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 4})
+    elapsed = await page.evaluate(STREAM)
+    await page.close()
+    return float(elapsed)
+
+
 async def main() -> None:
     async with EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0)) as relay, async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         cold: list[dict[str, float]] = []
         warm: list[dict[str, float]] = []
+        streams: list[float] = []
         for _ in range(RUNS):
             context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
             url = f"{relay.url.rstrip('/')}/s/{secrets.token_urlsafe(16)}"
@@ -57,6 +87,7 @@ async def main() -> None:
             await page.evaluate("navigator.serviceWorker.ready")
             await page.close()
             warm.append(await measure(context, url))
+            streams.append(await streaming(context, url))
             await context.close()
         await browser.close()
     for name, runs in (("empty cache", cold), ("app shell cached", warm)):
@@ -65,6 +96,7 @@ async def main() -> None:
         sent = statistics.median(r["bytes"] for r in runs)
         figures = f"ready (DOMContentLoaded) {dcl:6.0f} ms, load {load:6.0f} ms, {sent / 1024:5.1f} KiB over the wire"
         print(f"{name:>17}: {figures}")
+    print(f"{'streaming':>17}: 13 KB of Markdown in 3000 chunks rendered in {statistics.median(streams):6.0f} ms")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,13 @@ async def test_agent_markdown_renders_as_markdown_and_stays_inert(browser: Any, 
         await expect(last.locator("strong")).to_have_text("good", timeout=WAIT_MS)
         await expect(last.locator("pre")).to_have_text("ls -la")
         assert await first_block.evaluate("(p) => p.isConnected")  # blocks already shown are kept, not rebuilt
+
+        # Once the stream ends the message is read whole: a loose list streamed in parts is one list.
+        await host.send(Entry(entry=message("m4", "agent", "- first\n\n")))
+        await host.send(Append(id="m4", text="- second"))
+        await host.send(Turn(running=False, stop_reason="end_turn"))
+        await expect(page.locator('[data-id="m4"] ul')).to_have_count(1, timeout=WAIT_MS)
+        await expect(page.locator('[data-id="m4"] li')).to_have_count(2)
         await shot(page, "conversation")
 
 

@@ -84,8 +84,6 @@ function renderMessage(entry) {
   );
 }
 
-// Blocks that did not change stay as they are: a screen reader hears only what is new,
-// and a selection or a tapped "Copy" in an earlier block survives the stream.
 // The agent's thinking is folded to a few lines (a phone has little room); a tap shows all.
 function thinkingToggle() {
   const button = h("button", { type: "button", class: "msg-label thinking", "aria-expanded": "false" }, "Thinking");
@@ -96,14 +94,61 @@ function thinkingToggle() {
   return button;
 }
 
+// Nodes that did not change stay as they are: a screen reader hears only what is new, and
+// a selection or a tapped "Copy" in an earlier block survives the stream.
+function replaceFrom(el, first, nodes) {
+  const old = [...el.childNodes].slice(first);
+  let same = 0;
+  while (same < old.length && same < nodes.length && old[same].isEqualNode(nodes[same])) same++;
+  for (const node of old.slice(same)) node.remove();
+  el.append(...nodes.slice(same));
+}
+
 function setMarkdown(el, source) {
   sources.set(el, source);
-  const fresh = [...markdown(source).childNodes];
-  const old = [...el.childNodes];
-  let same = 0;
-  while (same < old.length && same < fresh.length && old[same].isEqualNode(fresh[same])) same++;
-  for (const node of old.slice(same)) node.remove();
-  el.append(...fresh.slice(same));
+  streams.delete(el);
+  replaceFrom(el, 0, [...markdown(source).childNodes]);
+}
+
+// Streaming costs what is new, not the whole message again: the text up to the last blank
+// line outside a code fence is parsed once, in segments, and only the tail after it is
+// parsed again on each append. A segment boundary can split a loose list in two, so the
+// message is parsed whole once its stream ends (observe: the next message of another kind).
+const streams = new Map(); // .text element -> {at: characters done, count: their nodes}
+const FENCE_LINE = /^ {0,3}(`{3,}|~{3,})/;
+
+function boundary(source, from) {
+  let at = from;
+  let fence = null;
+  let index = from;
+  for (const line of source.slice(from).split("\n")) {
+    const end = index + line.length + 1;
+    const m = FENCE_LINE.exec(line);
+    if (m && (fence === null || (m[1][0] === fence[0] && m[1].length >= fence.length))) fence = fence === null ? m[1] : null;
+    else if (fence === null && line.trim() === "" && end <= source.length) at = end;
+    index = end;
+  }
+  return at;
+}
+
+function streamMarkdown(el, source) {
+  sources.set(el, source);
+  let done = streams.get(el);
+  if (!done) streams.set(el, (done = { at: 0, count: 0 }));
+  const at = boundary(source, done.at);
+  if (at > done.at) {
+    for (const node of [...el.childNodes].slice(done.count)) node.remove();
+    el.append(markdown(source.slice(done.at, at)));
+    done.at = at;
+    done.count = el.childNodes.length;
+  }
+  replaceFrom(el, done.count, [...markdown(source.slice(at)).childNodes]);
+}
+
+function finishStreams() {
+  for (const el of new Set([...streams.keys(), ...pending])) if (el.isConnected) setMarkdown(el, sources.get(el));
+  streams.clear();
+  pending.clear();
 }
 
 const pending = new Set();
@@ -116,12 +161,12 @@ export function appendText(el, text) {
   if (!sources.has(target)) return target.append(text);
   const source = sources.get(target) + text;
   sources.set(target, source);
-  // Short messages re-render at once; long ones once per frame, whatever the stream's rate.
-  if (source.length < 20_000) return setMarkdown(target, source);
+  // A long tail (one big code block) is parsed at most once per frame, whatever the stream's rate.
+  if (source.length - (streams.get(target)?.at ?? 0) < 8_000) return streamMarkdown(target, source);
   pending.add(target);
   frame ||= requestAnimationFrame(() => {
     frame = 0;
-    for (const node of pending) setMarkdown(node, sources.get(node));
+    for (const node of pending) if (sources.has(node)) streamMarkdown(node, sources.get(node));
     pending.clear();
   });
 }
@@ -281,6 +326,7 @@ const WHY = { cancelled: "The turn was stopped before anyone answered.", expired
 
 /** Take note of a message app.js has just applied (see the calling contract at the top). */
 export function observe(message) {
+  if (message?.kind !== "append" && streams.size) finishStreams();
   const closed = closing;
   closing = [];
   if (message?.kind === "snapshot") {
