@@ -44,6 +44,7 @@ const state = {
   stopping: false,
   connected: false,
   ended: false,
+  queued: null, // a prompt typed while reconnecting, sent once when back
   drops: 0,
   renewal: 0,
 };
@@ -116,13 +117,16 @@ async function connect() {
   channel = new Channel(); // each connection starts new sequence spaces (protocol.md section 2)
   keys = null;
   admitted = false;
+  // Coming back, the newest routing credential (the join one lasts 10 minutes); else the link's.
+  const usedToken = retry.useRouting && saved.routing ? saved.routing : joinToken;
+  retry.triedRouting = usedToken !== joinToken;
   const ws = new WebSocket(socketUrl());
   ws.binaryType = "arraybuffer";
   socket = ws;
   ws.addEventListener("open", () => {
     // The relay admits this connection only with the session's credential, sent first; the
     // host hears from this page first the key offer, in the clear (its only plaintext frame).
-    ws.send(JSON.stringify({ type: "join", token: joinToken }));
+    ws.send(JSON.stringify({ type: "join", token: usedToken }));
     const offer = handshake.offer();
     for (const frame of channel.send(resume ? { ...offer, resume } : offer)) ws.send(frame);
     state.connected = true;
@@ -161,6 +165,11 @@ function onControl(text) {
     return console.warn("relay sent a malformed control message");
   }
   if (control?.type === "error") console.warn("relay refused a frame:", control.reason, control.detail ?? "");
+  if (control?.type === "credentials" && typeof control.routing === "string") {
+    // This end's newest routing credential: what it presents to come back after a drop.
+    saved.routing = control.routing;
+    save();
+  }
   if (control?.type === "credentials" && typeof control.expires_in === "number") {
     // Renew the routing credential in-band at half its lifetime; the relay fences the old one.
     clearTimeout(state.renewal);
@@ -210,11 +219,16 @@ async function onHandshake(data, handshake) {
 
 async function onAdmitted() {
   admitted = true;
+  retry.everAdmitted = true;
+  retry.attempt = 0;
+  retry.useRouting = true;
   hidePairing();
+  ui.notice.hidden = true;
   setStatus("connected");
   // Coming back later (a reload, a dropped connection) uses this connection's resume secret.
   saved.resume = { id: await resumeId(keys.resumeSecret), secret: toBase64url(keys.resumeSecret) };
   save();
+  if (state.queued && send({ kind: "prompt", text: state.queued })) state.queued = null; // typed while away: once
   updateControls();
 }
 
@@ -229,7 +243,14 @@ function hidePairing() {
 
 function onClose(code, reason) {
   if (state.ended) return;
+  admitted = false;
   if (code === 4000) return end("the host ended the session");
+  if (code === 4401 && retry.triedRouting) {
+    retry.useRouting = false; // the routing credential lapsed: try the link's own once
+    return reconnectSoon(0);
+  }
+  // Our own earlier connection may still hold the slot until the relay notices it is dead.
+  if (code === 4409 && retry.everAdmitted) return onDisconnected(code, reason);
   if (code === 4404) return end("unknown session", "This session does not exist (any more). Start a new one on your computer.");
   if (code === 4409) {
     return end("busy", "Another device is connected to this session: only one device at a time drives it. Close the session there (or wait until it leaves), then reload this page.");
@@ -238,14 +259,35 @@ function onClose(code, reason) {
   onDisconnected(code, reason);
 }
 
-// Reconnection is a later issue; it hooks in here: show "reconnecting", back off and call
-// connect() again. The snapshot the host sends for each hello replaces the transcript, so
-// a rejoin neither loses nor duplicates entries.
+// A dropped connection comes back on its own: jittered backoff, at once when the network
+// returns. The browser comes back as the device it is (its resume secret: no new question)
+// and the host's snapshot replaces the transcript, so nothing is lost or shown twice.
+const retry = { attempt: 0, timer: 0, everAdmitted: false, useRouting: true, triedRouting: false };
+
 function onDisconnected(code, reason) {
-  setStatus(reason ? `disconnected (${code} ${reason})` : "disconnected");
-  showNotice("Connection lost. Reload the page to connect again.");
+  if (!retry.everAdmitted) {
+    setStatus(reason ? `disconnected (${code} ${reason})` : "disconnected");
+    showNotice("Connection lost before this browser was admitted. Reload the page to try again.");
+    return updateControls();
+  }
+  const delay = Math.min(15_000, 500 * 2 ** retry.attempt) * (0.5 + Math.random() / 2);
+  retry.attempt += 1;
+  setStatus("reconnecting");
+  showNotice(state.queued ? "Reconnecting… your prompt will be sent once connected." : "Reconnecting…");
   updateControls();
+  reconnectSoon(delay);
 }
+
+function reconnectSoon(delay) {
+  clearTimeout(retry.timer);
+  retry.timer = setTimeout(() => {
+    if (!state.ended && !socket) connect();
+  }, delay);
+}
+
+addEventListener("online", () => {
+  if (!state.ended && !socket && retry.everAdmitted) reconnectSoon(0);
+});
 
 // ---- messages (protocol.md section 3) ----------------------------------------------
 
@@ -376,7 +418,7 @@ function updateControls() {
   const live = state.connected && !state.ended && admitted;
   ui.input.disabled = state.ended;
   ui.input.placeholder = state.ended ? "Session ended" : "Message the agent…";
-  ui.send.disabled = !live;
+  ui.send.disabled = !(live || (retry.everAdmitted && !state.ended)); // while reconnecting, a prompt is queued
   ui.controls.disabled = !live;
   ui.stop.disabled = !(live && state.running && !state.stopping);
   ui.working.hidden = !(live && state.running);
@@ -396,6 +438,13 @@ function keepScroll(change) {
 
 function submitPrompt() {
   const text = ui.input.value.trim();
+  if (text && !state.ended && !admitted && retry.everAdmitted) {
+    state.queued = text; // sent once, when the connection is back
+    ui.input.value = "";
+    autosize();
+    showNotice("Reconnecting… your prompt will be sent once connected.");
+    return;
+  }
   if (!text || ui.send.disabled) return;
   if (send({ kind: "prompt", text })) {
     ui.input.value = "";

@@ -1,0 +1,49 @@
+"""The page comes back by itself after a dropped connection, as the same device, nothing lost (issue 10, viewer side).
+
+The browser reaches the relay through a FaultProxy the test controls; the host stays
+connected to the relay directly. A cut connection shows "reconnecting", comes back
+without a new pairing question, and the transcript is the host's, once; a prompt typed
+while the network is away is sent once when it is back.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import UNIT, RcRun, chromium
+from tests.support.fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.browser
+WAIT_MS = 15_000 * UNIT
+
+
+async def test_the_page_reconnects_as_the_same_device_and_sends_a_queued_prompt_once(rc: RcRun) -> None:
+    from playwright.async_api import expect
+
+    parts = urlsplit(rc.url)
+    assert parts.hostname is not None and parts.port is not None
+    async with FaultProxy(parts.hostname, parts.port) as proxy, chromium() as browser:
+        page = await (await browser.new_context(viewport={"width": 390, "height": 844})).new_page()
+        await page.goto(rc.url.replace(f":{parts.port}/", f":{proxy.port}/"))
+        status = page.get_by_test_id("connection-status")
+        await expect(status).to_have_text("connected", timeout=WAIT_MS)
+        await page.get_by_test_id("prompt-input").fill("say before the drop")
+        await page.get_by_test_id("prompt-input").press("Enter")
+        agent = page.locator('[data-testid="message"][data-role="agent"]')
+        await expect(agent).to_have_count(1, timeout=WAIT_MS)
+
+        proxy.hold()  # the network goes away: every connection cut, new ones fail
+        await expect(status).to_have_text("reconnecting", timeout=WAIT_MS)
+        await page.get_by_test_id("prompt-input").fill("say while away")
+        await page.get_by_test_id("prompt-input").press("Enter")
+        await expect(page.locator("#notice")).to_contain_text("will be sent once connected")
+        proxy.release()
+
+        await expect(status).to_have_text("connected", timeout=WAIT_MS)
+        await expect(agent).to_have_count(2, timeout=WAIT_MS)
+        users = page.locator('[data-testid="message"][data-role="user"]')
+        shown = await users.all_text_contents()  # each prompt once, in order (a label may precede the text)
+        assert 2 == len(shown) and shown[0].endswith("say before the drop") and shown[1].endswith("say while away")
+        assert proxy.accepted >= 2
