@@ -207,3 +207,13 @@ def test_landlock_plan() -> None:
     assert ["00ff", "agent", "--acp"] == argv[-3:]
     compile(sandbox.LANDLOCK_HELPER_SOURCE, "landlock-helper", "exec")  # the helper is valid Python
     compile(sandbox.HELPER_SOURCE, "egress-helper", "exec")
+
+
+def test_a_project_holding_the_home_folder_is_refused() -> None:
+    """The home folder itself, or a folder above it, cannot be the sandbox's project: ~/.ssh would be inside."""
+    home, state = Path("/home/dev"), Path("/srv/state/tether")
+    assert home == sandbox.exposed(Path("/home/dev"), home, [state])
+    assert home == sandbox.exposed(Path("/home"), home, [state])
+    assert home == sandbox.exposed(Path("/"), home, [state])
+    assert state == sandbox.exposed(Path("/srv"), home, [state])
+    assert None is sandbox.exposed(Path("/home/dev/code/app"), home, [state])

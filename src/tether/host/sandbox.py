@@ -359,6 +359,18 @@ def macos_profile(project: Path, home: Path, temp: Path, hidden: Iterable[Path],
     return "\n".join(lines) + "\n"
 
 
+def exposed(project: Path, home: Path, hidden: Iterable[Path]) -> Path | None:
+    """The folder the sandbox is meant to hide that the project itself holds (the home folder, tether's own), or None.
+
+    The project is always writable and visible inside, so a project that is, or lies
+    above, the home folder would hand the agent ``~/.ssh`` and everything else there.
+    """
+    for folder in (home, *hidden):
+        if folder == project or folder.is_relative_to(project):
+            return folder
+    return None
+
+
 def home_folder(env: Mapping[str, str]) -> Path:
     """The home folder the sandbox hides: ``$HOME``, else the user's."""
     return Path(env.get("HOME") or os.path.expanduser("~"))

@@ -157,6 +157,11 @@ class Sandbox:
         self.project = project.resolve()
         self.home = sandbox.home_folder(os.environ if env is None else env)
         self.hidden = tuple(dict.fromkeys(p.resolve() for p in (config_dir(), state_dir())))
+        if (inside := sandbox.exposed(self.project, self.home.resolve(), self.hidden)) is not None:
+            raise SandboxUnavailable(
+                f"--sandbox keeps the agent in its project folder, and {self.project} holds {inside}, "
+                "which the sandbox exists to hide. Run tether in the project's own folder"
+            )
         private = [*map(Path, sandbox.PRIVATE_FOLDERS), self.home, *self.hidden]
         self.readable = _interpreter_folders(private)
         self.python = os.path.realpath(sys.executable)
