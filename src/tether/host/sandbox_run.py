@@ -44,7 +44,7 @@ CHUNK = 64 * 1024
 
 
 class SandboxUnavailable(UserError):
-    """Run without --sandbox, or install bubblewrap (Debian/Ubuntu: `apt install bubblewrap`) where user namespaces are allowed; `tether doctor` shows what works here."""  # noqa: E501
+    """Run without --sandbox, or fix what the message names (bubblewrap: Debian/Ubuntu package `bubblewrap`); `tether doctor` shows what works here."""  # noqa: E501
 
 
 MECHANISMS = ("auto", "bwrap", "landlock")  # sandbox.mechanism; auto: bwrap, else Landlock
