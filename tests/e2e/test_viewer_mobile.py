@@ -363,6 +363,13 @@ async def test_approval_queue_shows_what_risk_time_left_and_what_always_covers(b
         assert "rgb(17, 19, 24)" == await page.evaluate("getComputedStyle(document.body).backgroundColor")  # dark theme
         await shot(page, "approval-dark")
 
+        # The queue folds away to read the conversation; the transcript's Review brings it back.
+        await page.get_by_role("button", name="Hide").click()
+        await expect(cards.first).to_be_hidden()
+        await expect(page.locator("#approvals")).to_contain_text("2 approvals waiting")
+        await page.locator(".approval.stub").first.get_by_role("button", name="Review").click()
+        await expect(cards.first).to_be_visible()
+
         # Large buttons, low on the screen where a thumb reaches.
         await second.scroll_into_view_if_needed()
         for testid in ("approve-once", "deny", "approve-always"):

@@ -9,6 +9,19 @@ import { renderToolContent } from "./tools.js";
 
 const queueEl = document.getElementById("approvals") ?? dock();
 
+// A head with a Hide/Show toggle: the person may read the conversation before answering.
+const toggle = h("button", { type: "button", class: "queue-toggle", "aria-expanded": "true", "aria-controls": "approvals" }, "Hide");
+const head = h("div", { class: "queue-head" }, h("span", {}, ""), toggle);
+queueEl?.prepend(head);
+toggle.addEventListener("click", () => setCollapsed(toggle.getAttribute("aria-expanded") === "true"));
+
+function setCollapsed(collapsed) {
+  if (!queueEl) return;
+  queueEl.toggleAttribute("data-collapsed", collapsed);
+  toggle.setAttribute("aria-expanded", String(!collapsed));
+  toggle.textContent = collapsed ? "Show" : "Hide";
+}
+
 // The queue's place in index.html; made here for a page that lacks it.
 function dock() {
   const el = h("section", { id: "approvals", class: "queue", hidden: true, "aria-label": "Pending approvals" });
@@ -17,6 +30,7 @@ function dock() {
   else document.body.append(el);
   return el;
 }
+
 const cards = new Map(); // approval id -> {el, expires (ms, this clock) or null}
 const firstSeen = new Map(); // approval id -> Date.now() when first seen pending
 let ticker = 0;
@@ -78,8 +92,8 @@ function refresh() {
   });
   if (queueEl) {
     queueEl.hidden = cards.size === 0;
-    queueEl.querySelector(".queue-head")?.remove();
-    if (cards.size > 1) queueEl.prepend(h("div", { class: "queue-head" }, `${cards.size} approvals waiting`));
+    if (cards.size === 0) setCollapsed(false);
+    head.firstChild.textContent = cards.size > 1 ? `${cards.size} approvals waiting` : "1 approval waiting";
   }
   const base = document.title.replace(/^\(\d+\) /, "");
   document.title = cards.size ? `(${cards.size}) ${base}` : base;
@@ -189,6 +203,7 @@ export function enqueue(entry, actions, tool) {
   if (old) old.el.replaceWith(el);
   else queueEl?.append(el);
   cards.set(entry.id, { el, expires: timeout === null ? null : firstSeen.get(entry.id) + timeout });
+  if (fresh) setCollapsed(false); // a new request is always shown
   refresh();
   if (fresh) notify(entry);
 }
@@ -211,6 +226,7 @@ export function prune(keep) {
 /** Bring a queued approval into view (from its line in the transcript). */
 export function reveal(id) {
   const found = cards.get(id);
+  setCollapsed(false);
   found?.el.scrollIntoView({ block: "nearest", behavior: "smooth" });
   found?.el.querySelector("button:not(:disabled)")?.focus({ preventScroll: true });
 }
