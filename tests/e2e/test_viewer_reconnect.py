@@ -8,6 +8,7 @@ while the network is away is sent once when it is back.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.browser
 WAIT_MS = 15_000 * UNIT
 
 
-async def test_the_page_reconnects_as_the_same_device_and_sends_a_queued_prompt_once(rc: RcRun) -> None:
+async def test_the_page_reconnects_as_the_same_device_and_sends_a_queued_prompt_once(rc: RcRun, project: Path) -> None:
     from playwright.async_api import expect
 
     parts = urlsplit(rc.url)
@@ -47,3 +48,16 @@ async def test_the_page_reconnects_as_the_same_device_and_sends_a_queued_prompt_
         shown = await users.all_text_contents()  # each prompt once, in order (a label may precede the text)
         assert 2 == len(shown) and shown[0].endswith("say before the drop") and shown[1].endswith("say while away")
         assert proxy.accepted >= 2
+
+        # An approval tapped while away is sent once when back, if it still waits.
+        await page.get_by_test_id("prompt-input").fill("write notes.txt approved offline")
+        await page.get_by_test_id("prompt-input").press("Enter")
+        approve = page.get_by_test_id("approve-once")
+        await expect(approve).to_have_count(1, timeout=WAIT_MS)
+        proxy.hold()
+        await expect(status).to_have_text("reconnecting", timeout=WAIT_MS)
+        await approve.click()
+        proxy.release()
+        await expect(status).to_have_text("connected", timeout=WAIT_MS)
+        await expect(agent.filter(has_text="wrote notes.txt")).to_have_count(1, timeout=WAIT_MS)
+        assert "approved offline" == (project / "notes.txt").read_text()

@@ -45,6 +45,7 @@ const state = {
   connected: false,
   ended: false,
   queued: null, // a prompt typed while reconnecting, sent once when back
+  queuedDecisions: new Map(), // approval id -> option id tapped while reconnecting
   drops: 0,
   renewal: 0,
 };
@@ -229,6 +230,13 @@ async function onAdmitted() {
   saved.resume = { id: await resumeId(keys.resumeSecret), secret: toBase64url(keys.resumeSecret) };
   save();
   if (state.queued && send({ kind: "prompt", text: state.queued })) state.queued = null; // typed while away: once
+  const tapped = [...state.queuedDecisions];
+  state.queuedDecisions.clear();
+  for (const [approvalId, optionId] of tapped) {
+    state.decisionsSent.delete(approvalId);
+    // Only if it still waits in the host's snapshot (answered elsewhere or expired meanwhile: dropped).
+    if (state.entries.get(approvalId)?.entry?.state === "pending") actions.decide(approvalId, optionId);
+  }
   updateControls();
 }
 
@@ -337,6 +345,11 @@ const actions = {
   decide(approvalId, optionId) {
     // Signed by this device over exactly what this page shows for the request (device.js).
     const approval = state.entries.get(approvalId)?.entry;
+    if (approval && !admitted && retry.everAdmitted && !state.ended) {
+      state.queuedDecisions.set(approvalId, optionId); // sent once when back, if it still waits then
+      state.decisionsSent.add(approvalId);
+      return true;
+    }
     if (!approval || !admitted || !socket) return false;
     const toolCall = approval.tool_call_id ? state.entries.get(approval.tool_call_id)?.entry : null;
     state.decisionsSent.add(approvalId);
