@@ -78,3 +78,12 @@ def test_sandbox_auto_approve(project: Path, tether_env: dict[str, str]) -> None
     assert "→ approved once (rule)" in out, out
     assert (project / "made.txt").exists()
     assert (project / "keep.txt").exists()  # the delete waits for a person
+
+
+def test_project_config_unread_in_an_untrusted_folder(tmp_path: Path, tether_env: dict[str, str]) -> None:
+    """In a folder not trusted, its .tether/config.toml is not read: its deny rule does not apply, nothing is said."""
+    folder = tmp_path / "cloned"
+    (folder / ".tether").mkdir(parents=True)
+    (folder / ".tether" / "config.toml").write_text('[permissions]\nallow = ["execute"]\ndeny = ["execute: echo"]\n')
+    out = session(folder, tether_env, ["sneakrun echo hi"], ["Approve? (asked by tether)"])
+    assert "Refused by tether" not in out and "allow rules are ignored" not in out, out
