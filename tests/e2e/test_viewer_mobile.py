@@ -352,6 +352,7 @@ async def test_approval_queue_shows_what_risk_time_left_and_what_always_covers(b
         await expect(first.locator(".timer")).to_have_text(re.compile(r"^(10:00|9:5\d) left$"))
         await expect(second).to_contain_text("Medium risk · edit · changes files in the project")
         await expect(second.locator(".line.add")).to_have_text("+ new words")
+        await expect(second.locator(".line mark")).to_have_text(["old", "new"])  # what changed within the line
         await expect(second.locator(".always-note")).to_contain_text(
             "“Always allow” covers every later file change for the rest of this session"
         )

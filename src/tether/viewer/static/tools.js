@@ -76,9 +76,10 @@ export function renderToolContent(item, key) {
 
 /** Diff rows with the line number each shows (new side; old side for a removed line). */
 function numbered(rows) {
+  const marks = changedParts(rows);
   let oldNo = 1;
   let newNo = 1;
-  return rows.map(([op, line]) => {
+  return rows.map(([op, line], index) => {
     if (op === "…") {
       oldNo += line;
       newNo += line;
@@ -86,9 +87,43 @@ function numbered(rows) {
     }
     const n = op === "-" ? oldNo++ : newNo++;
     if (op === " ") oldNo++;
-    // The number is shown by CSS from data-n: copying a line copies the code only.
-    return h("span", { class: op === "+" ? "line add" : op === "-" ? "line del" : "line", data: { n: String(n) } }, `${op} ${line}`);
+    const part = marks.get(index);
+    const text = part && part[1] > part[0] ? [line.slice(0, part[0]), h("mark", { class: "chg" }, line.slice(part[0], part[1])), line.slice(part[1])] : line;
+    // The number is shown by CSS from data-n: copying a line copies the code only. One span
+    // holds the code: the line is a grid of number and code.
+    return h("span", { class: op === "+" ? "line add" : op === "-" ? "line del" : "line", data: { n: String(n) } }, h("span", {}, `${op} `, text));
   });
+}
+
+/**
+ * Where a changed line differs from the line it replaced: a run of removed lines followed
+ * by as many added ones pairs them up, and each pair marks what lies between their common
+ * start and common end (row index -> [from, to]), unless nearly all of it changed.
+ */
+function changedParts(rows) {
+  const marks = new Map();
+  for (let i = 0; i < rows.length; ) {
+    let del = i;
+    while (del < rows.length && rows[del][0] === "-") del++;
+    let add = del;
+    while (add < rows.length && rows[add][0] === "+") add++;
+    if (del - i > 0 && add - del === del - i) {
+      for (let k = 0; k < del - i; k++) {
+        const a = rows[i + k][1];
+        const b = rows[del + k][1];
+        let start = 0;
+        while (start < a.length && start < b.length && a[start] === b[start]) start++;
+        let end = 0;
+        while (end < a.length - start && end < b.length - start && a[a.length - 1 - end] === b[b.length - 1 - end]) end++;
+        if (start + end >= Math.min(a.length, b.length) * 0.3) {
+          marks.set(i + k, [start, a.length - end]);
+          marks.set(del + k, [start, b.length - end]);
+        }
+      }
+    }
+    i = Math.max(add, i + 1);
+  }
+  return marks;
 }
 
 export function renderDiff(item, key) {
