@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TETHER, UNIT, stop
+from tether.config import Config
 
 PROBE_AGENT = ROOT / "tests" / "agents" / "probe_agent.py"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -162,54 +163,49 @@ def test_skipped_permissions_refused_with_remote_control(
 ) -> None:
     """--dangerously-skip-permissions with Remote Control on, however it is on, exits 2 with a clear error."""
     if config:
-        subprocess.run([*TETHER, "config", "set", "remote.auto_start", "true"], env=tether_env, check=True,
-                       capture_output=True, timeout=30 * UNIT)  # fmt: skip
+        auto_start(tether_env)
     result = tether([*args, "--agent", "demo", "--dangerously-skip-permissions"], project, tether_env)
     assert 2 == result.returncode, result.stdout + result.stderr
     assert f"--dangerously-skip-permissions cannot be used with Remote Control ({how} turns it on)" in result.stderr
     assert "" == result.stdout
 
 
-def test_auto_start_in_an_untrusted_folder_stays_local(tmp_path: Path, tether_env: dict[str, str]) -> None:
-    """remote.auto_start in an untrusted folder: the local session runs and says Remote Control stays off."""
-    subprocess.run([*TETHER, "config", "set", "remote.auto_start", "true"], env=tether_env, check=True,
-                   capture_output=True, timeout=30 * UNIT)  # fmt: skip
-    folder = tmp_path / "cloned"
-    folder.mkdir()
-    process = subprocess.Popen([*TETHER, "--agent", f"{sys.executable} {PROBE_AGENT}"], cwd=folder, env=tether_env,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+def typed(folder: Path, env: dict[str, str], lines: bytes, *args: str) -> tuple[int, str]:
+    """`tether ARGS --agent probe_agent` in ``folder`` with ``lines`` on stdin (not a terminal): exit status, output."""
+    process = subprocess.Popen([*TETHER, *args, "--agent", f"{sys.executable} {PROBE_AGENT}"], cwd=folder,
+                               env=env | {"COLUMNS": "300"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        out, _ = process.communicate(b"/quit\n", timeout=30 * UNIT)
+        out, _ = process.communicate(lines, timeout=60 * UNIT)
     finally:
         stop(process)
-    assert "remote.auto_start: Remote Control stays off, this folder is not trusted." in out.decode()
-    assert 0 == process.returncode
+    return int(process.returncode), out.decode()
+
+
+def auto_start(env: dict[str, str]) -> None:
+    Config(Path(env["TETHER_CONFIG_DIR"]) / "config.toml").set("remote.auto_start", "true")
+
+
+def test_auto_start_in_an_untrusted_folder_stays_local(tmp_path: Path, tether_env: dict[str, str]) -> None:
+    """remote.auto_start in an untrusted folder: the local session runs and says Remote Control stays off."""
+    auto_start(tether_env)
+    folder = tmp_path / "cloned"
+    folder.mkdir()
+    code, out = typed(folder, tether_env, b"/quit\n")
+    assert "remote.auto_start: Remote Control stays off, this folder is not trusted." in out
+    assert 0 == code
 
 
 def test_auto_start_in_a_trusted_folder(project: Path, tether_env: dict[str, str]) -> None:
     """remote.auto_start in a trusted folder: the interactive session starts with Remote Control on."""
-    subprocess.run([*TETHER, "config", "set", "remote.auto_start", "true"], env=tether_env, check=True,
-                   capture_output=True, timeout=30 * UNIT)  # fmt: skip
-    process = subprocess.Popen([*TETHER, "--agent", f"{sys.executable} {PROBE_AGENT}"], cwd=project, env=tether_env,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        out, _ = process.communicate(b"/quit\n", timeout=60 * UNIT)
-    finally:
-        stop(process)
-    assert "Remote Control is on." in out.decode(), out.decode()
+    auto_start(tether_env)
+    _, out = typed(project, tether_env, b"/quit\n")
+    assert "Remote Control is on." in out, out
 
 
 def test_remote_command_refused_with_skipped_permissions(project: Path, tether_env: dict[str, str]) -> None:
     """/remote in a local session started with --dangerously-skip-permissions is refused; the session goes on."""
-    agent = f"{sys.executable} {PROBE_AGENT}"
-    process = subprocess.Popen([*TETHER, "--agent", agent, "--dangerously-skip-permissions"],
-                               cwd=project, env=tether_env | {"COLUMNS": "300"}, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        out, _ = process.communicate(b"/remote\nanything\n/quit\n", timeout=60 * UNIT)
-    finally:
-        stop(process)
-    text = out.decode()
+    _, text = typed(project, tether_env, b"/remote\nanything\n/quit\n", "--dangerously-skip-permissions")
     assert "--dangerously-skip-permissions cannot be used with Remote Control" in text, text
     assert "Remote Control is on" not in text
     assert "you › anything" in text  # the local session went on
