@@ -94,7 +94,12 @@ class Server:
     async def open(self) -> tuple[ClientConnection, ClientConnection]:
         """A session with both ends joined."""
         session = secrets.token_urlsafe(16)
-        options: dict[str, object] = {"compression": None, "max_size": 2**21, "ping_interval": None}
+        options: dict[str, object] = {
+            "compression": None,
+            "max_size": 2**21,
+            "ping_interval": None,
+            "open_timeout": 120,
+        }
         if self.keys is None:
             host = await websockets.connect(f"{self.host_url}/v1/host/{session}", **options)  # type: ignore[arg-type]
             viewer = await websockets.connect(f"{self.viewer_url}/v1/viewer/{session}", **options)  # type: ignore[arg-type]

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
+import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,9 +43,16 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def relays(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RelayProcess, RelayProcess]]:
+def keys() -> KeySet:
+    """The key set every relay of the module signs with."""
+    return KeySet.generate(time.time())
+
+
+@pytest.fixture(scope="module")
+def relays(
+    redis_url: str, keys: KeySet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RelayProcess, RelayProcess]]:
     """Two `tether relay serve --broker redis://...` processes signing with one key set."""
-    keys = KeySet.generate(time.time())
     folder = tmp_path_factory.mktemp("relays")
     env = dict(os.environ, TETHER_CONFIG_DIR=str(folder / "config"), TETHER_STATE_DIR=str(folder / "state"))
     with contextlib.ExitStack() as stack:
@@ -156,25 +166,106 @@ async def test_redis_keeps_no_message_content(relays: tuple[RelayProcess, RelayP
 async def test_many_sessions_across_two_relays_lose_and_cross_nothing(
     relays: tuple[RelayProcess, RelayProcess],
 ) -> None:
-    """Hundreds of sessions, hosts and viewers spread over both processes: every frame arrives, in its own session."""
+    """400 live sessions over both processes, all sending at once: every frame arrives, in order, in its own session."""
     first, second = relays
-    count, frames = 300, 10
+    count, frames = 400, 10
+    opening = asyncio.Semaphore(32)  # sessions open a few at a time, as users arrive; then all talk at once
 
-    async def one(n: int) -> bool:
+    async def open_one(n: int) -> tuple[str, websockets.ClientConnection, websockets.ClientConnection]:
         host_relay, viewer_relay = (first, second) if n % 2 else (second, first)
-        session_id, host, join = await open_host(host_relay)
-        viewer = await open_viewer(viewer_relay, session_id, join)
-        await control(viewer, "peer", 20 * UNIT)
-        await control(host, "peer", 20 * UNIT)
+        async with opening:
+            session_id, host, join = await open_host(host_relay)
+            viewer = await open_viewer(viewer_relay, session_id, join)
+            await control(viewer, "peer", 20 * UNIT)
+            await control(host, "peer", 20 * UNIT)
+        return session_id, host, viewer
+
+    async def talk(session_id: str, host: websockets.ClientConnection, viewer: websockets.ClientConnection) -> bool:
         for i in range(frames):
             await viewer.send(f"{session_id} {i}".encode())
-        got = [await binary(host, 20 * UNIT) for _ in range(frames)]
+            await host.send(f"{session_id} -{i}".encode())
+        up = [await binary(host, 20 * UNIT) for _ in range(frames)]
+        down = [await binary(viewer, 20 * UNIT) for _ in range(frames)]
         await viewer.close()
         await host.close()
-        return [f"{session_id} {i}".encode() for i in range(frames)] == got
+        return (
+            [f"{session_id} {i}".encode() for i in range(frames)],
+            [f"{session_id} -{i}".encode() for i in range(frames)],
+        ) == (up, down)
 
-    results = await asyncio.gather(*(one(n) for n in range(count)))
+    sessions = await asyncio.gather(*(open_one(n) for n in range(count)))
+    results = await asyncio.gather(*(talk(*session) for session in sessions))
     assert [True] * count == results
+
+
+async def _live_session(host_relay: RelayProcess, viewer_relay: RelayProcess) -> Held:
+    """A session with both ends joined, and both ends' routing tokens."""
+    session_id, host, join = await open_host(host_relay)
+    viewer = await open_viewer(viewer_relay, session_id, join)
+    viewer_token = (await control(viewer, "credentials"))["routing"]
+    await control(host, "peer")
+    await control(viewer, "peer")
+    await host.send(json.dumps({"type": "renew"}))
+    return Held(session_id, host, viewer, (await control(host, "credentials"))["routing"], viewer_token)
+
+
+@dataclass
+class Held:
+    """A live session as the test holds it."""
+
+    session_id: str
+    host: websockets.ClientConnection
+    viewer: websockets.ClientConnection
+    host_token: str
+    viewer_token: str
+
+
+async def _come_back(held: Held, host_relay: RelayProcess, viewer_relay: RelayProcess) -> None:
+    """Reconnect both ends with their routing tokens (the host first); both hear the other join; a frame crosses."""
+    # The dead relay's ends count until its liveness key lapses (NODE_TTL): until then the
+    # session is busy. Polling: the event is a key expiring inside Redis.
+    async with asyncio.timeout(20 * UNIT):
+        while True:
+            bearer = {"Authorization": f"Bearer {held.host_token}"}
+            host = await websockets.connect(f"{host_relay.ws_url}/v1/host/{held.session_id}", additional_headers=bearer)
+            try:
+                await control(host, "credentials")
+                break
+            except websockets.ConnectionClosed:
+                assert 4409 == host.close_code
+                await asyncio.sleep(0.2)
+    viewer = await websockets.connect(f"{viewer_relay.ws_url}/v1/viewer/{held.session_id}")
+    await viewer.send(json.dumps({"type": "join", "token": held.viewer_token}))
+    assert {"type": "peer", "role": "host", "state": "joined"} == await control(viewer, "peer")
+    assert {"type": "peer", "role": "viewer", "state": "joined"} == await control(host, "peer")
+    await host.send(b"still here")
+    assert b"still here" == await binary(viewer)
+    await host.close()
+    assert 4000 == await closed(viewer)
+
+
+async def test_a_session_carries_on_through_another_relay_when_its_relay_dies(
+    relays: tuple[RelayProcess, RelayProcess], redis_url: str, keys: KeySet, tmp_path: Path, tether_env: dict[str, str]
+) -> None:
+    """Ends on a relay killed with SIGKILL come back through the others with their routing tokens.
+
+    One session had both ends there; another only its host, and its viewer (on a relay
+    that lives) is sent away 1001 when the host comes back, so that it rejoins too.
+    """
+    first, second = relays
+    with relay_process(tmp_path, tether_env, "--broker", redis_url, keys=keys) as doomed:
+        both = await _live_session(doomed, doomed)
+        split = await _live_session(doomed, second)
+        doomed.process.send_signal(signal.SIGKILL)
+        assert 1006 == await closed(both.host, 10 * UNIT)
+    await _come_back(both, first, second)
+    await _come_back_split(split, first, second)
+
+
+async def _come_back_split(held: Held, host_relay: RelayProcess, viewer_relay: RelayProcess) -> None:
+    waiting = asyncio.create_task(closed(held.viewer, 30 * UNIT))
+    await _come_back(held, host_relay, viewer_relay)
+    assert 1001 == await waiting
 
 
 def test_relay_serve_refuses_an_unreachable_redis(tmp_path: Path) -> None:

@@ -6,7 +6,10 @@ Redis holds, all of it expiring, none of it content:
 - presence: ``tether:p:SESSION:ROLE`` = ``NODE:END``, the process (node) and connection
   (end) holding that end, ``SET`` in a ``WATCH``/``MULTI`` transaction after
   ``routing.join`` allowed it and refreshed every ``ttl / 3`` seconds while the
-  connection lives; a process that dies leaves keys that expire after ``ttl``;
+  connection lives; each process also refreshes ``tether:alive:NODE`` every
+  ``NODE_TTL / 3``. An end whose process's liveness key is gone counts as absent (a host
+  and viewer whose relay died come back through another one within ``NODE_TTL``), and
+  its presence key expires after ``ttl`` anyway;
 - credentials (``RedisLedger``): each session's generation and each end's newest routing
   nonce, and single-use nonces as ``SET NX EX`` keys that expire with their token;
 - delivery: one pub/sub channel per process (``tether:n:NODE``). Frames and control
@@ -40,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import secrets
 from collections.abc import Awaitable
@@ -59,7 +63,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tether.relay")
 
 PREFIX = "tether:"
-PRESENCE_TTL = 15.0  # seconds an end's presence outlives a process that died without leaving
+PRESENCE_TTL = 15.0  # seconds an end's presence key outlives a process that died without leaving
+NODE_TTL = 5.0  # seconds a process's own liveness key outlives it: its ends count as gone after that
 POOL_SIZE = 32  # Redis connections per process for transactions and credential keys
 POOL_TIMEOUT = 10.0  # seconds a call waits for a free connection
 OUTBOX_BYTES = 16 * 1024 * 1024  # published bytes waiting for Redis before senders wait
@@ -125,6 +130,7 @@ class RedisBroker(Broker):
         if self._started is None:
             self._started = asyncio.get_running_loop().create_future()
             try:
+                await self.redis.set(self._alive(self.node), b"1", px=int(NODE_TTL * 1000))
                 pubsub = self.redis.pubsub()
                 await pubsub.subscribe(self._channel(self.node))
             except Exception as exc:
@@ -184,16 +190,34 @@ class RedisBroker(Broker):
                 try:
                     await pipe.watch(*keys)
                     host, viewer = await pipe.mget(keys)
+                    # An end held by a relay process that died is not there (its keys outlive it).
+                    stale = []
+                    if not await self._live(host):
+                        stale.append(keys[0])
+                        host = None
+                    if not await self._live(viewer):
+                        stale.append(keys[1])
+                        viewer = None
+                    # A live viewer whose host's relay died holds a seat in no session: it is
+                    # sent away (1001, it reconnects) so that it can join the host coming back.
+                    orphan = _ref(viewer) if viewer is not None and host is None else None
+                    if orphan is not None:
+                        stale.append(keys[1])
+                        viewer = None
                     present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
                     outcome = routing.join(session_id, role, SessionState.of(present))
                     if outcome.refusal is not None:
                         raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
                     pipe.multi()  # type: ignore[no-untyped-call]
+                    if stale:
+                        pipe.delete(*stale)
                     pipe.set(_presence(session_id, role), me, px=int(self.ttl * 1000))
                     await pipe.execute()
                     break
                 except WatchError:
                     continue  # another process changed the session meanwhile: decide again
+        if orphan is not None:
+            self._send_effect(session_id, orphan, routing.Close(Role.VIEWER, CloseCode.GOING_AWAY))
         attachment = RemoteAttachment(session_id, role, Mailbox(self.limits, self.budget), end=end)
         self._ends[end] = attachment
         if role is Role.VIEWER:
@@ -242,6 +266,13 @@ class RedisBroker(Broker):
     async def session_count(self) -> int:
         """Sessions whose host is attached to this process (each process counts its own)."""
         return sum(1 for end in self._ends.values() if end.role is Role.HOST)
+
+    async def _live(self, value: bytes | None) -> bool:
+        """Whether a presence value names an end of a process that is alive (this one, or one whose key is fresh)."""
+        ref = _ref(value)
+        if ref is None:
+            return True  # nothing there: nothing stale
+        return ref[0] == self.node or bool(await self.redis.exists(self._alive(ref[0])))
 
     # -- leaving ---------------------------------------------------------------------------
 
@@ -376,6 +407,9 @@ class RedisBroker(Broker):
     def _channel(self, node: str) -> str:
         return f"{PREFIX}n:{node}"
 
+    def _alive(self, node: str) -> str:
+        return f"{PREFIX}alive:{node}"
+
     def _enqueue(self, node: str, message: bytes) -> None:
         self._outbox.append((self._channel(node), message))
         self._outbox_bytes += len(message)
@@ -424,14 +458,14 @@ class RedisBroker(Broker):
                 await pubsub.aclose()
 
     async def _refresher(self) -> None:
-        """Keep this process's presence keys alive while their connections are."""
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            ends = list(self._ends.values())
-            if not ends:
-                continue
+        """Say this process lives (every ``NODE_TTL / 3``) and keep its presence keys alive (every ``ttl / 3``)."""
+        beats = max(1, round(self.ttl / NODE_TTL))
+        for beat in itertools.count():
+            await asyncio.sleep(NODE_TTL / 3)
+            ends = list(self._ends.values()) if beat % beats == 0 else []
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(self._alive(self.node), b"1", px=int(NODE_TTL * 1000))
                     for end in ends:
                         pipe.pexpire(_presence(end.session_id, end.role), int(self.ttl * 1000))
                     await pipe.execute()
