@@ -360,7 +360,9 @@ def relay_serve(
             callback=_public_url,
         ),
     ] = None,
-    broker: Annotated[str, typer.Option(help="Where routing lives: memory (one process), or redis://HOST:PORT/DB shared by several relays.")] = "memory",
+    broker: Annotated[
+        str, typer.Option(help="Where routing lives: memory (one process), or redis://HOST:PORT/DB (several relays).")
+    ] = "memory",
     db: Annotated[str | None, typer.Option(help=accounts.DB_HELP)] = None,
     keys: Annotated[
         str | None, typer.Option(help="Signing key set (JSON, made 0600 on first start; share it between relays).")
