@@ -139,6 +139,25 @@ async def test_a_join_token_dies_with_its_session_on_every_process(relays: tuple
     assert 4401 == await closed(late)
 
 
+async def test_both_ends_renewing_at_once_on_two_relays_fence_neither(
+    relays: tuple[RelayProcess, RelayProcess],
+) -> None:
+    """Host and viewer renew at the same moments on different relays, many times: every renewal is granted."""
+    first, second = relays
+    session_id, host, join = await open_host(first)
+    viewer = await open_viewer(second, session_id, join)
+    await control(host, "peer")
+    await control(viewer, "peer")
+    renew = json.dumps({"type": "renew"})
+    for _ in range(30):
+        await asyncio.gather(host.send(renew), viewer.send(renew))
+        await asyncio.gather(control(host, "credentials"), control(viewer, "credentials"))
+    await host.send(b"after")
+    assert b"after" == await binary(viewer)
+    await host.close()
+    assert 4000 == await closed(viewer)
+
+
 async def test_redis_keeps_no_message_content(relays: tuple[RelayProcess, RelayProcess], redis_url: str) -> None:
     """While frames cross, no key in Redis holds any of them; once the session ends, none of its keys stays."""
     first, second = relays

@@ -31,7 +31,7 @@ from tether.auth import proof as proofs
 from tether.auth.keys import load_public_raw
 from tether.auth.tokens import Claims, Purpose, Refusal
 from tether.errors import CredentialRefused
-from tether.relay.admission import HOST, Credentials
+from tether.relay.admission import HOST, VIEWER, Credentials
 
 if TYPE_CHECKING:
     from tether.relay.app import RelayState
@@ -104,7 +104,9 @@ async def commit(relay: RelayState, role: str, claims: Claims, session: str) -> 
     await relay.ledger.load(relay.admission, session)
     given = _attempt(relay, where, lambda: relay.admission.commit(role, claims, session, relay.clock()))
     if given is not None:
-        await relay.ledger.save(relay.admission, session)
+        # A new registration (initiation) also dropped the viewer's routing token.
+        roles = (HOST, VIEWER) if claims.purpose == Purpose.INITIATE else (role,)
+        await relay.ledger.save(relay.admission, session, roles)
     return given
 
 
@@ -116,7 +118,7 @@ async def renew(relay: RelayState, held: Claims) -> Credentials | None:
     await relay.ledger.load(relay.admission, held.session)
     renewed = _attempt(relay, "renewal", lambda: relay.admission.renew(held, relay.clock()))
     if renewed is not None:
-        await relay.ledger.save(relay.admission, held.session)
+        await relay.ledger.save(relay.admission, held.session, (held.role,))
     return renewed
 
 

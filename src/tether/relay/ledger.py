@@ -26,8 +26,12 @@ class Ledger:
     async def load(self, admission: Admission, session: str) -> None:
         """Copy ``session``'s shared entries into ``admission`` (here they already are)."""
 
-    async def save(self, admission: Admission, session: str) -> None:
-        """Write ``session``'s entries of ``admission`` where the other processes read them."""
+    async def save(self, admission: Admission, session: str, roles: tuple[str, ...]) -> None:
+        """Write ``session``'s generation and the entries of ``roles`` where the other processes read them.
+
+        Only the roles the decision changed: another process may have renewed the other end
+        meanwhile, and writing back this process's copy of it would fence that renewal.
+        """
 
     async def seen(self, nonce: str) -> bool:
         """Whether another process used ``nonce`` already (here: Admission's own NonceBook knows)."""

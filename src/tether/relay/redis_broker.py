@@ -513,7 +513,7 @@ class RedisLedger(Ledger):
         else:
             admission.generations.pop(session, None)
 
-    async def save(self, admission: Admission, session: str) -> None:
+    async def save(self, admission: Admission, session: str, roles: tuple[str, ...]) -> None:
         lifetime = int(max(admission.lifetimes.values()) + ROUTING_KEY_SLACK)
         generation_key, host_key, viewer_key = self._keys(session)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -521,6 +521,8 @@ class RedisLedger(Ledger):
             if generation is not None:
                 pipe.set(generation_key, generation, ex=lifetime)
             for key, role in ((host_key, HOST), (viewer_key, VIEWER)):
+                if role not in roles:
+                    continue
                 current = admission.current.get((session, role))
                 if current is None:
                     pipe.delete(key)
