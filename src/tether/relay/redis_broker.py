@@ -69,6 +69,7 @@ POOL_SIZE = 32  # Redis connections per process for transactions and credential 
 POOL_TIMEOUT = 10.0  # seconds a call waits for a free connection
 OUTBOX_BYTES = 16 * 1024 * 1024  # published bytes waiting for Redis before senders wait
 PUBLISH_BATCH = 256  # messages per pipelined round trip
+RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after Redis went away
 ROUTING_KEY_SLACK = 60.0  # seconds a credential key outlives the routing token it names
 
 FRAME, JOINED, LEFT, CLOSE = b"F", b"J", b"L", b"C"
@@ -122,6 +123,7 @@ class RedisBroker(Broker):
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._started: asyncio.Future[None] | None = None
+        self.subscribed = False  # this process hears its channel (/readyz)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,6 +141,7 @@ class RedisBroker(Broker):
                 self._started.exception()  # retrieved: whoever awaits gets it
                 self._started = None
                 raise error from None
+            self.subscribed = True
             self._tasks = [
                 asyncio.create_task(self._subscriber(pubsub), name="tether redis subscriber"),
                 asyncio.create_task(self._writer(), name="tether redis writer"),
@@ -148,6 +151,8 @@ class RedisBroker(Broker):
         await self._started
 
     async def ready(self) -> bool:
+        if not self.subscribed:
+            return False
         try:
             async with asyncio.timeout(2.0):
                 return bool(await cast(Awaitable[bool], self.redis.ping()))
@@ -448,9 +453,21 @@ class RedisBroker(Broker):
             self._outbox_changed.set()
 
     async def _subscriber(self, pubsub: Any) -> None:
+        """Hand what arrives on this process's channel to its ends; ride out Redis going away."""
         try:
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # redis-py reconnects and subscribes again on the next call; what was
+                    # published meanwhile is lost, as on a dropped connection.
+                    self.subscribed = False
+                    logger.warning("relay: the Redis subscription failed: %s", type(exc).__name__)
+                    await asyncio.sleep(RESUBSCRIBE_DELAY)
+                    continue
+                self.subscribed = True
                 if message is not None and message.get("type") == "message":
                     self._dispatch(message["data"])
         finally:
