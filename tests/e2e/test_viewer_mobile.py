@@ -521,11 +521,18 @@ async def test_installable_app_shell_works_offline_and_keeps_no_session_data(bro
                     await image.decode();
                     sizes.push(`${icon.sizes}:${image.naturalWidth}x${image.naturalHeight}`);
                 }
-                return { name: manifest.name, display: manifest.display, sizes };
+                const start = new URL(manifest.start_url, href).href;
+                return { name: manifest.name, display: manifest.display, sizes, start };
             }"""
         )
         sizes = ["any:512x512", "192x192:192x192", "512x512:512x512", "512x512:512x512"]
+        start = manifest.pop("start")
         assert {"name": "tether", "display": "standalone", "sizes": sizes} == manifest
+        landing = await page.context.new_page()  # where the installed app starts: how to open a session
+        await landing.goto(start)
+        await expect(landing.locator("h2")).to_have_text("Open a session")
+        await expect(landing.locator("code").first).to_have_text("tether rc")
+        await landing.close()
         scope = await page.evaluate("navigator.serviceWorker.ready.then((r) => r.scope)")
         assert relay_url.rstrip("/") + "/" == scope
         await page.reload()
