@@ -75,9 +75,24 @@ def _refuse_skipped(options: RunOptions, rc: bool = False) -> None:
         )
 
 
-async def _settle_trust(
-    root: Path, out: RichConsole, lines: asyncio.Queue[str | None], stop: asyncio.Event
-) -> bool | None:
+class _Input:
+    """The terminal's lines, read by a thread started only once something needs them.
+
+    A refusal before that (an untrusted folder under `tether rc`, an agent that cannot
+    start) then leaves no thread reading stdin behind a closed event loop.
+    """
+
+    def __init__(self) -> None:
+        self.lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started and sys.stdin is not None and not sys.stdin.closed:
+            read_lines(asyncio.get_running_loop(), self.lines)
+            self.started = True
+
+
+async def _settle_trust(root: Path, out: RichConsole, typed: _Input, stop: asyncio.Event) -> bool | None:
     """Whether the folder is trusted, asking at the terminal first if it is not; None if stopped while asking.
 
     Asked before the agent starts, so nothing of the folder is read or run before the answer.
@@ -89,7 +104,8 @@ async def _settle_trust(
     if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
         return False
     out.print(workspace.question(root), end="", markup=False, highlight=False, soft_wrap=True)
-    answer = asyncio.ensure_future(lines.get())
+    typed.start()
+    answer = asyncio.ensure_future(typed.lines.get())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
@@ -170,10 +186,8 @@ async def run_rc(options: RunOptions) -> int:
     out = RichConsole(stderr=options.as_json)
     stop = asyncio.Event()
     _install_stop(stop)
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    if sys.stdin is not None and not sys.stdin.closed:
-        read_lines(asyncio.get_running_loop(), lines)
-    if await _settle_trust(options.root, out, lines, stop) is None:
+    typed = _Input()
+    if await _settle_trust(options.root, out, typed, stop) is None:
         return 130
     check_allowed(options.root, options.skip_permissions)
     session, console = await _open_session(options, out, trusted=True)
@@ -186,6 +200,8 @@ async def run_rc(options: RunOptions) -> int:
     except BaseException:
         await session.close("Remote Control could not start")
         raise
+    typed.start()
+    lines = typed.lines
 
     async def answer_from_terminal() -> None:
         # tether rc has no prompt line; the terminal still answers approvals.
@@ -219,9 +235,8 @@ async def run_interactive(options: RunOptions) -> int:
     out = RichConsole()
     stop = asyncio.Event()
     _install_stop(stop)
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    read_lines(asyncio.get_running_loop(), lines)
-    trusted = await _settle_trust(options.root, out, lines, stop)
+    typed = _Input()
+    trusted = await _settle_trust(options.root, out, typed, stop)
     if trusted is None:
         return 130
     if options.remote:
@@ -246,6 +261,8 @@ async def run_interactive(options: RunOptions) -> int:
         await remote.start(options.skip_permissions)
     elif options.auto_start:
         out.print("[yellow]remote.auto_start: Remote Control stays off, this folder is not trusted.[/yellow]")
+    typed.start()
+    lines = typed.lines
 
     async def read_input() -> None:
         while (line := await lines.get()) is not None:
