@@ -19,8 +19,6 @@ when it is answered, and the tool call entry it is about without its status.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import struct
@@ -31,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from tether.errors import RemoteProtocolError
+from tether.protocol.crypto import b64url, unb64url
 
 JSON = dict[str, Any]
 
@@ -47,20 +46,12 @@ MUTABLE_TOOL_CALL = ("status",)
 
 
 def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return b64url(data)
 
 
 def unb64(text: object, size: int, what: str) -> bytes:
     """Canonical unpadded base64url of exactly ``size`` bytes, else RemoteProtocolError."""
-    if not isinstance(text, str) or len(text) != (size * 8 + 5) // 6:
-        raise RemoteProtocolError(f"{what} is not {size} bytes of base64url")
-    try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise RemoteProtocolError(f"{what} is not base64url") from None
-    if len(data) != size or b64(data) != text:
-        raise RemoteProtocolError(f"{what} is not canonical base64url of {size} bytes")
-    return data
+    return unb64url(text, size, what)
 
 
 def device_id(public_key: bytes) -> str:

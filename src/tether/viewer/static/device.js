@@ -12,7 +12,7 @@
 //   digest    = SHA-256(canonical JSON of {approval: entry minus state/outcome/decided_by,
 //                                          tool_call: entry minus status, or null})
 
-import { toBase64url } from "./e2e.js";
+import { concat, toBase64url } from "./e2e.js";
 
 const DB = "tether";
 const STORE = "device";
@@ -62,16 +62,6 @@ export async function deviceKey() {
   } finally {
     db.close();
   }
-}
-
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 function u16(bytes) {

@@ -77,7 +77,7 @@ function bytesOf(data) {
   throw new TypeError("expected bytes (ArrayBuffer or a view)");
 }
 
-function concat(...parts) {
+export function concat(...parts) {
   const arrays = parts.map(bytesOf);
   const out = new Uint8Array(arrays.reduce((size, part) => size + part.length, 0));
   let at = 0;
