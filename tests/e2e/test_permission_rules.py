@@ -78,6 +78,7 @@ def test_sandbox_auto_approve(project: Path, tether_env: dict[str, str]) -> None
     assert "→ approved once (rule)" in out, out
     assert (project / "made.txt").exists()
     assert (project / "keep.txt").exists()  # the delete waits for a person
+    assert "— RISKY: a delete (rm)" in out, out  # and says on every screen what makes it risky
 
 
 def test_project_config_unread_in_an_untrusted_folder(tmp_path: Path, tether_env: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ from tether.host.core import policy
 from tether.host.core.approvals import REJECT_KINDS, Approval
 from tether.host.core.state import CoreState
 from tether.host.core.transcript import tool_entry_id
-from tether.host.permissions import Request, command_request, tool_call_request
+from tether.host.permissions import Request, Tier, command_request, tool_call_request
 from tether.protocol import signing
 
 
@@ -35,17 +35,19 @@ class Approving(CoreState):
         paths = policy.tool_call_paths(tool_call)
         outside = policy.outside_paths(paths, lambda path: self.resolve(path) is not None)
         resolved = tuple(r for r in (self.resolve(p) for p in paths) if r is not None)
+        kind = tool_call.kind or entry.get("kind", "other")
+        asked = tool_call_request(kind, (*resolved, *outside), tool_call.raw_input)
         approval = self.approvals.open(
             tool_call_id=tool_entry_id(tool_call.tool_call_id),
-            title=policy.flag_outside(tool_call.title or entry.get("title", "tool call"), outside),
-            kind=tool_call.kind or entry.get("kind", "other"),
+            title=self._marked(policy.flag_outside(tool_call.title or entry.get("title", "tool call"), outside), asked),
+            kind=kind,
             options=options,
             deadline=policy.deadline(self._now, self.approval_timeout),
             timeout=self.approval_timeout,
             request=event.request,
             paths=resolved,
         )
-        self._opened_approval(approval, tool_call_request(approval.kind, (*resolved, *outside), tool_call.raw_input))
+        self._opened_approval(approval, asked)
 
     def _write(self, event: ev.WriteAsked) -> None:
         if self._ruled_out(event.request, Request("edit", (event.path,))):
@@ -69,6 +71,15 @@ class Approving(CoreState):
         title = policy.command_title(list(event.argv), event.cwd, dict(event.env))
         self._host_approval(event.request, title, "execute", (), command_request(event.argv, dict(event.env)))
 
+    def _marked(self, title: str, asked: Request | None) -> str:
+        """A risky request (network, installs, deletes...: host/permissions.py) says so in its title, everywhere."""
+        if asked is None or self.permission_policy is None:
+            return title
+        decision = self.permission_policy.decide(asked)
+        if decision.tier is not Tier.RISKY or decision.why.startswith("outside the project"):  # flagged already
+            return title
+        return f"{title} — RISKY: {decision.why}"
+
     def _ruled_out(self, request: int, asked: Request) -> bool:
         """A deny of the user's rules binds every write and command through the host, approved or not."""
         decision = self.permission_policy.decide(asked) if self.permission_policy is not None else None
@@ -88,7 +99,7 @@ class Approving(CoreState):
         """A side effect no granted approval covers: the host asks on its own (rule 4)."""
         approval = self.approvals.open(
             tool_call_id=None,
-            title=title,
+            title=self._marked(title, asked),
             kind=kind,
             options=list(policy.HOST_OPTIONS),
             deadline=policy.deadline(self._now, self.approval_timeout),
