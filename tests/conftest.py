@@ -180,9 +180,10 @@ class RcRun:
 
 
 def start_rc(
-    project: Path, env: dict[str, str], relay: str, agent: str = SCRIPTED_AGENT, accept_device: bool = True
-) -> RcRun:
-    """Start `tether rc --json` in ``project`` and read its one JSON line.
+    project: Path, env: dict[str, str], relay: str, agent: str = SCRIPTED_AGENT, accept_device: bool = True,
+    wait: float = 30.0,
+) -> RcRun:  # fmt: skip
+    """Start `tether rc --json` in ``project`` and read its one JSON line (within ``wait`` units).
 
     ``accept_device``: admit the test's viewer without the pairing question (tests of pairing itself say False).
     """
@@ -197,7 +198,7 @@ def start_rc(
     )
     assert process.stdout is not None and process.stderr is not None
     try:
-        line = Lines(process.stdout).next(30 * UNIT, "JSON line")
+        line = Lines(process.stdout).next(wait * UNIT, "JSON line")
     except AssertionError:
         line = None
     if not line:
@@ -205,7 +206,7 @@ def start_rc(
         process.wait()
         error = process.stderr.read().decode(errors="replace")
         stop(process)
-        raise AssertionError(f"tether rc printed no JSON line within {30 * UNIT:g} s: {error}")
+        raise AssertionError(f"tether rc printed no JSON line within {wait * UNIT:g} s: {error}")
     data = json.loads(line)
     return RcRun(process=process, url=data["url"], session_id=data["session_id"])
 

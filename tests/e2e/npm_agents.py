@@ -8,8 +8,10 @@ Code; every agent start then runs offline from that cache, through a private HOM
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from typing import Any
 from tests.conftest import ROOT, RcRun, require, start_rc, stop
 
 INSTALL_TIMEOUT = 600  # seconds; a cold install downloads tens of MB
+START_WAIT = 120  # units until `tether rc` prints its URL with a real agent (measured: 3-10 s on an idle machine)
 
 _installed: dict[str, str] = {}
 
@@ -79,7 +82,8 @@ class AgentRuns:
         self.fake: Any = None  # the fake model API, whose requests are printed at teardown
 
     def start(self, agent: str, env: dict[str, str]) -> RcRun:
-        run = start_rc(self.project, env, self.relay, agent=agent)
+        # A real agent's first start in a fresh HOME (npx, its own setup) takes seconds; more on a busy machine.
+        run = start_rc(self.project, env, self.relay, agent=agent, wait=START_WAIT)
         self.runs.append(run)
         return run
 
@@ -115,3 +119,30 @@ def strongest_allow(approval: dict[str, Any]) -> str:
 def open_cards(viewer: Any) -> list[dict[str, Any]]:
     """Tool call cards still pending or running."""
     return [c for c in viewer.of_type("tool_call") if c["status"] in ("pending", "in_progress")]
+
+
+def instruction(text: str) -> tuple[str, str] | None:
+    """(file name, project folder) from a prompt "please create file NAME (tether-project=FOLDER)", or None."""
+    name = re.search(r"please create file (\S+)", text)
+    folder = re.search(r"tether-project=([^\s)]+)", text)
+    return (name[1], folder[1]) if name and folder else None
+
+
+async def denial_holds_then_stop_works(viewer: Any, prompt: str, target: Path, wait: float) -> None:
+    """The second turn's write still asks and a denial keeps ``target`` away; then stop cancels a third turn.
+
+    No card is left pending or running after any of the turns.
+    """
+    await viewer.prompt(prompt)
+    second = await viewer.wait_for(lambda v: v.pending_approval() or len(v.stop_reasons) == 2, wait)
+    assert isinstance(second, dict), "after the strongest allow, a write to another file must still ask"
+    await viewer.decide(second["id"], option_id(second, "reject_once"))
+    await viewer.wait_for(lambda v: len(v.stop_reasons) == 2, wait)
+    assert not await asyncio.to_thread(target.exists)
+    assert [] == open_cards(viewer)
+    await viewer.prompt("think forever")
+    await viewer.wait_for(lambda v: any("Thinking" in t for t in v.texts("agent")), wait)
+    await viewer.cancel()
+    await viewer.wait_for(lambda v: len(v.stop_reasons) == 3, wait)
+    assert "cancelled" == viewer.stop_reasons[2]
+    assert [] == open_cards(viewer)

@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import UNIT
-from tests.e2e.npm_agents import INSTALL_TIMEOUT, AgentRuns, npm_cache, open_cards, option_id, private_home, runs
+from tests.e2e.npm_agents import (
+    INSTALL_TIMEOUT,
+    AgentRuns,
+    denial_holds_then_stop_works,
+    npm_cache,
+    open_cards,
+    private_home,
+    runs,
+)
 from tests.e2e.npm_agents import strongest_allow as strongest
 from tests.fakes.fake_responses import FakeResponses
 from tests.fakes.model_server import RecordedRequest, Turn, call
@@ -87,18 +95,5 @@ async def test_codex_starts_asking_shows_its_commands_and_stops(agents: AgentRun
             assert ("echo hi > hello.txt", 0) == (terminal["command"], terminal["exit_code"]), "not 'running…'"
             assert [] == open_cards(viewer)
 
-            await viewer.prompt("please create other.txt")
-            second = await viewer.wait_for(lambda v: v.pending_approval() or len(v.stop_reasons) == 2, WAIT)
-            assert isinstance(second, dict), "after the strongest allow, another file must still ask"
-            await viewer.decide(second["id"], option_id(second, "reject_once"))
-            await viewer.wait_for(lambda v: len(v.stop_reasons) == 2, WAIT)
-            assert not (project / "other.txt").exists()
-            assert [] == open_cards(viewer)
-
-            await viewer.prompt("think forever")
-            await viewer.wait_for(lambda v: any("Thinking" in t for t in v.texts("agent")), WAIT)
-            await viewer.cancel()
-            await viewer.wait_for(lambda v: len(v.stop_reasons) == 3, WAIT)
-            assert "cancelled" == viewer.stop_reasons[2]
-            assert [] == open_cards(viewer)
+            await denial_holds_then_stop_works(viewer, "please create other.txt", project / "other.txt", WAIT)
             print("stop reasons:", viewer.stop_reasons, "system:", viewer.texts("system"))

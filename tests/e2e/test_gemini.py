@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import UNIT, chromium
-from tests.e2e.npm_agents import INSTALL_TIMEOUT, AgentRuns, npm_cache, private_home, runs
+from tests.e2e.npm_agents import INSTALL_TIMEOUT, AgentRuns, instruction, npm_cache, private_home, runs
 from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.model_server import RecordedRequest, Turn, call
 from tether.agents.presets import GEMINI_CLI
@@ -42,11 +41,11 @@ def model(request: RecordedRequest) -> Turn:
     text = " ".join(part.get("text", "") for part in parts)
     if "think forever" in text:
         return Turn(text="Thinking very hard", hang=True)
-    name = re.search(r"please create file (\S+)", text)
-    cwd = re.search(r"tether-project=([^\s)]+)", text)
-    if not (name and cwd):
+    asked = instruction(text)
+    if asked is None:
         return Turn(text=f"(fake model: no instruction in {text[-200:]!r})")
-    return Turn(text="Creating it.", tool_calls=(call("write_file", file_path=f"{cwd[1]}/{name[1]}", content="hi\n"),))
+    name, cwd = asked
+    return Turn(text="Creating it.", tool_calls=(call("write_file", file_path=f"{cwd}/{name}", content="hi\n"),))
 
 
 @pytest.fixture

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import UNIT
-from tests.e2e.npm_agents import INSTALL_TIMEOUT, AgentRuns, npm_cache, open_cards, option_id, private_home, runs
+from tests.e2e.npm_agents import (
+    INSTALL_TIMEOUT,
+    AgentRuns,
+    denial_holds_then_stop_works,
+    instruction,
+    npm_cache,
+    open_cards,
+    private_home,
+    runs,
+)
 from tests.e2e.npm_agents import strongest_allow as strongest
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.model_server import RecordedRequest, Turn, call
@@ -44,11 +52,11 @@ def model(request: RecordedRequest) -> Turn:
     text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content or [])
     if "think forever" in text:
         return Turn(text="Thinking very hard", hang=True)
-    name = re.search(r"please create file (\S+)", text)
-    cwd = re.search(r"tether-project=([^\s)]+)", text)
-    if not (name and cwd):
+    asked = instruction(text)
+    if asked is None:
         return Turn(text=f"(fake model: no instruction in {text[-200:]!r})")
-    return Turn(text="Creating it.", tool_calls=(call("write", filePath=f"{cwd[1]}/{name[1]}", content="hi\n"),))
+    name, cwd = asked
+    return Turn(text="Creating it.", tool_calls=(call("write", filePath=f"{cwd}/{name}", content="hi\n"),))
 
 
 def provider(base_url: str) -> dict[str, object]:
@@ -90,18 +98,7 @@ async def test_opencode_asks_keeps_asking_and_stops(agents: AgentRuns, project: 
             assert "hi\n" == (project / "hello.txt").read_text()
             assert [] == open_cards(viewer)
 
-            await viewer.prompt(f"please create file other.txt {where}")
-            second = await viewer.wait_for(lambda v: v.pending_approval() or len(v.stop_reasons) == 2, WAIT)
-            assert isinstance(second, dict), "after the strongest allow, a write to another file must still ask"
-            await viewer.decide(second["id"], option_id(second, "reject_once"))
-            await viewer.wait_for(lambda v: len(v.stop_reasons) == 2, WAIT)
-            assert not (project / "other.txt").exists()
-            assert [] == open_cards(viewer)
-
-            await viewer.prompt("think forever")
-            await viewer.wait_for(lambda v: any("Thinking" in t for t in v.texts("agent")), WAIT)
-            await viewer.cancel()
-            await viewer.wait_for(lambda v: len(v.stop_reasons) == 3, WAIT)
-            assert "cancelled" == viewer.stop_reasons[2]
-            assert [] == open_cards(viewer)
+            await denial_holds_then_stop_works(
+                viewer, f"please create file other.txt {where}", project / "other.txt", WAIT
+            )
             print("stop reasons:", viewer.stop_reasons, "system:", viewer.texts("system"))

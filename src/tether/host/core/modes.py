@@ -53,6 +53,10 @@ class Modes(CoreState):
             self._end_remote(f"the agent is in {what}, which approves tools by itself, and offers no choice that asks")
             return
         self._notice(f"Switching the agent to {target!r}, where it asks before acting.")
+        self._switch(option_id, target)
+
+    def _switch(self, option_id: str | None, target: str) -> None:
+        """Move the agent's mode (``None``) or mode-like option to ``target``; prompts wait until it is done."""
         self.enforcing = True
         if option_id is None:
             self._out.append(fx.ChangeMode(target, enforcing=True))
@@ -70,8 +74,7 @@ class Modes(CoreState):
             if chosen != self.controls.current_mode and not (self.controls.remote and self.controls.is_self_approving(
                     chosen)):  # fmt: skip
                 self._notice(f"Starting the agent in {chosen!r} (agent.mode).")
-                self.enforcing = True
-                self._out.append(fx.ChangeMode(chosen, enforcing=True))
+                self._switch(None, chosen)
             return  # the person's choice, with the banner if it approves by itself
         offending = self.controls.self_approving_now()
         if self.controls.remote or offending is None or self.enforcing:
@@ -82,11 +85,7 @@ class Modes(CoreState):
             return  # nowhere to go: the banner stays
         self._notice(f"The agent started in {value!r}, which approves tools by itself; switching it to {target!r}, "
                      "where it asks first (/mode to choose another).")  # fmt: skip
-        self.enforcing = True
-        if option_id is None:
-            self._out.append(fx.ChangeMode(target, enforcing=True))
-        else:
-            self._out.append(fx.ChangeOption(option_id, target, enforcing=True))
+        self._switch(option_id, target)
 
     def _controls_changed(self) -> None:
         super()._controls_changed()
