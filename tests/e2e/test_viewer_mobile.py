@@ -371,11 +371,14 @@ async def test_approval_queue_shows_what_risk_time_left_and_what_always_covers(b
         await page.locator(".approval.stub").first.get_by_role("button", name="Review").click()
         await expect(cards.first).to_be_visible()
 
-        # Large buttons, low on the screen where a thumb reaches.
-        await second.scroll_into_view_if_needed()
-        for testid in ("approve-once", "deny", "approve-always"):
-            box = await second.get_by_test_id(testid).bounding_box()
-            assert box is not None and box["height"] >= 48 and box["y"] > PHONE["height"] / 2
+        # Large buttons, low on the screen where a thumb reaches, on a 390 and a 360 px phone.
+        for viewport in (SMALL_PHONE, PHONE):
+            await page.set_viewport_size(viewport)
+            await second.scroll_into_view_if_needed()
+            for testid in ("approve-once", "deny", "approve-always"):
+                box = await second.get_by_test_id(testid).bounding_box()
+                assert box is not None and box["height"] >= 48 and box["y"] > viewport["height"] / 2
+                assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
         await second.get_by_test_id("approve-once").click()
         decide = await host.wait_for_kind(Decide)
         assert isinstance(decide, Decide) and "approval-2" == decide.approval_id
