@@ -52,3 +52,6 @@ export function fold(key, items, limit, tail, noun = "lines") {
   });
   return { shown, more };
 }
+
+/** "smooth", unless the person asked the system for less motion. */
+export const motion = () => (matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth");

@@ -4,7 +4,7 @@
 // tab title counts pending approvals, and a page in the background raises a system
 // notification (only with permission already granted; asked for on a tap, never on load).
 
-import { h, label, list, sessionRoot, str } from "./dom.js";
+import { h, label, list, motion, sessionRoot, str } from "./dom.js";
 import { renderToolContent } from "./tools.js";
 
 const queueEl = document.getElementById("approvals") ?? dock();
@@ -227,6 +227,6 @@ export function prune(keep) {
 export function reveal(id) {
   const found = cards.get(id);
   setCollapsed(false);
-  found?.el.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  found?.el.scrollIntoView({ block: "nearest", behavior: motion() });
   found?.el.querySelector("button:not(:disabled)")?.focus({ preventScroll: true });
 }

@@ -8,7 +8,7 @@
 // appendText(el, text) for streamed text; after it has applied a message it calls
 // observe(message), which keeps what spans entries (turn ends, stops, snapshots).
 
-import { h, label, list, setRoot, str } from "./dom.js";
+import { h, label, list, motion, setRoot, str } from "./dom.js";
 import { markdown } from "./markdown.js";
 import { renderControls } from "./controls.js";
 import { dequeue, enqueue, prune, reveal } from "./queue.js";
@@ -399,7 +399,7 @@ if (ui.scroller && ui.entries) {
   ui.jump?.addEventListener("click", () => {
     following = true;
     ui.jump.hidden = true;
-    ui.scroller.scrollTo({ top: ui.scroller.scrollHeight, behavior: "smooth" });
+    ui.scroller.scrollTo({ top: ui.scroller.scrollHeight, behavior: motion() });
   });
 }
 
