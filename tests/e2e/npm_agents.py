@@ -14,11 +14,12 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT, RcRun, require, start_rc, stop
+from tests.fakes.model_server import ScriptedCall, Turn
 
 INSTALL_TIMEOUT = 600  # seconds; a cold install downloads tens of MB
 START_WAIT = 120  # units until `tether rc` prints its URL with a real agent (measured: 3-10 s on an idle machine)
@@ -126,6 +127,18 @@ def instruction(text: str) -> tuple[str, str] | None:
     name = re.search(r"please create file (\S+)", text)
     folder = re.search(r"tether-project=([^\s)]+)", text)
     return (name[1], folder[1]) if name and folder else None
+
+
+def play(text: str, write: Callable[[str], ScriptedCall]) -> Turn:
+    """The fake model's turn for a prompt: a long hang for "think forever"; ``write(path)`` for "please create
+    file NAME (tether-project=FOLDER)"."""
+    if "think forever" in text:
+        return Turn(text="Thinking very hard", hang=True)
+    asked = instruction(text)
+    if asked is None:
+        return Turn(text=f"(fake model: no instruction in {text[-200:]!r})")
+    name, folder = asked
+    return Turn(text="Creating it.", tool_calls=(write(f"{folder}/{name}"),))
 
 
 async def denial_holds_then_stop_works(viewer: Any, prompt: str, target: Path, wait: float) -> None:

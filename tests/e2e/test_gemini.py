@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import UNIT, chromium
-from tests.e2e.npm_agents import INSTALL_TIMEOUT, AgentRuns, instruction, npm_cache, private_home, runs
+from tests.e2e.npm_agents import INSTALL_TIMEOUT, AgentRuns, npm_cache, play, private_home, runs
 from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.model_server import RecordedRequest, Turn, call
 from tether.agents.presets import GEMINI_CLI
@@ -39,13 +39,7 @@ def model(request: RecordedRequest) -> Turn:
     if any("functionResponse" in part for part in parts):
         return Turn(text="Done.")
     text = " ".join(part.get("text", "") for part in parts)
-    if "think forever" in text:
-        return Turn(text="Thinking very hard", hang=True)
-    asked = instruction(text)
-    if asked is None:
-        return Turn(text=f"(fake model: no instruction in {text[-200:]!r})")
-    name, cwd = asked
-    return Turn(text="Creating it.", tool_calls=(call("write_file", file_path=f"{cwd}/{name}", content="hi\n"),))
+    return play(text, lambda path: call("write_file", file_path=path, content="hi\n"))
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from tests.e2e.npm_agents import (
     INSTALL_TIMEOUT,
     AgentRuns,
     denial_holds_then_stop_works,
-    instruction,
     npm_cache,
     open_cards,
+    play,
     private_home,
     runs,
 )
@@ -50,13 +50,7 @@ def model(request: RecordedRequest) -> Turn:
         return Turn(text="Done.")
     content = last.get("content")
     text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content or [])
-    if "think forever" in text:
-        return Turn(text="Thinking very hard", hang=True)
-    asked = instruction(text)
-    if asked is None:
-        return Turn(text=f"(fake model: no instruction in {text[-200:]!r})")
-    name, cwd = asked
-    return Turn(text="Creating it.", tool_calls=(call("write", filePath=f"{cwd}/{name}", content="hi\n"),))
+    return play(text, lambda path: call("write", filePath=path, content="hi\n"))
 
 
 def provider(base_url: str) -> dict[str, object]:
