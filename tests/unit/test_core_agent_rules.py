@@ -279,3 +279,11 @@ def test_a_command_run_under_tethers_sandbox_is_no_alarm() -> None:
     assert [] == of(fx.EndRemote, core.tool("x", status="completed"))
     core.tool("e", "edit", "in_progress", title="Write a.txt")
     assert 1 == len(of(fx.EndRemote, core.tool("e", status="completed")))
+
+
+def test_codex_workspace_write_counts_as_self_approving() -> None:
+    """Codex's workspace-write edits the project unasked: under Remote Control it is moved to read-only."""
+    core = Core("codex").open(modes("read-only", "read-only", "workspace-write", "agent"))
+    core(ev.ModeChanged("workspace-write"))
+    assert core.entry("banner")["on"]
+    assert [fx.ChangeMode("read-only", enforcing=True)] == of(fx.ChangeMode, core(ev.RemoteChanged(True)))

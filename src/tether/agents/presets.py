@@ -95,7 +95,8 @@ PRESETS: dict[str, Preset] = {
             "OpenAI Codex through its ACP adapter",
             env_prefixes=("OPENAI_", "CODEX_", *NPM_SETTINGS),
             login="codex login",
-            self_approving_modes=frozenset({"agent", "agent-full-access", "full-access", "auto"}),
+            # workspace-write edits the project without asking (it asks only to leave it).
+            self_approving_modes=frozenset({"agent", "agent-full-access", "full-access", "auto", "workspace-write"}),
             asking_mode="read-only",
             requires="npx",
             credentials=("OPENAI_API_KEY", "CODEX_API_KEY", "~/.codex/auth.json"),
