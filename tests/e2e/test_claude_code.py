@@ -169,7 +169,7 @@ async def test_prompt_reaches_claude_and_an_approved_write_lands(claude: Claude,
             assert ["end_turn"] == viewer.stop_reasons
             assert any("Created hello.txt." in t for t in viewer.texts("agent"))
             decided = viewer.entries[approval["id"]]
-            assert ("decided", "viewer") == (decided["state"], decided["decided_by"])
+            assert ("decided", f"tether-testing ({viewer.device.id})") == (decided["state"], decided["decided_by"])
     assert "hello from Claude\n" == target.read_text()
     print("requests Claude Code sent:", [(r.method, r.path, r.body.get("model")) for r in fake.model_requests()])
 
