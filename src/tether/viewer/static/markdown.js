@@ -223,6 +223,9 @@ function link(href, children) {
 }
 
 const PUNCT = /[!-/:-@[-`{-~]/;
+// How far a closing delimiter is looked for: a paragraph full of unmatched `*`, `` ` `` or
+// `[` costs linear time, not quadratic.
+const REACH = 1000;
 const WORD = /[\p{L}\p{N}]/u;
 
 // Inline spans, appended to `parent` (also returned). One left-to-right scan; a delimiter
@@ -250,7 +253,7 @@ function inline(text, parent) {
     if (c === "`") {
       const run = /^`+/.exec(text.slice(i))[0];
       const end = text.indexOf(run, i + run.length);
-      if (end > 0 && text[end + run.length] !== "`") {
+      if (end > 0 && end < i + REACH && text[end + run.length] !== "`") {
         flush();
         let code = text.slice(i + run.length, end).replaceAll("\n", " ");
         if (/^ .*[^ ].* $/.test(code)) code = code.slice(1, -1);
@@ -327,7 +330,7 @@ function emphasis(text, i) {
     // Underscores inside words (snake_case) are not emphasis.
     if (mark[0] === "_" && WORD.test(text[i - 1] ?? "")) continue;
     let end = i + mark.length;
-    while ((end = text.indexOf(mark, end + 1)) > 0) {
+    for (let tries = 0; (end = text.indexOf(mark, end + 1)) > 0 && end < i + REACH && tries < 64; tries++) {
       const before = text[end - 1];
       const next = text[end + mark.length] ?? "";
       if (/\s/.test(before) || before === "\\") continue;
@@ -345,7 +348,7 @@ function emphasis(text, i) {
 function bracketLink(text, at) {
   let depth = 0;
   let close = -1;
-  for (let k = at; k < text.length; k++) {
+  for (let k = at; k < Math.min(text.length, at + REACH); k++) {
     if (text[k] === "\\") k++;
     else if (text[k] === "[") depth++;
     else if (text[k] === "]" && --depth === 0) {
