@@ -6,7 +6,8 @@ Debian's Chromium at 390x844 opens a session page served by an embedded relay on
 DOMContentLoaded (every module script has run: the page answers taps) and to load, first
 on an empty cache and then with the service worker's app shell warm, and the bytes sent
 over the wire. Also: the time to render a 13 KB Markdown answer streamed in 3000 chunks
-(render.js parses only what is new), on the same slowed CPU.
+(render.js parses only what is new), and of 4 x 60 KB of unmatched Markdown delimiters, on
+the same slowed CPU.
 Run: ``.venv/bin/python benchmarks/viewer_load.py``.
 """
 
@@ -62,14 +63,26 @@ STREAM = """async () => {
 }"""
 
 
+HOSTILE = """async () => {
+    const { markdown } = await import(new URL("../assets/markdown.js", location.href));
+    const start = performance.now();
+    for (const mark of ["*", "_", "`", "["]) markdown(`${mark}a `.repeat(20000));
+    return performance.now() - start;
+}"""
+
+
 async def streaming(context: Any, url: str) -> float:
     page = await context.new_page()
     cdp = await context.new_cdp_session(page)
     await page.goto(url)
     await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 4})
     elapsed = await page.evaluate(STREAM)
+    hostile.append(float(await page.evaluate(HOSTILE)))
     await page.close()
     return float(elapsed)
+
+
+hostile: list[float] = []  # 4 x 60 KB of unmatched delimiters, parsed on the slowed CPU
 
 
 async def main() -> None:
@@ -97,6 +110,7 @@ async def main() -> None:
         figures = f"ready (DOMContentLoaded) {dcl:6.0f} ms, load {load:6.0f} ms, {sent / 1024:5.1f} KiB over the wire"
         print(f"{name:>17}: {figures}")
     print(f"{'streaming':>17}: 13 KB of Markdown in 3000 chunks rendered in {statistics.median(streams):6.0f} ms")
+    print(f"{'hostile':>17}: 4 x 60 KB of unmatched * _ ` [ parsed in {statistics.median(hostile):6.0f} ms")
 
 
 if __name__ == "__main__":
