@@ -19,6 +19,10 @@ async def test_an_agent_that_edits_without_asking_ends_remote_control(rc: RcRun,
         assert any("acted without asking" in t for t in viewer.texts("system"))
         assert viewer.ended is not None and "acted without asking" in viewer.ended
     assert 1 == rc.process.wait(10 * UNIT)
+    assert rc.process.stderr is not None
+    stderr = rc.process.stderr.read().decode()
+    assert "Starting python" in stderr, "the terminal says what starts"
+    assert "acted without asking" in stderr
 
 
 async def test_no_card_stays_open_after_its_turn_and_missing_files_read_empty(rc: RcRun) -> None:
