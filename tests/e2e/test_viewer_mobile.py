@@ -18,6 +18,7 @@ import contextlib
 import gzip
 import os
 import re
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.conftest import RcRun, chromium
+from tests.conftest import TETHER, RcRun, chromium, start_rc, stop
 from tests.e2e.test_viewer_page import ADMISSIONS, OPTIONS, SESSION, WAIT_MS, FakeHost, message, open_session
 from tether.protocol.messages import Append, Cancel, Decide, Entry, Prompt, Turn
 
@@ -563,8 +564,17 @@ async def test_everything_the_page_loads_fits_the_budget() -> None:
     assert compressed < 150 * 1024, f"{compressed} bytes compressed"
 
 
-async def test_a_real_session_on_a_phone(browser: Any, rc: RcRun) -> None:
-    """tether rc and the scripted agent: a countdown from the host's timeout, output in colour, a denial says denied."""
+def trusted(folder: Path, env: dict[str, str]) -> Path:
+    """A new project folder, trusted (as the ``project`` fixture's)."""
+    folder.mkdir()
+    subprocess.run([*TETHER, "trust", str(folder)], env=env, check=True, capture_output=True)
+    return folder
+
+
+async def test_a_real_session_on_a_phone(
+    browser: Any, rc: RcRun, relay: str, tether_env: dict[str, str], tmp_path: Path
+) -> None:
+    """tether rc, scripted agent: the host's countdown, colour output, denied in words; a tab switches sessions."""
     from playwright.async_api import expect
 
     async with phone(browser) as page:
@@ -587,6 +597,20 @@ async def test_a_real_session_on_a_phone(browser: Any, rc: RcRun) -> None:
         badge = page.get_by_test_id("tool-call").last.locator(".tool-head .badge")
         await expect(badge).to_have_text("denied", timeout=WAIT_MS)
         assert not (await page.title()).startswith("(")  # nothing waits any more
+
+        # A second session opened in the same tab: the header lists both, and a tap switches back.
+        second = start_rc(trusted(tmp_path / "other-project", tether_env), tether_env, relay)
+        try:
+            await page.goto(second.url)
+            await expect(page.locator("h1")).to_have_text("other-project", timeout=WAIT_MS)
+            sessions = page.get_by_role("button", name="Sessions · 2")
+            await sessions.click()
+            await page.get_by_role("link", name=re.compile(r"^project")).click()
+            await expect(page.locator("h1")).to_have_text("project", timeout=WAIT_MS)
+            await expect(page.get_by_test_id("connection-status")).to_contain_text("connected", timeout=WAIT_MS)
+            await expect(page.locator(".term-out .ansi-fg-2")).to_have_text("all green")  # its conversation is back
+        finally:
+            stop(second.process)
 
 
 AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"

@@ -12,6 +12,7 @@ import { h, label, list, motion, setRoot, str } from "./dom.js";
 import { markdown } from "./markdown.js";
 import { renderControls } from "./controls.js";
 import { dequeue, enqueue, prune, reveal } from "./queue.js";
+import { remember } from "./sessions.js";
 import { renderToolCall, setFate } from "./tools.js";
 
 export { h, renderControls, setRoot };
@@ -335,6 +336,7 @@ export function observe(message) {
     turn.running = message.running === true;
     prune(new Set(entries.filter((e) => e?.type === "approval" && e.state === "pending").map((e) => e.id)));
     showEmptyHint(message.session ?? {});
+    remember(message.session ?? {});
     refreshPlan();
   } else if (message?.kind === "turn") {
     turn.running = message.running === true;

@@ -7,7 +7,7 @@
 
 const VERSION = "tether-shell-1";
 const SHELL = [
-  "app.js", "render.js", "controls.js", "dom.js", "tools.js", "queue.js", "markdown.js", "highlight.js", "ansi.js",
+  "app.js", "render.js", "controls.js", "sessions.js", "dom.js", "tools.js", "queue.js", "markdown.js", "highlight.js", "ansi.js",
   "diff.js", "frames.js", "e2e.js", "device.js", "pwa.js", "style.css", "icon.svg", "icon-192.png", "manifest.webmanifest", "open.html",
 ];
 const ASSETS = new URL("./", self.location).pathname; // …/assets/
