@@ -605,6 +605,7 @@ async def test_a_real_session_on_a_phone(
             await expect(page.locator("h1")).to_have_text("other-project", timeout=WAIT_MS)
             sessions = page.get_by_role("button", name="Sessions · 2")
             await sessions.click()
+            await shot(page, "sessions")
             await page.get_by_role("link", name=re.compile(r"^project")).click()
             await expect(page.locator("h1")).to_have_text("project", timeout=WAIT_MS)
             await expect(page.get_by_test_id("connection-status")).to_contain_text("connected", timeout=WAIT_MS)

@@ -35,7 +35,8 @@ button.addEventListener("click", () => {
 
 function show(sessions) {
   const id = here();
-  button.textContent = `Sessions · ${sessions.length}`;
+  button.textContent = `⇆ ${sessions.length}`; // short: the header is narrow on a phone
+  button.setAttribute("aria-label", `Sessions · ${sessions.length}`);
   button.hidden = sessions.length < 2;
   panel.replaceChildren(
     h(
