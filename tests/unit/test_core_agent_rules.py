@@ -11,7 +11,7 @@ from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core.approvals import Option
 from tether.host.core.session import AgentInfo, SessionCore
-from tether.protocol.messages import Authenticate, Decide, Entry, Prompt
+from tether.protocol.messages import Authenticate, Decide, Entry, Output, Prompt
 
 ROOT = "/work/project"
 OPTIONS = (
@@ -229,6 +229,8 @@ def test_codex_terminal_meta_shows_command_output_and_exit_code() -> None:
                                                     "terminal_id": "call_1", "exit_code": 0}})))  # fmt: skip
     [terminal] = core.entry("tool:call_1")["content"]
     assert ("bash -lc ls -a", "a.txt\n", 0) == (terminal["command"], terminal["output"], terminal["exit_code"])
+    sent = [m for m in shown(core.effects) if isinstance(m, Output)]
+    assert [Output(id="tool:call_1", terminal_id="call_1", text="a.txt\n")] == sent, "output goes as a delta"
 
 
 # -- a login asked for at the first prompt --------------------------------------------------------

@@ -143,7 +143,7 @@ class Transcript:
         if isinstance(update, schema.UserMessageChunk):
             return self._stream("user", _text_of(update.content))
         if isinstance(update, schema.ToolCallStart | schema.ToolCallProgress | schema.ToolCallUpdate):
-            return [self.tool_call(update)]
+            return self._output_only(update) or [self.tool_call(update)]
         if isinstance(update, schema.AgentPlanUpdate):
             self._open_message = None
             plan = [{"content": e.content, "status": e.status, "priority": e.priority} for e in update.entries]
@@ -202,6 +202,24 @@ class Transcript:
         if isinstance(exited, dict):
             code = exited.get("exit_code")
             view.exit_code = code if isinstance(code, int) else -1
+
+    def _output_only(self, update: Any) -> list[Message]:
+        """An update that only brings new output of a command the agent runs itself: an ``Output`` delta."""
+        entry_id = tool_entry_id(update.tool_call_id)
+        view, entry = self._agent_terminals.get(entry_id), self.entries.get(entry_id)
+        meta = update.field_meta if isinstance(update.field_meta, dict) else {}
+        output = meta.get("terminal_output")
+        changes = (update.title, update.kind, update.status, update.content, update.locations, update.raw_output)
+        if view is None or entry is None or set(meta) != {"terminal_output"} or any(c is not None for c in changes):
+            return []
+        if not isinstance(output, dict) or not isinstance(output.get("data"), str):
+            return []
+        shown = next((c for c in entry["content"] if c.get("type") == "terminal"), None)
+        if shown is None:
+            return []
+        view.add(output["data"])
+        entry["content"] = self._render_content(entry_id)
+        return [Output(id=entry_id, terminal_id=shown["terminal_id"], text=output["data"][-OUTPUT_KEPT:])]
 
     def close_open(self) -> list[Message]:
         """Close every tool call still pending or running (a turn ended): failed, "not run".
