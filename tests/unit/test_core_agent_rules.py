@@ -289,3 +289,16 @@ def test_codex_workspace_write_counts_as_self_approving() -> None:
     core(ev.ModeChanged("workspace-write"))
     assert core.entry("banner")["on"]
     assert [fx.ChangeMode("read-only", enforcing=True)] == of(fx.ChangeMode, core(ev.RemoteChanged(True)))
+
+
+def test_a_write_covered_by_an_earlier_approval_is_no_alarm() -> None:
+    """A second tool call whose write an approval of this turn already covers (same path) was asked."""
+    core = Core().open().remote().prompt()
+    call = schema.ToolCallUpdate(tool_call_id="c1", title="Write a.txt", kind="edit",
+                                 locations=[schema.ToolCallLocation(path=f"{ROOT}/a.txt")])  # fmt: skip
+    core(ev.PermissionAsked(1, call, OPTIONS))
+    core(ev.FromScreen("terminal", Decide(approval_id="approval-1", option_id="allow")))
+    core.tool("c1", status="completed")
+    core.tool("c2", "edit", "in_progress", title="Write a.txt again")
+    assert [fx.Permit(2, True)] == of(fx.Permit, core(ev.WriteAsked(2, f"{ROOT}/a.txt", "a.txt")))
+    assert [] == of(fx.EndRemote, core.tool("c2", status="completed"))

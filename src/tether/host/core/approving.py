@@ -90,6 +90,7 @@ class Approving(CoreState):
         return True
 
     def _use_grant(self, index: int) -> None:
+        self.transcript.covered += 1  # a side effect an earlier approval allowed (the guard, modes.py)
         if self.grants[index].used_up():
             del self.grants[index]
 

@@ -115,14 +115,16 @@ class Modes(CoreState):
         if entry is None:
             return
         approvals = list(self.approvals._approvals.values())
-        seen = self.transcript.first_seen.setdefault(entry_id, len(approvals))
+        seen, covered = self.transcript.first_seen.setdefault(entry_id, (len(approvals), self.transcript.covered))
         if entry.get("status") != "completed" or entry.get("unasked") or not self.controls.remote:
             return
         kind = entry.get("kind")
         if kind not in GUARDED_KINDS or (kind == "execute" and self.controls.confined()):
             return
-        asked = any(a.tool_call_id == entry_id for a in approvals) or any(
-            a.source == "host" and a.granted() for a in approvals[seen:]
+        asked = (
+            any(a.tool_call_id == entry_id for a in approvals)
+            or any(a.source == "host" and a.granted() for a in approvals[seen:])
+            or self.transcript.covered > covered  # an approval of this turn covered its write or command
         )
         if asked:
             return

@@ -88,8 +88,9 @@ class Transcript:
         self._open_message: str | None = None
         self.terminals: dict[str, TerminalView] = {}
         self._agent_terminals: dict[str, TerminalView] = {}  # by entry id: commands the agent ran itself
-        # Tool call entry id -> how many approvals had been opened when it first appeared (modes.py guard).
-        self.first_seen: dict[str, int] = {}
+        # Tool call entry id -> (approvals opened, covered side effects) when it first appeared (modes.py guard).
+        self.first_seen: dict[str, tuple[int, int]] = {}
+        self.covered = 0  # writes and commands let through because an earlier approval covered them
 
     def snapshot(self, budget: int = SNAPSHOT_BUDGET) -> list[JSON]:
         """Copies of the newest entries that fit in ``budget`` bytes, oldest first.
