@@ -208,3 +208,23 @@ async def test_the_agents_commands_are_confined_too(mechanism: str, tmp_path: Pa
     assert "kept\n" == (project / "made.txt").read_text()
     assert "ConnectionRefusedError" in text or "PermissionError" in text, text
     assert text.endswith("done\n")
+
+
+def test_tethers_own_agents_start_confined(project: Path, tether_env: dict[str, str]) -> None:
+    """The demo agent (tether's own package, imported from wherever tether is installed) runs under each mechanism."""
+    mechanisms = [name for name in ("bwrap", "landlock") if sandbox_run.choose(name)[0] == name]
+    require(bool(mechanisms), f"no sandbox mechanism works here: {sandbox_run.choose('auto')[1]}")
+    config = Config(Path(tether_env["TETHER_CONFIG_DIR"]) / "config.toml")
+    for name in mechanisms:
+        config.set("sandbox.mechanism", name)
+        process = subprocess.Popen([*TETHER, "--sandbox", "--agent", "demo"], cwd=project, env=tether_env,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            lines = Lines(process.stdout)
+            lines.until("Type a prompt", 30 * UNIT)
+            process.stdin.write(b"hi\n")
+            process.stdin.flush()
+            lines.until("DEMO agent", 30 * UNIT)
+        finally:
+            stop(process)

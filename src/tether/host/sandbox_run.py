@@ -288,7 +288,10 @@ class Sandbox:
     def _landlock_command(
         self, argv: Sequence[str], confinement: sandbox.Confinement, ports: Sequence[int]
     ) -> list[str]:
+        # Python agents run with this interpreter and may import tether itself (demo, builtin): its import path.
         programs = [Path(sys.prefix), Path(sys.base_prefix), Path(self.python).parent]
+        programs += [Path(p) for p in sys.path if p.startswith("/") and Path(p).is_dir() and not
+                     (Path(p) == self.home or self.home.is_relative_to(p))]  # fmt: skip
         for word in argv:  # the agent's own program and script folders (a venv: the whole venv)
             if word.startswith("/") and Path(word).exists():
                 folder = Path(word).resolve().parent
