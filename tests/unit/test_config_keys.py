@@ -109,3 +109,17 @@ def test_cli_unset_and_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     )
     code, output = cli(monkeypatch, tmp_path, "list")
     assert 0 == code and "remote.auto_start = false    [default]" in output
+
+
+def test_cli_list_shows_permission_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`config list` ends with the permission rules, deny first; a rule that cannot be read is a clear error."""
+    (tmp_path / "config.toml").write_text('[permissions]\nallow = ["execute: git status"]\ndeny = ["edit: .env"]\n')
+    code, output = cli(monkeypatch, tmp_path, "list")
+    assert 0 == code
+    assert [
+        f'permissions.deny = ["edit: .env"]    [{tmp_path / "config.toml"}]',
+        f'permissions.allow = ["execute: git status"]    [{tmp_path / "config.toml"}]',
+    ] == output.splitlines()[-2:]
+    (tmp_path / "config.toml").write_text('[permissions]\nallow = ["bash: ls"]\n')
+    code, output = cli(monkeypatch, tmp_path, "list")
+    assert 2 == code and "starts with 'bash'; kinds are" in output

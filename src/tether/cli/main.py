@@ -306,15 +306,24 @@ def config_unset(key: Annotated[str, typer.Argument(help="A key such as agent.de
 
 @config_app.command("list")
 def config_list() -> None:
-    """Every key, its value, where the value comes from, and what it does."""
-    from tether.config import Config
+    """Every key, its value, where the value comes from, and what it does; then the permission rules."""
+    from tether.config import Config, ConfigError
+    from tether.host.permissions import RuleError, rules_from
 
     try:
-        rows = Config().sources()
+        config = Config()
+        rows = config.sources()
+        rules, _ = rules_from(config.table("permissions"), str(config.path))
+    except RuleError as exc:
+        _fail(ConfigError(str(exc)))
     except UserError as exc:
         _fail(exc)
     for key, value, source in rows:
         print(f"{key.name} = {_shown(value)}    [{source}]    # {key.help}")
+    for action in ("deny", "ask", "allow"):
+        listed = [f'"{rule}"' for rule in rules if rule.action == action]
+        if listed:
+            print(f"permissions.{action} = [{', '.join(listed)}]    [{config.path}]")
 
 
 @app.command()
