@@ -8,8 +8,10 @@ the address the connection itself came to (its ``Host``), loopback names (``loca
 as nothing stops a program from sending any Origin it likes.
 
 Why both: the viewer page connects to ``location.host``, so the page's origin and the
-Host match unless something in front rewrites the Host; a tunnel or reverse proxy that
-does is covered by ``--public-url``. A page on another site, or on another port of this
+Host match unless something in front rewrites the Host. The tunnels keep it
+(``tailscale serve`` sets the proxied request's Host to the incoming one,
+``ipn/ipnlocal/serve.go``; cloudflared keeps it unless ``httpHostHeader`` is set);
+a reverse proxy that rewrites it is covered by ``--public-url``. A page on another site, or on another port of this
 machine (a local dev server), is a different origin and is refused before any credential
 is read (RFC 6455 section 10.2: servers not meant for every page must check the Origin).
 """
