@@ -493,7 +493,12 @@ async def test_prompts_tell_their_screen_and_modes_show_once(browser: Any, relay
 
         # Slash commands: "/" lists the agent's commands; a tap fills the box.
         box = page.get_by_test_id("prompt-input")
-        await box.press_sequentially("/re")
+        await box.press_sequentially("/")
+        await expect(page.get_by_test_id("command")).to_have_count(2)
+        await box.press("ArrowDown")
+        await box.press("Enter")  # takes the chosen command; sends nothing
+        await expect(box).to_have_value("/init ")
+        await box.fill("/re")
         await expect(page.get_by_test_id("command")).to_have_text(["/reviewReview the changes (what to look at)"])
         await page.get_by_test_id("command").click()
         await expect(box).to_have_value("/review ")

@@ -103,5 +103,30 @@ function suggest() {
     }),
   );
   menu.hidden = found.length === 0;
+  pick(found.length ? 0 : -1);
 }
 input?.addEventListener("input", suggest);
+
+// Keys while the list shows: up and down move the choice, Enter or Tab takes it (before
+// app.js would send the bare "/"), Escape closes the list. This module's listener is
+// registered before app.js's, so it can stop the Enter.
+let chosen = -1;
+function pick(index) {
+  const options = menu ? [...menu.children] : [];
+  chosen = options.length ? (index + options.length) % options.length : -1;
+  options.forEach((option, at) => {
+    option.id = `command-${at}`;
+    option.setAttribute("aria-selected", String(at === chosen));
+  });
+  if (chosen >= 0) input.setAttribute("aria-activedescendant", `command-${chosen}`);
+  else input.removeAttribute("aria-activedescendant");
+}
+input?.addEventListener("keydown", (event) => {
+  if (!menu || menu.hidden || chosen < 0 || event.isComposing) return;
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") pick(chosen + (event.key === "ArrowDown" ? 1 : -1));
+  else if (event.key === "Enter" || event.key === "Tab") menu.children[chosen]?.click();
+  else if (event.key === "Escape") menu.hidden = true;
+  else return;
+  event.preventDefault();
+  event.stopImmediatePropagation();
+});
