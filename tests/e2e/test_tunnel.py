@@ -76,8 +76,8 @@ def read_until(
 
 
 def rc_json(project: Path, env: dict[str, str], *flags: str) -> RcRun:
-    """`tether rc --json FLAGS` with the scripted agent, and its one JSON line."""
-    process = tether(project, env, "rc", "--json", *flags)
+    """`tether rc --json FLAGS` with the scripted agent, and its one JSON line (the test's viewer admitted unasked)."""
+    process = tether(project, env, "rc", "--json", "--accept-device", *flags)
     line = read_until(process, "\n", 30 * UNIT)
     data = json.loads(line)
     return RcRun(process=process, url=data["url"], session_id=data["session_id"])
@@ -130,7 +130,7 @@ def test_the_terminal_shows_the_public_url_for_a_phone(
     """With a tunnel the terminal says "Open this URL on your phone" with the https URL, and no loopback note."""
     process = tether(project, standins.env(tether_env), "rc", "--tunnel", "cloudflared")
     processes.append(process)
-    shown = read_until(process, "Treat this URL")
+    shown = read_until(process, "6-digit")
     assert "Open this URL on your phone:" in shown
     assert f"{CLOUDFLARED_ADDRESS}/s/" in shown
     assert "this machine only" not in shown
@@ -140,7 +140,7 @@ def test_a_loopback_url_says_so_next_to_the_qr(project: Path, tether_env: dict[s
     """The embedded relay alone: the terminal says the URL opens here only, and how to reach a phone, after the QR."""
     process = tether(project, tether_env, "rc")
     processes.append(process)
-    shown = read_until(process, "Treat this URL").splitlines()
+    shown = read_until(process, "6-digit").splitlines()
     assert not any("on your phone" in line for line in shown)
     url = next(i for i, line in enumerate(shown) if line.startswith("http://127.0.0.1:"))
     notes = [i for i, line in enumerate(shown) if "this machine only" in line]
@@ -228,7 +228,7 @@ def test_interactive_remote_with_a_tunnel(
     """`tether --remote --tunnel tailscale` shows the tailnet address; /quit stops tailscale with Ctrl+C's signal."""
     process = tether(project, standins.env(tether_env), "--remote", "--tunnel", "tailscale")
     processes.append(process)
-    shown = read_until(process, "Treat this URL")
+    shown = read_until(process, "6-digit")
     assert f"{TAILSCALE_ADDRESS}/s/" in shown and "Open this URL on your phone:" in shown
     assert process.stdin is not None
     process.stdin.write(b"/quit\n")

@@ -27,7 +27,7 @@ def tether(env: dict[str, str], *args: str, cwd: Path | None = None) -> subproce
 def start_rc(project: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     """`tether rc --json` with the scripted agent; the process and its JSON line."""
     process = subprocess.Popen(
-        [*TETHER, "rc", "--agent", SCRIPTED_AGENT, "--json", *args],
+        [*TETHER, "rc", "--agent", SCRIPTED_AGENT, "--json", "--accept-device", *args],
         cwd=project,
         env=env,
         stdin=subprocess.PIPE,
