@@ -12,8 +12,12 @@ The egress proxy: on Linux the helper inside the sandbox binds one loopback list
 per endpoint in the sandbox's network namespace and sends the listening sockets to the
 host over an inherited socket pair; the host accepts on them, so every connection the
 agent opens to 127.0.0.1:inside_port is accepted here and piped to the one upstream
-host and port of that listener, and to nothing else. On macOS the host binds the
-listeners on its own loopback and the profile allows connecting to those ports only.
+host and port of that listener, and to nothing else. On macOS and under Landlock (no
+network namespace) the host binds the listeners on its own loopback, and the profile or
+the Landlock rules allow connecting to those ports only.
+
+Mechanisms (``sandbox.mechanism``): bubblewrap first, Landlock where bubblewrap cannot
+create its namespaces (``choose``); each is probed once per process.
 """
 
 from __future__ import annotations
@@ -168,7 +172,6 @@ class Sandbox:
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.mechanism = choose(mechanism)[0]  # None: as sandbox.mechanism says
         self._private: Path | None = None  # Landlock: a private home and temp folder, made on first use
-        self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def confinement(self, env: Mapping[str, str], egress: sandbox.Egress) -> sandbox.Confinement:
