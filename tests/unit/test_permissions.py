@@ -67,6 +67,8 @@ TABLE = [
     ((("allow", "execute"),), run("ls > listing.txt"), "ask", Tier.RISKY),
     ((("allow", "execute"),), run("bash -c 'ls'"), "ask", Tier.RISKY),
     ((("deny", "execute: rm"),), run("x=1; $(echo rm) -rf / || rm -rf ."), "deny", Tier.RISKY),
+    # an execute request whose command text the agent did not send is asked, whatever the rules allow
+    ((("allow", "execute"), ("allow", "*")), Request("execute", ()), "ask", Tier.NORMAL),
     # network tool kinds and deletes are risky
     ((("allow", "*"),), Request("fetch", ()), "ask", Tier.RISKY),
     ((("allow", "delete"),), Request("delete", (f"{ROOT}/old.txt",)), "ask", Tier.RISKY),

@@ -108,7 +108,8 @@ class Policy:
             for rule in self.rules:
                 if rule.action == action and _matches(rule, request, commands, self.root):
                     return Decision(action, tier, f"{action} rule '{rule}' ({rule.source})", rule)
-        understood = request.command is None or commands is not None
+        # An execute request without its command text (the agent sent only a title) is not understood either.
+        understood = commands is not None and (request.command is not None or request.kind != "execute")
         if understood and tier <= Tier.NORMAL:
             allowed = [r for r in self.rules if r.action == "allow"]
             if commands:
