@@ -44,6 +44,7 @@ TABLE = [
     # tether's own files: denied even with an allow-everything rule
     ((("allow", "*"),), Request("edit", (f"{STATE}/trust.json",)), "deny", Tier.FORBIDDEN),
     ((("allow", "*"),), run(f"cp x {STATE}/trust.json"), "deny", Tier.FORBIDDEN),
+    ((("allow", "*"),), Request("read", (f"{STATE}/device-key.json",)), "deny", Tier.FORBIDDEN),
     # commands ask unless allowed (a read-only one is of the read tier); risky ones are marked
     ((), run("git status && ls -la src | wc -l"), "ask", Tier.READ),
     (

@@ -4,8 +4,8 @@ A Request is what an approval would let the agent do: its ACP tool kind, the pat
 names, and for a command the shell line. ``decide`` turns it into a Decision, by these
 rules, in this order:
 
-1. **Never from a session**: a write, move or delete of tether's own config or state
-   (the trust list, device keys, this policy) is denied, whatever the rules say.
+1. **Never from a session**: any request naming tether's own config or state (the trust
+   list, device keys, this policy) is denied, whatever the rules say.
 2. **deny beats ask beats allow**: a matching deny rule denies; a matching ask rule asks.
 3. **Allow only what is understood**: an allow rule approves by itself only a request of
    the ``read`` or ``normal`` tier whose command, if any, the shell parser classified with
@@ -276,9 +276,8 @@ def classify(
     """The request's tier and why (module doc)."""
     protected = tuple(protected)
     touched = [p for p in request.paths if any(_within(p, f) for f in protected)]
-    writes = request.kind in ("edit", "delete", "move", "execute", "other")
-    if touched and writes:
-        return Tier.FORBIDDEN, f"tether's own settings or trust files ({touched[0]}) are never changed from a session"
+    if touched:  # its state holds device keys too: not even read
+        return Tier.FORBIDDEN, f"tether's own settings, keys and trust files ({touched[0]}) are off limits to a session"
     outside = [p for p in request.paths if not inside(p)]
     if request.kind == "fetch":
         return Tier.RISKY, "network access"
