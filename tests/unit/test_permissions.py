@@ -70,6 +70,11 @@ TABLE = [
     ((("deny", "execute: rm"),), run("x=1; $(echo rm) -rf / || rm -rf ."), "deny", Tier.RISKY),
     # an execute request whose command text the agent did not send is asked, whatever the rules allow
     ((("allow", "execute"), ("allow", "*")), Request("execute", ()), "ask", Tier.NORMAL),
+    # interpreters: a project file is a command like any other, inline code is not understood
+    ((("allow", "execute: python3 -m pytest"),), run("python3 -m pytest -q"), "allow", Tier.NORMAL),
+    ((("allow", "execute: python3"),), run("python3 -c 'import os'"), "ask", Tier.RISKY),
+    # a path hidden in an option is still a path
+    ((("allow", "execute: sort"),), run("sort --output=/etc/motd notes.txt"), "ask", Tier.RISKY),
     # network tool kinds and deletes are risky
     ((("allow", "*"),), Request("fetch", ()), "ask", Tier.RISKY),
     ((("allow", "delete"),), Request("delete", (f"{ROOT}/old.txt",)), "ask", Tier.RISKY),
@@ -102,7 +107,7 @@ def test_parser_reads_plain_lines(line: str, argv: tuple[tuple[str, ...], ...]) 
     ["echo $(id)", "echo `id`", "echo $HOME", 'echo "$HOME"', "ls *.py", "ls ~", "ls > f", "ls 2>&1", "cat <<E\nx\nE",
      "X=1 ls", "(ls)", "{ ls; }", "if true; then ls; fi", "for f in a; do ls; done", "f() { ls; }", "ls &",
      "sh -c ls", "sudo ls", "env X=1 ls", "xargs rm", "eval ls", "ls 'unclosed", "diff <(ls) <(ls)", "ls \\x",
-     "python3 -c 'import os'", "ls\x00rm"],
+     "python3 -c 'import os'", "node -e 1", "python3 -Sc pass", "awk '{print}' f", "ls\x00rm"],
 )  # fmt: skip
 def test_parser_refuses_what_it_cannot_show(line: str) -> None:
     """Expansions, substitutions, redirections, control flow and code runners are not classified."""

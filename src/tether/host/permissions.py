@@ -175,8 +175,12 @@ PLAIN_NODES = frozenset({
 INDIRECT = frozenset({
     "eval", "exec", "sh", "bash", "zsh", "dash", "ksh", "fish", "sudo", "doas", "su", "xargs", "env", "nohup",
     "time", "command", "builtin", "source", ".", "nice", "timeout", "watch", "parallel", "script", "busybox",
-    "python", "python3", "node", "perl", "ruby", "php", "awk", "gawk", "sed",
+    "awk", "gawk", "sed",
 })  # fmt: skip
+# Interpreters run a file of the project like `make` does, but code given inline is not in the parse.
+# Program -> the letters of its short options that take code (also inside combined flags: `-Sc`).
+INLINE_CODE = {"python": "c", "python3": "c", "node": "ep", "perl": "eE", "ruby": "e", "php": "r", "bun": "e"}
+INLINE_LONG = frozenset({"--eval", "--print", "eval"})
 NETWORK = frozenset({"curl", "wget", "ssh", "scp", "sftp", "rsync", "nc", "ncat", "netcat", "telnet", "ftp", "ping",
                      "dig", "nslookup", "http", "https", "aria2c"})  # fmt: skip
 DELETE = frozenset({"rm", "rmdir", "shred", "unlink", "truncate", "dd", "mkfs"})
@@ -228,10 +232,23 @@ def parse_command(line: str) -> tuple[tuple[str, ...], ...] | None:
             argv = _argv(node)
             if argv is None or not argv or os.path.basename(argv[0]) in INDIRECT:
                 return None
+            if _inline_code(argv):
+                return None
             commands.append(argv)
             continue
         stack.extend(reversed(node.children))
     return tuple(commands)
+
+
+def _inline_code(argv: tuple[str, ...]) -> bool:
+    """Whether an interpreter is given code on its command line (``python3 -c``, ``node -e``, ``perl -E``...)."""
+    letters = INLINE_CODE.get(os.path.basename(argv[0]))
+    if letters is None:
+        return False
+    for arg in argv[1:]:
+        if arg in INLINE_LONG or (arg.startswith("-") and not arg.startswith("--") and set(arg[1:]) & set(letters)):
+            return True
+    return False
 
 
 def _argv(command: Any) -> tuple[str, ...] | None:
@@ -302,7 +319,8 @@ def _command_tier(
     tier, why = Tier.READ, "a read-only command inside the project"
     for argv in commands:
         program, args = os.path.basename(argv[0]), argv[1:]
-        paths = [a for a in args if a.startswith("/") or a.startswith("..") or "/../" in a]
+        values = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args]  # --output=/x
+        paths = [a for a in values if a.startswith("/") or a.startswith("..") or "/../" in a]
         if any(any(_within(p, f) for f in protected) for p in paths if p.startswith("/")):
             return Tier.FORBIDDEN, "tether's own settings or trust files are never touched from a session"
         found: tuple[Tier, str] | None = None
