@@ -73,6 +73,7 @@ TABLE = [
     # interpreters: a project file is a command like any other, inline code is not understood
     ((("allow", "execute: python3 -m pytest"),), run("python3 -m pytest -q"), "allow", Tier.NORMAL),
     ((("allow", "execute: python3"),), run("python3 -c 'import os'"), "ask", Tier.RISKY),
+    ((("allow", "execute: git switch"),), run("git switch -c topic"), "allow", Tier.NORMAL),
     # a path hidden in an option is still a path
     ((("allow", "execute: sort"),), run("sort --output=/etc/motd notes.txt"), "ask", Tier.RISKY),
     # network tool kinds and deletes are risky
@@ -107,7 +108,8 @@ def test_parser_reads_plain_lines(line: str, argv: tuple[tuple[str, ...], ...]) 
     ["echo $(id)", "echo `id`", "echo $HOME", 'echo "$HOME"', "ls *.py", "ls ~", "ls > f", "ls 2>&1", "cat <<E\nx\nE",
      "X=1 ls", "(ls)", "{ ls; }", "if true; then ls; fi", "for f in a; do ls; done", "f() { ls; }", "ls &",
      "sh -c ls", "sudo ls", "env X=1 ls", "xargs rm", "eval ls", "ls 'unclosed", "diff <(ls) <(ls)", "ls \\x",
-     "python3 -c 'import os'", "node -e 1", "python3 -Sc pass", "awk '{print}' f", "ls\x00rm"],
+     "python3 -c 'import os'", "node -e 1", "python3 -Sc pass", "git -c core.pager=less log", "awk '{print}' f",
+     "ls\x00rm"],
 )  # fmt: skip
 def test_parser_refuses_what_it_cannot_show(line: str) -> None:
     """Expansions, substitutions, redirections, control flow and code runners are not classified."""

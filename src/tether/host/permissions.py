@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import functools
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -241,8 +242,12 @@ def parse_command(line: str) -> tuple[tuple[str, ...], ...] | None:
 
 
 def _inline_code(argv: tuple[str, ...]) -> bool:
-    """Whether an interpreter is given code on its command line (``python3 -c``, ``node -e``, ``perl -E``...)."""
-    letters = INLINE_CODE.get(os.path.basename(argv[0]))
+    """Whether a program is given code on its command line (``python3 -c``, ``node -e``, ``git -c``...)."""
+    program = os.path.basename(argv[0])
+    if program == "git":  # `git -c core.pager=... status`: options before the subcommand can run anything
+        leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), argv[1:]))
+        return any(arg in ("-c", "--config-env", "--exec-path") or arg.startswith("--exec-path=") for arg in leading)
+    letters = INLINE_CODE.get(program)
     if letters is None:
         return False
     for arg in argv[1:]:
