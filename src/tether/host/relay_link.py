@@ -68,6 +68,7 @@ OUTBOX_BYTES = 8 * 1024 * 1024  # what may wait for a slow viewer; past it the v
 OUTBOX_MESSAGES = 4096
 VIEWER = "viewer"  # the screen name of the (one) viewer in the session core
 WATCH_INTERVAL = 1.0  # seconds between looks at the pairing secret's age and the paired-devices file
+HEARTBEAT = 5.0  # seconds between pings to the relay, and for each answer: a dead link is noticed within 10 s
 
 
 class Questions(Protocol):
@@ -184,6 +185,7 @@ class RelayLink:
             # permessage-deflate off: it cut forwarding throughput 6-20x when measured.
             self._ws = await websockets.connect(
                 target, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10,
+                ping_interval=HEARTBEAT, ping_timeout=HEARTBEAT,
                 additional_headers={"Authorization": f"Bearer {token}"}, **options,
             )  # fmt: skip
         except ssl.SSLCertVerificationError as exc:
