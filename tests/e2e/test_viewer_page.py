@@ -50,7 +50,7 @@ pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 10_000 * UNIT
 
-SESSION = {"title": "demo-project", "agent": "demo", "cwd": "/home/dev/demo-project", "protocol": 1}
+SESSION = {"title": "demo-project", "agent": "demo", "cwd": "/home/dev/demo-project", "protocol": 2}
 OPTIONS = [
     {"option_id": "allow", "name": "Allow", "kind": "allow_once"},
     {"option_id": "allow_always", "name": "Always allow", "kind": "allow_always"},

@@ -8,6 +8,7 @@ while the network is away is sent once when it is back.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import UNIT, RcRun, chromium
 from tests.support.fault_proxy import FaultProxy
+from tether.testing import ViewerClient
 
 pytestmark = pytest.mark.browser
 WAIT_MS = 15_000 * UNIT
@@ -61,3 +63,28 @@ async def test_the_page_reconnects_as_the_same_device_and_sends_a_queued_prompt_
         await expect(status).to_have_text("connected", timeout=WAIT_MS)
         await expect(agent.filter(has_text="wrote notes.txt")).to_have_count(1, timeout=WAIT_MS)
         assert "approved offline" == (project / "notes.txt").read_text()
+
+
+async def test_a_viewer_gone_silent_does_not_hold_the_slot(rc: RcRun) -> None:
+    """A viewer whose connection went dead without a close (blackholed) is dropped by the relay's heartbeat;
+    the same device comes back on a new connection within seconds, without a new question."""
+    parts = urlsplit(rc.url)
+    assert parts.hostname is not None and parts.port is not None
+    async with (
+        FaultProxy(parts.hostname, parts.port) as proxy,
+        ViewerClient(rc.url.replace(f":{parts.port}/", f":{proxy.port}/")) as first,
+    ):
+        await first.prompt("say before sleeping")
+        await first.wait_for(lambda v: v.texts("agent"), 10 * UNIT)
+        proxy.blackhole()
+        again = first.rejoin()
+        deadline = asyncio.get_running_loop().time() + 30 * UNIT
+        while True:  # the page retries like this on 4409 (app.js onClose), with backoff
+            async with ViewerClient(rc.url, **again, wait_admitted=False) as second:
+                await second.wait_for(lambda v: v.admitted or v.closed, 10 * UNIT)
+                if second.admitted:
+                    assert ["say before sleeping"] == second.texts("user")
+                    break
+                assert 4409 == second.close_code
+            assert asyncio.get_running_loop().time() < deadline, "the dead viewer kept the slot"
+            await asyncio.sleep(0.5)

@@ -1,4 +1,4 @@
-"""A TCP proxy for tests that can cut its connections and refuse new ones, as a network does."""
+"""A TCP proxy for tests that can cut its connections, blackhole them, and refuse new ones, as a network does."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import contextlib
 
 class FaultProxy:
     """127.0.0.1:<port> -> target. ``cut()`` resets every open connection; ``hold()`` makes new ones fail at
-    once until ``release()``. Use as ``async with FaultProxy(host, port) as proxy``; ``proxy.port``."""
+    once until ``release()``; ``blackhole()`` silently drops what the open connections carry, both ways,
+    without closing them (a phone gone to sleep, a dead Wi-Fi). Use as ``async with FaultProxy(host, port)
+    as proxy``; ``proxy.port``."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
         self.accepted = 0
         self.holding = False
+        self.blackholed = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -45,6 +48,9 @@ class FaultProxy:
     def release(self) -> None:
         self.holding = False
 
+    def blackhole(self) -> None:
+        self.blackholed = True
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -60,6 +66,8 @@ class FaultProxy:
             async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
                 with contextlib.suppress(Exception):
                     while data := await source.read(65536):
+                        if self.blackholed:
+                            continue  # lost on the way: neither end hears of it
                         sink.write(data)
                         await sink.drain()
                 with contextlib.suppress(Exception):

@@ -45,6 +45,7 @@ from tether.relay.process import connection_cap, log_to_stderr, raise_descriptor
 from tether.relay.routing import CloseCode
 from tether.relay.transport import ConnectionLimits, guarded_protocol, quiet_bad_input
 
+HEARTBEAT = 5.0  # seconds between the relay's pings to each connection, and for each answer
 
 def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicorn.Config:
     """The uvicorn settings of a relay (see the module doc); ``logs``: print uvicorn's warnings on stderr.
@@ -63,6 +64,10 @@ def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicor
         http=guarded_protocol(limits, relay_state(app).counters),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        # A peer that stopped answering (a phone asleep, a dead network) is dropped within 10 s, so it
+        # does not hold its session's one viewer slot for long (DESIGN.md rule 3).
+        ws_ping_interval=HEARTBEAT,
+        ws_ping_timeout=HEARTBEAT,
         ws_max_size=config.max_frame_bytes,
         h11_max_incomplete_event_size=config.max_request_head,
         timeout_keep_alive=config.keep_alive_timeout,
