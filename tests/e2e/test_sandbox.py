@@ -78,25 +78,30 @@ def model_api() -> Iterator[str]:
     server.server_close()
 
 
-def probe(project: Path, env: dict[str, str], spec: dict[str, Any], *flags: str) -> dict[str, str]:
-    """Start `tether FLAGS --agent probe_agent`, send one prompt, return the agent's probe results."""
-    agent = f"{sys.executable} {PROBE_AGENT} {shlex.quote(json.dumps(spec))}"
+def prompted(project: Path, env: dict[str, str], agent: str, prompt: str, markers: list[str], *flags: str) -> str:
+    """Start `tether FLAGS --agent AGENT`, send one prompt, read until each of ``markers``; all output."""
     process = subprocess.Popen([*TETHER, *flags, "--agent", agent], cwd=project, env=env, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     assert process.stdin is not None and process.stdout is not None
     try:
         lines = Lines(process.stdout)
         lines.until("Type a prompt", 30 * UNIT)
-        process.stdin.write(b"probe\n")
+        process.stdin.write(prompt.encode() + b"\n")
         process.stdin.flush()
-        lines.until("PROBES", 30 * UNIT)
-        lines.until("turn ended", 30 * UNIT)
-        text = "".join(lines.seen)
-        start = text.index("PROBES ") + len("PROBES ")
-        end = text.index("}", start) + 1
-        return {k: v for k, v in json.loads(text[start:end].replace("\n", "")).items()}
+        for marker in markers:
+            lines.until(marker, 30 * UNIT)
+        return "".join(lines.seen)
     finally:
         stop(process)
+
+
+def probe(project: Path, env: dict[str, str], spec: dict[str, Any], *flags: str) -> dict[str, str]:
+    """Run probe_agent under `tether FLAGS` and return its probe results."""
+    agent = f"{sys.executable} {PROBE_AGENT} {shlex.quote(json.dumps(spec))}"
+    text = prompted(project, env, agent, "probe", ["PROBES", "turn ended"], *flags)
+    start = text.index("PROBES ") + len("PROBES ")
+    end = text.index("}", start) + 1
+    return dict(json.loads(text[start:end].replace("\n", "")))
 
 
 @pytest.fixture(params=["bwrap", "landlock"])
@@ -217,14 +222,4 @@ def test_tethers_own_agents_start_confined(project: Path, tether_env: dict[str, 
     config = Config(Path(tether_env["TETHER_CONFIG_DIR"]) / "config.toml")
     for name in mechanisms:
         config.set("sandbox.mechanism", name)
-        process = subprocess.Popen([*TETHER, "--sandbox", "--agent", "demo"], cwd=project, env=tether_env,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-        assert process.stdin is not None and process.stdout is not None
-        try:
-            lines = Lines(process.stdout)
-            lines.until("Type a prompt", 30 * UNIT)
-            process.stdin.write(b"hi\n")
-            process.stdin.flush()
-            lines.until("DEMO agent", 30 * UNIT)
-        finally:
-            stop(process)
+        assert "DEMO agent" in prompted(project, tether_env, "demo", "hi", ["DEMO agent"], "--sandbox"), name

@@ -108,11 +108,14 @@ def test_no_keeps_remote_control_off(tmp_path: Path, tether_env: dict[str, str],
     assert [] == trusted(tether_env)
 
 
-def test_remote_refused_after_no(tmp_path: Path, tether_env: dict[str, str], pty_runs: list[Pty]) -> None:
-    """`tether --remote` answered "n" stops with exit status 2 before the agent starts."""
+@pytest.mark.parametrize("command", [["--remote"], ["rc"]])
+def test_remote_refused_after_no(
+    command: list[str], tmp_path: Path, tether_env: dict[str, str], pty_runs: list[Pty]
+) -> None:
+    """`tether --remote` (and `tether rc`, on a terminal too) answered "n" stops with exit 2 before the agent starts."""
     folder, marker = tmp_path / "cloned", tmp_path / "agent-started"
     folder.mkdir()
-    run = Pty(["--remote", "--agent", marking_agent(marker)], folder, tether_env)
+    run = Pty([*command, "--agent", marking_agent(marker)], folder, tether_env)
     pty_runs.append(run)
     run.expect("[y/N]")
     run.type("n")
@@ -209,16 +212,3 @@ def test_remote_command_refused_with_skipped_permissions(project: Path, tether_e
     assert "--dangerously-skip-permissions cannot be used with Remote Control" in text, text
     assert "Remote Control is on" not in text
     assert "you › anything" in text  # the local session went on
-
-
-def test_rc_on_a_terminal_asks_too(tmp_path: Path, tether_env: dict[str, str], pty_runs: list[Pty]) -> None:
-    """`tether rc` on a terminal in an untrusted folder asks the same question; "n" refuses with exit status 2."""
-    folder, marker = tmp_path / "cloned", tmp_path / "agent-started"
-    folder.mkdir()
-    run = Pty(["rc", "--agent", marking_agent(marker)], folder, tether_env)
-    pty_runs.append(run)
-    run.expect("[y/N]")
-    run.type("n")
-    run.expect("Run `tether trust")
-    assert 2 == run.process.wait(30 * UNIT)
-    assert not marker.exists()
