@@ -7,11 +7,11 @@ decisions. The terminal's typed decisions need no signature.
 
 from __future__ import annotations
 
+from tests.unit.test_core_session import DEVICE, WALL, Driver, of
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
-from tether.protocol.messages import Decide
+from tether.protocol.messages import Decide, Prompt
 from tether.protocol.signing import DeviceKey
-from tests.unit.test_core_session import DEVICE, WALL, Driver, of
 
 
 def refused(out: list[fx.Effect]) -> bool:
@@ -121,3 +121,11 @@ def test_every_decision_is_audited_including_timeouts() -> None:
     out = drive(ev.Tick())
     (audit,) = of(fx.Audit, out)
     assert "expired" == audit.record["state"]
+
+
+def test_a_prompt_from_a_device_names_it() -> None:
+    """The terminal can say which device a prompt came from (the entry keeps ``by`` for the screen)."""
+    drive = Driver().ready()
+    out = drive(ev.FromScreen("viewer", Prompt(text="hello")))
+    (user,) = [s.message.entry for s in of(fx.Show, out) if getattr(s.message, "entry", {}).get("role") == "user"]
+    assert ("viewer", f"test phone ({DEVICE.id})") == (user["by"], user["device"])

@@ -189,7 +189,8 @@ class Console:
     def _message(self, entry: dict[str, Any]) -> None:
         role, text = entry["role"], escape(entry["text"])
         if role == "user":
-            who = "" if entry.get("by") in (None, TERMINAL) else f" [dim](from {escape(str(entry['by']))})[/dim]"
+            sender = entry.get("device") or entry.get("by")
+            who = "" if entry.get("by") in (None, TERMINAL) else f" [dim](from {escape(str(sender))})[/dim]"
             self.out.print(f"[bold cyan]you ›[/bold cyan]{who} {text}", highlight=False)
         elif role == "system":
             self.out.print(f"[yellow]{text}[/yellow]", highlight=False)

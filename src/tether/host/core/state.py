@@ -99,7 +99,9 @@ class CoreState:
         if self.phase is not Phase.READY or self.enforcing or not self.prompts:
             return
         text, by = self.prompts.popleft()
-        self._emit(self.transcript.message("user", text, by=by))
+        device = self.devices.get(by)
+        label = f"{device.name} ({device.device_id})" if device is not None else None
+        self._emit(self.transcript.message("user", text, by=by, device=label))
         self._step(Step.TURN_STARTED)
         self._emit([Turn(running=True)])
         self._out.append(fx.StartTurn(text))

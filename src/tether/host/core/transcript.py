@@ -118,12 +118,15 @@ class Transcript:
         # A copy: the message may be serialized after later appends change the entry.
         return Entry(entry=dict(entry))
 
-    def message(self, role: str, text: str, by: str | None = None) -> list[Message]:
-        """A whole message at once (user prompt, system notice); ``by`` names the screen of a prompt."""
+    def message(self, role: str, text: str, by: str | None = None, device: str | None = None) -> list[Message]:
+        """A whole message at once (user prompt, system notice); ``by`` names the screen of a prompt,
+        ``device`` the paired device on it (``name (id)``), if it is one."""
         self._open_message = None
         entry: JSON = {"id": f"m{next(self._ids)}", "type": "message", "role": role, "text": text}
         if by is not None:
             entry["by"] = by
+        if device is not None:
+            entry["device"] = device
         return [self._put(entry)]
 
     def _stream(self, role: str, text: str) -> list[Message]:
