@@ -47,6 +47,7 @@ from tether.relay.transport import ConnectionLimits, guarded_protocol, quiet_bad
 
 HEARTBEAT = 5.0  # seconds between the relay's pings to each connection, and for each answer
 
+
 def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicorn.Config:
     """The uvicorn settings of a relay (see the module doc); ``logs``: print uvicorn's warnings on stderr.
 
