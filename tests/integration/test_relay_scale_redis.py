@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 import websockets
 
-from tests.conftest import UNIT
+from tests.conftest import UNIT, free_port
 from tests.integration.relay_process import (
     RelayProcess,
     control,
@@ -285,6 +286,42 @@ async def _come_back_split(held: Held, host_relay: RelayProcess, viewer_relay: R
     waiting = asyncio.create_task(closed(held.viewer, 30 * UNIT))
     await _come_back(held, host_relay, viewer_relay)
     assert 1001 == await waiting
+
+
+async def _ready(relay: RelayProcess) -> int:
+    async with httpx.AsyncClient(timeout=5 * UNIT) as client:
+        return (await client.get(f"{relay.url}/readyz")).status_code
+
+
+async def test_relays_ride_out_a_redis_restart(keys: KeySet, tmp_path: Path, tether_env: dict[str, str]) -> None:
+    """Redis stopped: /readyz says 503; Redis back on its port: the relays subscribe again, and sessions cross again."""
+    port = free_port()
+    first_redis = redis_server(port)
+    url = first_redis.__enter__()
+    try:
+        with contextlib.ExitStack() as stack:
+            first = stack.enter_context(relay_process(tmp_path, tether_env, "--broker", url, keys=keys))
+            second = stack.enter_context(relay_process(tmp_path, tether_env, "--broker", url, keys=keys))
+            first_redis.__exit__(None, None, None)
+            first_redis = None
+            assert (503, 503) == (await _ready(first), await _ready(second))
+            with redis_server(port):
+                # Polling: the event is redis-py's reconnection inside each relay process.
+                async with asyncio.timeout(20 * UNIT):
+                    while True:
+                        if (await _ready(first), await _ready(second)) == (200, 200):
+                            break
+                        await asyncio.sleep(0.1)
+                session_id, host, join = await open_host(first)
+                viewer = await open_viewer(second, session_id, join)
+                assert {"type": "peer", "role": "host", "state": "joined"} == await control(viewer, "peer")
+                await host.send(b"after the restart")
+                assert b"after the restart" == await binary(viewer)
+                await host.close()
+                assert 4000 == await closed(viewer)
+    finally:
+        if first_redis is not None:
+            first_redis.__exit__(None, None, None)
 
 
 def test_relay_serve_refuses_an_unreachable_redis(tmp_path: Path) -> None:

@@ -16,13 +16,13 @@ from tests.conftest import UNIT, free_port, require, stop
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """Yield a ``redis://`` URL of a fresh server; skip (fail under CI) without redis-server."""
+def redis_server(port: int | None = None) -> Iterator[str]:
+    """Yield a ``redis://`` URL of a fresh server (on ``port``, default a free one); skip (fail under CI) without it."""
     binary = shutil.which("redis-server")
     require(binary is not None, "redis-server (Debian package redis-server)")
     assert binary is not None
     folder = Path(tempfile.mkdtemp(prefix="tether-redis-"))
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(folder), "--daemonize", "no", "--loglevel", "warning"],

@@ -467,7 +467,11 @@ class RedisBroker(Broker):
                     logger.warning("relay: the Redis subscription failed: %s", type(exc).__name__)
                     await asyncio.sleep(RESUBSCRIBE_DELAY)
                     continue
-                self.subscribed = True
+                if not self.subscribed:
+                    # Subscribed again after Redis went away: a restarted Redis has lost this
+                    # process's liveness and presence keys; put them back (unless taken).
+                    self.subscribed = True
+                    self._spawn(self._register_again())
                 if message is not None and message.get("type") == "message":
                     self._dispatch(message["data"])
         finally:
@@ -490,6 +494,17 @@ class RedisBroker(Broker):
                 raise
             except Exception as exc:
                 logger.warning("relay: refreshing presence in Redis failed: %s", type(exc).__name__)
+
+    async def _register_again(self) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(self._alive(self.node), b"1", px=int(NODE_TTL * 1000))
+                for end in self._ends.values():
+                    me = f"{self.node}:{end.end}"
+                    pipe.set(_presence(end.session_id, end.role), me, px=int(self.ttl * 1000), nx=True)
+                await pipe.execute()
+        except Exception as exc:
+            logger.warning("relay: registering again in Redis failed: %s", type(exc).__name__)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
