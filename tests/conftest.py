@@ -111,10 +111,20 @@ def relay(tether_env: dict[str, str]) -> Iterator[str]:
 
 
 def log_in(relay: str, env: dict[str, str], account: str = "tester") -> None:
-    """Register this test's machine with a relay on 127.0.0.1, as a user would: invite, then login."""
-    invite = subprocess.run([*TETHER, "relay", "invite", account, "--public-url", relay], env=env, check=True,
-                            capture_output=True, timeout=60 * UNIT).stdout.decode().strip()  # fmt: skip
-    subprocess.run([*TETHER, "login", invite], env=env, check=True, capture_output=True, timeout=60 * UNIT)
+    """Register this test's machine with a relay on 127.0.0.1: an invite from the relay's account store, then
+    the real login over HTTP, as `tether relay invite` and `tether login` do (tests/e2e/test_login.py runs the
+    commands themselves; here they run in this process, which saves two interpreter starts per test)."""
+    from tether.host.device import Devices, login
+    from tether.relay.accounts import AccountStore
+
+    state = Path(env["TETHER_STATE_DIR"])
+    store = AccountStore(f"sqlite:///{state / 'relay.db'}")
+    try:
+        store.migrate()
+        code = store.invite(account, time.time(), os.urandom, 3600)
+    finally:
+        store.close()
+    login(f"{relay}/login#{code}", Devices(state, use_keyring=env.get("TETHER_KEYRING") != "0"))
 
 
 class Lines:
@@ -189,7 +199,7 @@ def start_rc(
     """
     process = subprocess.Popen(
         [*TETHER, "rc", *(["--relay", relay] if relay else []), *(["--agent", agent] if agent else []), "--json",
-         *(["--accept-device"] if accept_device else [])],  # fmt: skip
+         *(["--accept-device"] if accept_device else [])],
         cwd=project,
         env=env,
         stdin=subprocess.PIPE,
