@@ -45,7 +45,9 @@ with stop reason ``cancelled``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -78,12 +80,15 @@ from acp.schema import (
     ConfigOptionUpdate,
     CurrentModeUpdate,
     DeniedOutcome,
+    EmbeddedResourceContentBlock,
     EnvVariable,
+    ImageContentBlock,
     Implementation,
     InitializeResponse,
     LoadSessionResponse,
     NewSessionResponse,
     PermissionOption,
+    PromptCapabilities,
     PromptResponse,
     SessionConfigOptionSelect,
     SessionConfigSelectOption,
@@ -128,6 +133,19 @@ ALLOWING = frozenset(o.option_id for o in OPTIONS if o.kind.startswith("allow"))
 
 Decision = Literal["allowed", "denied", "cancelled"]
 
+
+
+def described(block: Any) -> str:
+    """An image or embedded file of a prompt in a few words: kind, name, type, size and a digest of its bytes."""
+    if isinstance(block, ImageContentBlock):
+        data = base64.b64decode(block.data)
+        return f"image {block.uri} {block.mime_type} {len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()[:12]}"
+    if isinstance(block, EmbeddedResourceContentBlock):
+        resource = block.resource
+        data = resource.text.encode() if hasattr(resource, "text") else base64.b64decode(resource.blob)
+        return (f"file {resource.uri} {resource.mime_type} {len(data)} bytes "
+                f"sha256:{hashlib.sha256(data).hexdigest()[:12]}")  # fmt: skip
+    return f"unknown block {type(block).__name__}"
 
 class Cancelled(Exception):
     """The client answered a permission request with ``cancelled``: end the turn."""
@@ -449,7 +467,9 @@ class ScriptedAgent:
         methods = [AuthMethodAgent(id="scripted-login", name="Scripted login")] if NEEDS_LOGIN or LOGIN_LATER else []
         return InitializeResponse(
             protocol_version=PROTOCOL_VERSION,
-            agent_capabilities=AgentCapabilities(load_session=True),
+            agent_capabilities=AgentCapabilities(
+                load_session=True, prompt_capabilities=PromptCapabilities(image=True, embedded_context=True)
+            ),
             agent_info=Implementation(name="tether-scripted", version="1"),
             auth_methods=methods,
         )
@@ -503,6 +523,12 @@ class ScriptedAgent:
             raise RequestError.auth_required({"message": "log in with scripted-login first"})
         text = "".join(block.text for block in prompt if isinstance(block, TextContentBlock))
         log.info("prompt %r", text)
+        received = [described(block) for block in prompt if not isinstance(block, TextContentBlock)]
+        if received:  # what came with the prompt, said back so that tests can see it arrived whole
+            update = update_agent_message_text("received " + "; ".join(received) + ("\n" if text else ""))
+            await self._client.session_update(session_id=session_id, update=update)
+            if not text:
+                return PromptResponse(stop_reason="end_turn")
         turn = Turn(self._client, session_id, self.cwds[session_id], text, self.modes)
         task = self.turns[session_id] = asyncio.create_task(turn.run())
         try:

@@ -15,6 +15,7 @@ once at the end.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import os
@@ -22,6 +23,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import acp
 from acp import RequestError, schema
@@ -30,6 +32,7 @@ import tether
 from tether.errors import TetherError
 from tether.host import agent_process
 from tether.host.agent_process import AgentSpec
+from tether.protocol.attachments import FILE, IMAGE, Attachment
 
 T = TypeVar("T")
 AUTH_REQUIRED = -32000  # ACP: the agent needs authenticate before session/new
@@ -82,6 +85,7 @@ class AgentConnection:
         self.conn: acp.core.ClientSideConnection | None = None
         self.session_id = ""
         self.can_load = False
+        self.accepts: frozenset[str] = frozenset()  # what may go with a prompt (protocol/attachments.py)
         self.auth_methods: tuple[Any, ...] = ()
 
     async def start(self) -> None:
@@ -100,6 +104,11 @@ class AgentConnection:
         )
         capabilities = init.agent_capabilities
         self.can_load = bool(capabilities and capabilities.load_session)
+        prompts = capabilities.prompt_capabilities if capabilities else None
+        self.accepts = frozenset(
+            kind for kind, offered in ((IMAGE, prompts and prompts.image), (FILE, prompts and prompts.embedded_context))
+            if offered
+        )  # fmt: skip
         self.auth_methods = tuple(init.auth_methods or ())
 
     async def wait_exit(self) -> int:
@@ -130,10 +139,23 @@ class AgentConnection:
         assert self.conn is not None
         return await self.conn.load_session(cwd=str(self.root), session_id=self.session_id, mcp_servers=[])
 
-    async def prompt(self, text: str) -> str:
-        """One turn; its stop reason."""
+    async def prompt(self, text: str, attachments: tuple[Attachment, ...] = ()) -> str:
+        """One turn; its stop reason. Attachments go as image blocks or embedded resources (ACP content)."""
         assert self.conn is not None
-        response = await self.conn.prompt(session_id=self.session_id, prompt=[acp.text_block(text)])
+        blocks: list[Any] = [acp.text_block(text)] if text else []
+        for attachment in attachments:
+            data = base64.b64encode(attachment.data).decode()
+            uri = f"attachment:///{quote(attachment.name)}"
+            if attachment.kind == IMAGE:
+                blocks.append(acp.image_block(data, attachment.mime, uri=uri))
+                continue
+            try:
+                resource: Any = schema.TextResourceContents(uri=uri, mime_type=attachment.mime,
+                                                            text=attachment.data.decode("utf-8"))  # fmt: skip
+            except UnicodeDecodeError:
+                resource = schema.BlobResourceContents(uri=uri, mime_type=attachment.mime, blob=data)
+            blocks.append(acp.resource_block(resource))
+        response = await self.conn.prompt(session_id=self.session_id, prompt=blocks)
         return str(response.stop_reason)
 
     async def cancel(self) -> None:

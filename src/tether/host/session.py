@@ -37,6 +37,7 @@ from tether.host.files import ProjectFiles
 from tether.host.output_pump import OutputPump
 from tether.host.paired import AuditLog
 from tether.host.terminals import Terminal, Terminals
+from tether.protocol.attachments import Attachment
 from tether.protocol.messages import Message
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class HostSession:
             if waiter is not None and not waiter.done():
                 waiter.set_result(effect)
         elif isinstance(effect, fx.StartTurn):
-            self.spawn(self._turn(effect.text), "the turn")
+            self.spawn(self._turn(effect.text, effect.attachments), "the turn")
         elif isinstance(effect, fx.CancelTurn):
             self.spawn(self.agent.cancel(), "stopping the turn")
         elif isinstance(effect, fx.ChangeMode | fx.ChangeOption):
@@ -210,7 +211,7 @@ class HostSession:
         except LoginRequired as exc:
             self.handle(ev.LoginNeeded(self.agent.auth_methods, str(exc)))
             return
-        self.handle(ev.SessionOpened(new.modes, new.config_options, self.agent.can_load))
+        self.handle(ev.SessionOpened(new.modes, new.config_options, self.agent.can_load, self.agent.accepts))
 
     async def _login(self, method_id: str | None) -> None:
         try:
@@ -230,11 +231,11 @@ class HostSession:
         self._watch_exit()
         self.handle(ev.Reattached())
         if loaded is not None and (loaded.modes or loaded.config_options):
-            self.handle(ev.SessionOpened(loaded.modes, loaded.config_options, self.agent.can_load))
+            self.handle(ev.SessionOpened(loaded.modes, loaded.config_options, self.agent.can_load, self.agent.accepts))
 
-    async def _turn(self, text: str) -> None:
+    async def _turn(self, text: str, attachments: tuple[Attachment, ...] = ()) -> None:
         try:
-            stop_reason = await self.agent.prompt(text)
+            stop_reason = await self.agent.prompt(text, attachments)
         except RequestError as exc:
             if exc.code == AUTH_REQUIRED:  # it needs a login after all: its methods on every screen, /login works
                 self.handle(ev.LoginNeeded(self.agent.auth_methods, str(exc)))

@@ -49,6 +49,8 @@ class Message:
     KIND: ClassVar[Kind]
     # field name -> accepted JSON types (None allowed where listed as type(None))
     FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {}
+    # fields added later, sent only when set: a message without them is what it always was
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
 
     def check(self, error: type[Exception] = LocalProtocolError) -> None:
         """Raise ``error`` unless every field has one of its declared types."""
@@ -59,8 +61,9 @@ class Message:
                 raise error(f"{self.KIND} field {name!r} has the wrong type {type(value).__name__}")
 
     def to_json(self) -> JSON:
-        """The message as a JSON object, ``kind`` first."""
-        return {"kind": str(self.KIND), **asdict(self)}
+        """The message as a JSON object, ``kind`` first; an ``OPTIONAL`` field left out while None."""
+        fields = asdict(self)
+        return {"kind": str(self.KIND), **{k: v for k, v in fields.items() if v is not None or k not in self.OPTIONAL}}
 
     def serialize(self) -> bytes:
         """The UTF-8 JSON payload carried by one or more frames (surrogates: see module doc)."""
@@ -77,6 +80,7 @@ class Message:
 class Hello(Message):
     KIND: ClassVar[Kind] = Kind.HELLO
     FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"client": (str,), "device": (dict, type(None))}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"device"})
     client: str = "unknown"
     # {"public_key", "name", "proof"}: the viewer's device key and its signature over this
     # connection's handshake transcript (protocol/signing.py DeviceClaim).
@@ -86,8 +90,11 @@ class Hello(Message):
 @dataclass(frozen=True, slots=True)
 class Prompt(Message):
     KIND: ClassVar[Kind] = Kind.PROMPT
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"text": (str,)}
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"text": (str,), "attachments": (list, type(None))}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"attachments"})
     text: str
+    # Files and images that go with the prompt: [{"name", "mime", "data" (base64)}] (protocol/attachments.py).
+    attachments: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,7 @@ class Decide(Message):
         "signature": (str, type(None)),
         "expires": (int, type(None)),
     }
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"signature", "expires"})
     approval_id: str
     option_id: str
     # A device's decision is signed (protocol/signing.py): base64url Ed25519 signature, and

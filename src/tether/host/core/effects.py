@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tether.protocol.attachments import Attachment
 from tether.protocol.messages import Message
 
 
@@ -39,6 +40,7 @@ class Permit:
 @dataclass(frozen=True, slots=True)
 class StartTurn:
     text: str
+    attachments: tuple[Attachment, ...] = ()  # passed to the agent as content blocks (protocol/attachments.py)
 
 
 @dataclass(frozen=True, slots=True)

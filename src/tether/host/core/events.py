@@ -22,6 +22,7 @@ class SessionOpened:
     modes: Any = None
     options: Any = None
     can_load: bool = False
+    accepts: frozenset[str] = frozenset()  # what may go with a prompt: "image", "file" (protocol/attachments.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,7 @@ class Modes(CoreState):
         if self.controls.modes or self.controls.options:
             self._controls_changed()
         # Prompts the phone sent while the rule could not be kept are not run unasked.
-        kept = [(text, by) for text, by in self.prompts if by == "terminal"]
+        kept = [prompt for prompt in self.prompts if prompt[1] == "terminal"]
         if len(kept) < len(self.prompts):
             self._notice(f"{len(self.prompts) - len(kept)} prompt(s) from the phone were dropped.")
         self.prompts = deque(kept)

@@ -36,6 +36,7 @@ from tether.host.core.approving import Approving
 from tether.host.core.modes import LIVE, Modes
 from tether.host.core.phases import Phase, Step
 from tether.host.core.state import AgentInfo, Resolve
+from tether.protocol import attachments as attachments_of
 from tether.protocol import signing
 from tether.protocol.messages import Authenticate, Cancel, Decide, Ended, Hello, Prompt, SetMode, SetOption, Turn
 
@@ -62,6 +63,8 @@ class SessionCore(Approving, Modes):
 
     def _opened(self, event: ev.SessionOpened) -> None:
         self.can_load = event.can_load
+        self.accepts = event.accepts
+        self.info["accepts"] = sorted(event.accepts)  # the viewer offers to attach only what the agent takes
         self.controls.load(event.modes, event.options)
         if "login" in self.transcript.entries:
             self._emit(self.transcript.put(self._login_entry((), "done")))
@@ -150,11 +153,17 @@ class SessionCore(Approving, Modes):
 
     # -- prompts and turns -------------------------------------------------------------
 
-    def _prompt(self, text: str, by: str) -> None:
+    def _prompt(self, text: str, by: str, raw_attachments: object = None) -> None:
         text = text.strip()
-        if not text:
+        attachments = attachments_of.parse(raw_attachments)
+        if isinstance(attachments, str) or (refused := attachments_of.refused_kinds(attachments, self.accepts)):
+            why = attachments if isinstance(attachments, str) else (
+                f"{self.agent.name} does not take {', '.join(refused)} with a prompt")  # fmt: skip
+            self._emit(self.transcript.message("system", f"The prompt was not sent: {why}."), to=by)
             return
-        self.prompts.append((text, by))
+        if not text and not attachments:
+            return
+        self.prompts.append((text, by, attachments))
         if self.phase is Phase.LOGIN_NEEDED:
             self._notice("The prompt waits until the agent is logged in.")
         self._next_prompt()
@@ -182,7 +191,7 @@ class SessionCore(Approving, Modes):
         if isinstance(message, Hello):
             self._emit([self.snapshot()], to=by)
         elif isinstance(message, Prompt):
-            self._prompt(message.text, by)
+            self._prompt(message.text, by, message.attachments)
         elif isinstance(message, Decide):
             self._screen_decides(message, by, event.at)
         elif isinstance(message, Cancel):

@@ -19,6 +19,7 @@ from tether.host.core.controls import Controls
 from tether.host.core.phases import Phase, Step, advance
 from tether.host.core.transcript import Transcript
 from tether.host.permissions import Policy
+from tether.protocol.attachments import Attachment
 from tether.protocol.messages import Message, Snapshot, Turn
 
 Resolve = Callable[[str], str | None]  # a path -> its resolved absolute form, None if outside
@@ -56,7 +57,8 @@ class CoreState:
         self.approvals = ApprovalBook()
         self.controls = Controls(agent.preset)
         self.grants: list[policy.Grant] = []
-        self.prompts: deque[tuple[str, str]] = deque()  # (text, by)
+        self.prompts: deque[tuple[str, str, tuple[Attachment, ...]]] = deque()  # (text, by, attachments)
+        self.accepts: frozenset[str] = frozenset()  # what the agent takes with a prompt (SessionOpened)
         self.info: dict[str, Any] = {"title": root.rsplit("/", 1)[-1], "agent": agent.name, "cwd": root,
                                      "protocol": 2}  # fmt: skip
         self.can_load = False
@@ -98,10 +100,11 @@ class CoreState:
     def _next_prompt(self) -> None:
         if self.phase is not Phase.READY or self.enforcing or not self.prompts:
             return
-        text, by = self.prompts.popleft()
+        text, by, attachments = self.prompts.popleft()
         device = self.devices.get(by)
         label = f"{device.name} ({device.device_id})" if device is not None else None
-        self._emit(self.transcript.message("user", text, by=by, device=label))
+        shown = [a.shown() for a in attachments]
+        self._emit(self.transcript.message("user", text, by=by, device=label, attachments=shown))
         self._step(Step.TURN_STARTED)
         self._emit([Turn(running=True)])
-        self._out.append(fx.StartTurn(text))
+        self._out.append(fx.StartTurn(text, attachments))

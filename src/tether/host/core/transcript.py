@@ -118,7 +118,10 @@ class Transcript:
         # A copy: the message may be serialized after later appends change the entry.
         return Entry(entry=dict(entry))
 
-    def message(self, role: str, text: str, by: str | None = None, device: str | None = None) -> list[Message]:
+    def message(
+        self, role: str, text: str, by: str | None = None, device: str | None = None,
+        attachments: list[JSON] | None = None,
+    ) -> list[Message]:
         """A whole message at once (user prompt, system notice); ``by`` names the screen of a prompt,
         ``device`` the paired device on it (``name (id)``), if it is one."""
         self._open_message = None
@@ -127,6 +130,8 @@ class Transcript:
             entry["by"] = by
         if device is not None:
             entry["device"] = device
+        if attachments:
+            entry["attachments"] = attachments  # name, type and size of each file; never its bytes
         return [self._put(entry)]
 
     def _stream(self, role: str, text: str) -> list[Message]:

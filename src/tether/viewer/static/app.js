@@ -34,6 +34,9 @@ const ui = {
   send: $("prompt-send"),
   stop: $("stop"),
   pairing: document.getElementById("pairing"),
+  attach: $("attach"),
+  attachInput: $("attach-input"),
+  attached: document.getElementById("attached"),
   pairingCode: $("pairing-code"),
 };
 
@@ -396,7 +399,55 @@ function showSession(session) {
   ui.subtitle.textContent = [session.agent, session.cwd].filter((s) => typeof s === "string" && s).join(" · ");
   document.title = `${title} · tether`;
   setRoot(session.cwd);
+  // Attach only what the agent takes with a prompt (its ACP prompt capabilities, sent by the host).
+  const accepts = Array.isArray(session.accepts) ? session.accepts : [];
+  ui.attach.hidden = accepts.length === 0;
+  ui.attachInput.accept = accepts.includes("file") ? "" : "image/png,image/jpeg,image/gif,image/webp";
 }
+
+// ---- attachments (docs/protocol.md, prompt.attachments) --------------------------------
+
+const ATTACH_MAX = 4;
+const ATTACH_MAX_BYTES = 5 * 1024 * 1024; // all files of one prompt, as the host allows
+const attachments = []; // {name, mime, data (base64)} for the next prompt
+
+function toBase64(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let text = "";
+  for (let at = 0; at < bytes.length; at += 0x8000) text += String.fromCharCode(...bytes.subarray(at, at + 0x8000));
+  return btoa(text);
+}
+
+async function addFiles(files) {
+  for (const file of files) {
+    const used = attachments.reduce((n, a) => n + a.size, 0);
+    if (attachments.length >= ATTACH_MAX) return showNotice(`At most ${ATTACH_MAX} files go with one prompt.`);
+    if (used + file.size > ATTACH_MAX_BYTES) return showNotice("The files of one prompt may be 5 MiB in all.");
+    const data = toBase64(await file.arrayBuffer());
+    attachments.push({ name: file.name, mime: file.type || "application/octet-stream", data, size: file.size });
+  }
+  showAttachments();
+}
+
+function showAttachments() {
+  const chips = attachments.map((a, index) => {
+    const remove = h("button", { type: "button", class: "chip-remove", "aria-label": `Remove ${a.name}` }, "×");
+    remove.addEventListener("click", () => {
+      attachments.splice(index, 1);
+      showAttachments();
+    });
+    return h("span", { class: "chip", "data-testid": "attachment" }, `${a.name} · ${Math.ceil(a.size / 1024)} KB`, remove);
+  });
+  ui.attached.replaceChildren(...chips);
+  ui.attached.hidden = chips.length === 0;
+}
+
+ui.attach.addEventListener("click", () => ui.attachInput.click());
+ui.attachInput.addEventListener("change", () => {
+  addFiles([...ui.attachInput.files]).finally(() => {
+    ui.attachInput.value = "";
+  });
+});
 
 function setRunning(running) {
   if (running !== state.running) state.stopping = false;
@@ -458,8 +509,11 @@ function submitPrompt() {
     showNotice("Reconnecting… your prompt will be sent once connected.");
     return;
   }
-  if (!text || ui.send.disabled) return;
-  if (send({ kind: "prompt", text })) {
+  if ((!text && attachments.length === 0) || ui.send.disabled) return;
+  const files = attachments.map(({ name, mime, data }) => ({ name, mime, data }));
+  if (send(files.length ? { kind: "prompt", text, attachments: files } : { kind: "prompt", text })) {
+    attachments.length = 0;
+    showAttachments();
     ui.input.value = "";
     autosize();
     ui.scroller.scrollTop = ui.scroller.scrollHeight; // follow the echo of the prompt

@@ -83,7 +83,16 @@ function renderMessage(entry) {
     thought ? thinkingToggle() : null,
     by ? h("div", { class: "msg-label by" }, BY[by]) : null,
     text,
+    role === "user" ? attachedFiles(entry.attachments) : null,
   );
+}
+
+// What went with a prompt: each file's name and size (the host keeps no bytes in the transcript).
+function attachedFiles(files) {
+  const items = list(files).filter((f) => f && typeof f.name === "string");
+  if (items.length === 0) return null;
+  return h("ul", { class: "msg-files" }, items.map((f) =>
+    h("li", { testid: "prompt-attachment" }, `📎 ${f.name}`, typeof f.size === "number" ? ` · ${Math.ceil(f.size / 1024)} KB` : "")));
 }
 
 // The agent's thinking is folded to a few lines (a phone has little room); a tap shows all.
