@@ -149,9 +149,34 @@ def check() -> None:
 
 
 def _interpreter_folders(private: Sequence[Path]) -> tuple[Path, ...]:
-    """The interpreter's folders that a private folder would hide (the helper runs with it)."""
-    folders = {Path(sys.base_prefix).resolve(), Path(os.path.realpath(sys.executable)).parent}
+    """The interpreter's folders that a private folder would hide (the helper runs with it), its virtual
+    environment included (tether installed in a venv under /tmp or the home folder)."""
+    folders = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    folders.add(Path(os.path.realpath(sys.executable)).parent)
     return tuple(f for f in sorted(folders) if any(f.is_relative_to(p) for p in private))
+
+
+def _argv_folders(argv: Sequence[str]) -> list[Path]:
+    """The folders the program ``argv`` runs from: for each absolute path in it (the program found on PATH
+    included), its venv, its package's whole ``node_modules`` tree, or else its own folder."""
+    words = list(argv)
+    if words and not words[0].startswith("/") and (found := shutil.which(words[0])):
+        words[0] = found
+    folders = []
+    for word in words:
+        if word.startswith("/") and Path(word).exists():
+            folder = Path(word).resolve().parent
+            venv = next((p for p in (folder, *folder.parents) if (p / "pyvenv.cfg").exists()), None)
+            tops = reversed((folder, *folder.parents))
+            modules = next((p.parent for p in tops if p.name == "node_modules"), None)
+            folders += [venv or modules or folder, Path(word).parent]
+    return folders
+
+
+def _program_folders(argv: Sequence[str], private: Sequence[Path]) -> tuple[Path, ...]:
+    """The folders of ``argv``'s program that a private folder (/tmp, the home folder) would hide."""
+    folders = dict.fromkeys(_argv_folders(argv))
+    return tuple(f for f in folders if any(f.is_relative_to(p) for p in private))
 
 
 class Sandbox:
@@ -166,21 +191,24 @@ class Sandbox:
                 f"--sandbox keeps the agent in its project folder, and {self.project} holds {inside}, "
                 "which the sandbox exists to hide. Run tether in the project's own folder"
             )
-        private = [*map(Path, sandbox.PRIVATE_FOLDERS), self.home, *self.hidden]
-        self.readable = _interpreter_folders(private)
+        self.private = [*map(Path, sandbox.PRIVATE_FOLDERS), self.home, *self.hidden]
+        self.readable = _interpreter_folders(self.private)
         self.python = os.path.realpath(sys.executable)
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.mechanism = choose(mechanism)[0]  # None: as sandbox.mechanism says
         self._private: Path | None = None  # Landlock: a private home and temp folder, made on first use
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def confinement(self, env: Mapping[str, str], egress: sandbox.Egress) -> sandbox.Confinement:
+    def confinement(
+        self, env: Mapping[str, str], egress: sandbox.Egress, argv: Sequence[str] = ()
+    ) -> sandbox.Confinement:
+        readable = tuple(dict.fromkeys((*self.readable, *_program_folders(argv, self.private))))
         return sandbox.Confinement(
             project=self.project,
             home=self.home,
             env=sandbox.confined_env(env, self.home, egress),
             hidden=self.hidden,
-            readable=self.readable,
+            readable=readable,
             egress=egress,
         )
 
@@ -214,7 +242,7 @@ class Sandbox:
                 )
             argv = installed
         egress = sandbox.egress(env)
-        confinement = self.confinement(env, egress)
+        confinement = self.confinement(env, egress, argv)
         if sys.platform == "darwin" or self.mechanism == "landlock":
             return await self._spawn_with_host_listeners(argv, confinement, kwargs)
         ours, theirs = socket.socketpair()
@@ -295,13 +323,7 @@ class Sandbox:
         programs = [Path(sys.prefix), Path(sys.base_prefix), Path(self.python).parent]
         programs += [Path(p) for p in sys.path if p.startswith("/") and Path(p).is_dir() and not
                      (Path(p) == self.home or self.home.is_relative_to(p))]  # fmt: skip
-        for word in argv:  # the agent's own program and script folders (a venv: the whole venv)
-            if word.startswith("/") and Path(word).exists():
-                folder = Path(word).resolve().parent
-                venv = next((p for p in (folder, *folder.parents) if (p / "pyvenv.cfg").exists()), None)
-                tops = reversed((folder, *folder.parents))
-                modules = next((p.parent for p in tops if p.name == "node_modules"), None)  # a package's whole tree
-                programs += [venv or modules or folder, Path(word).parent]
+        programs += _argv_folders(argv)  # the agent's own program and script folders (a venv: the whole venv)
         for entry in confinement.env:
             if entry[0] == "PATH":
                 programs += [Path(p) for p in entry[1].split(":") if p.startswith("/") and Path(p) != self.home]
