@@ -153,6 +153,7 @@ def _interpreter_folders(private: Sequence[Path]) -> tuple[Path, ...]:
     environment included (tether installed in a venv under /tmp or the home folder)."""
     folders = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
     folders.add(Path(os.path.realpath(sys.executable)).parent)
+    folders.add(Path(__file__).resolve().parents[2])  # tether itself (an editable install's source folder)
     return tuple(f for f in sorted(folders) if any(f.is_relative_to(p) for p in private))
 
 
