@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -128,3 +129,14 @@ def test_every_phase_and_event_pair_is_handled_or_ignored() -> None:
             out = slot(event)
             if (phase, type(event)) not in pair.TRANSITIONS:
                 assert [] == out and phase == slot.pairing.phase
+
+
+def test_a_question_left_by_a_host_that_died_is_not_offered_to_devices_accept(tmp_path: Any) -> None:
+    from tether.host.paired import STALE_REQUEST, PairingRequests
+
+    requests = PairingRequests(tmp_path)
+    claim = DeviceClaim.parse(DeviceKey("phone").claim(b"t"))
+    requests.post("s" * 22, claim, "123456")
+    assert ["123456"] == [r["code"] for r in requests.pending()]
+    assert [] == requests.pending(now=time.time() + STALE_REQUEST + 1)
+    assert [] == list((tmp_path / "pairing-requests").iterdir())

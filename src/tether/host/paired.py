@@ -25,6 +25,7 @@ from tether.paths import state_dir
 from tether.protocol.signing import DeviceClaim, b64, unb64
 
 JSON = dict[str, Any]
+STALE_REQUEST = 600.0  # seconds: a pairing question outlives no pairing secret (host/pairing.py PAIRING_LIFETIME)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -132,15 +133,21 @@ class PairingRequests:
         for suffix in (".json", ".answer"):
             (self.folder / f"{session_id}{suffix}").unlink(missing_ok=True)
 
-    def pending(self) -> list[JSON]:
+    def pending(self, now: float | None = None) -> list[JSON]:
+        """The questions still open; one left by a host that died (older than a pairing secret lives) is removed."""
+        now = time.time() if now is None else now
         found = []
         for path in sorted(self.folder.glob("*.json")):
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if isinstance(record, dict) and isinstance(record.get("session"), str):
-                found.append(record)
+            if not (isinstance(record, dict) and isinstance(record.get("session"), str)):
+                continue
+            if not isinstance(record.get("at"), int | float) or now - record["at"] > STALE_REQUEST:
+                self.clear(record["session"])
+                continue
+            found.append(record)
         return found
 
     def answer(self, request: JSON, yes: bool) -> None:
