@@ -52,6 +52,11 @@ def initiation_token(admission: Any, device: str = "test-device") -> str:
     return token
 
 
+def option_id(approval: JSON, kind: str) -> str:
+    """The agent's own option id in an approval entry for an ACP option kind (``allow_once``, ...)."""
+    return str(next(o["option_id"] for o in approval["options"] if o["kind"] == kind))
+
+
 def viewer_socket_url(session_url: str) -> str:
     """``http://relay/s/ID#...`` -> ``ws://relay/v1/viewer/ID``."""
     parts = urlsplit(session_url)

@@ -20,6 +20,7 @@ from typing import Any
 
 from tests.conftest import ROOT, RcRun, require, start_rc, stop
 from tests.fakes.model_server import ScriptedCall, Turn
+from tether.testing import option_id
 
 INSTALL_TIMEOUT = 600  # seconds; a cold install downloads tens of MB
 START_WAIT = 120  # units until `tether rc` prints its URL with a real agent (measured: 3-10 s on an idle machine)
@@ -27,12 +28,13 @@ START_WAIT = 120  # units until `tether rc` prints its URL with a real agent (me
 _installed: dict[str, str] = {}
 
 
-def install(package: str, cache: Path) -> str:
-    """Install ``package`` (name@version) into ``cache``; why it failed, or "" on success."""
+def install(package: str, cache: Path, args: tuple[str, ...] = ("--version",)) -> str:
+    """Install ``package`` (name@version) into ``cache`` and run it once with ``args``; why it failed, or "" on
+    success."""
     # With stdin closed, npx installs the package, runs it once and it exits (or prints its version).
     try:
         result = subprocess.run(
-            ["npx", "-y", package, "--version"],
+            ["npx", "-y", package, *args],
             env=os.environ
             | {
                 "npm_config_cache": str(cache),
@@ -52,7 +54,7 @@ def install(package: str, cache: Path) -> str:
     return " | ".join(errors[:4]) or f"exit code {result.returncode}"
 
 
-def npm_cache(package: str) -> Path:
+def npm_cache(package: str, args: tuple[str, ...] = ("--version",)) -> Path:
     """The npm cache holding ``package``, installed on first use; skips (fails under CI) if it cannot be."""
     require(shutil.which("npx") is not None, "npx (Node.js and npm) is not installed; the agent runs through it")
     configured = os.environ.get("TETHER_TEST_NPM_CACHE")
@@ -61,7 +63,7 @@ def npm_cache(package: str) -> Path:
         cache.parent.mkdir(exist_ok=True)
         (cache.parent / ".gitignore").write_text("# written by the end-to-end tests of real agents\n*\n")
     if package not in _installed:
-        _installed[package] = install(package, cache)
+        _installed[package] = install(package, cache, args)
     require(not _installed[package], f"cannot install {package} with npx: {_installed[package]}")
     return cache
 
@@ -104,11 +106,6 @@ def runs(project: Path, env: dict[str, str], relay: str) -> Iterator[AgentRuns]:
     runner = AgentRuns(project, env, relay)
     yield runner
     runner.close()
-
-
-def option_id(approval: dict[str, Any], kind: str) -> str:
-    """The agent's own option id for an ACP option kind."""
-    return str(next(o["option_id"] for o in approval["options"] if o["kind"] == kind))
 
 
 def strongest_allow(approval: dict[str, Any]) -> str:

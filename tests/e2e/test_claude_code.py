@@ -17,22 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, UNIT, RcRun, require, start_rc, stop
+from tests.conftest import UNIT, RcRun, start_rc, stop
+from tests.e2e import npm_agents
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.model_server import FakeModelServer, RecordedRequest, Turn, call
 from tether.agents.presets import CLAUDE_ACP
-from tether.testing import ViewerClient
+from tether.testing import ViewerClient, option_id
 
-INSTALL_TIMEOUT = 600  # seconds; a cold install downloads ~150 MB and unpacks ~400 MB
+INSTALL_TIMEOUT = npm_agents.INSTALL_TIMEOUT  # a cold install downloads ~150 MB and unpacks ~400 MB
 WAIT = 30 * UNIT  # Claude Code's own work between two viewer events (measured: 1-3 s)
 SCRUBBED = ("ANTHROPIC_", "CLAUDE_", "XDG_")  # the developer's own settings and folders
 PROMPT = "Please create hello.txt for me (tether-e2e-7f3a)"
@@ -41,50 +38,18 @@ PROMPT = "Please create hello.txt for me (tether-e2e-7f3a)"
 pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT + 120)
 
 
-def install(cache: Path) -> str:
-    """Install the pinned claude-agent-acp into ``cache``; why it failed, or "" on success."""
-    # Started with stdin closed, npx installs the agent into the cache, then it exits at EOF.
-    # The developer's own npm settings (registry, proxy) apply to this download.
-    try:
-        result = subprocess.run(
-            ["npx", "-y", CLAUDE_ACP],
-            env=os.environ | {"npm_config_cache": str(cache), "npm_config_update_notifier": "false"},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=INSTALL_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        return f"no answer in {INSTALL_TIMEOUT} s"
-    if result.returncode == 0:
-        return ""
-    lines = result.stderr.decode(errors="replace").splitlines()
-    errors = [line for line in lines if line.startswith("npm error")] or lines
-    return " | ".join(errors[:4]) or f"exit code {result.returncode}"
-
-
 @pytest.fixture(scope="session")
 def npm_cache() -> Path:
     """An npm cache holding the pinned claude-agent-acp, installed once (see module doc)."""
-    require(shutil.which("npx") is not None, "npx (Node.js and npm) is not installed; Claude Code runs through it")
-    configured = os.environ.get("TETHER_TEST_NPM_CACHE")
-    cache = Path(configured) if configured else ROOT / ".cache" / "npm"
-    if not configured:
-        cache.parent.mkdir(exist_ok=True)
-        (cache.parent / ".gitignore").write_text("# written by tests/e2e/test_claude_code.py\n*\n")
-    failure = install(cache)
-    require(not failure, f"cannot install {CLAUDE_ACP} with npx: {failure}")
-    return cache
+    # Started with stdin closed and no arguments, the agent exits at EOF once npx installed it.
+    return npm_agents.npm_cache(CLAUDE_ACP, args=())
 
 
 def claude_env(env: dict[str, str], home: Path, cache: Path, fake: FakeModelServer) -> dict[str, str]:
     """``env`` with a private HOME (and temp folder) for Claude Code and npx, pointed at ``fake``."""
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
-    # npx reads its cache location from $HOME/.npmrc (tether passes HOME, not npm_config_*).
-    (home / ".npmrc").write_text(f"cache={cache}\noffline=true\nupdate-notifier=false\nfund=false\naudit=false\n")
     clean = {k: v for k, v in env.items() if not k.startswith(SCRUBBED)}
-    return clean | {
-        "HOME": str(home),
-        "TMPDIR": str(home / "tmp"),  # Claude Code keeps probes and scratch files in $TMPDIR/claude-UID
+    return clean | npm_agents.private_home(home, cache) | {
+        # HOME and TMPDIR come from private_home: Claude Code keeps probes and scratch files in $TMPDIR/claude-UID.
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
         "ANTHROPIC_BASE_URL": fake.base_url,
         "ANTHROPIC_API_KEY": "test-key",
@@ -103,11 +68,6 @@ def side_reply(request: RecordedRequest) -> Turn | None:
         return None
     wants_json = "format" in (request.body.get("output_config") or {})
     return Turn(text=json.dumps({"title": "Hello file"}) if wants_json else "ok")
-
-
-def option_id(approval: dict[str, Any], kind: str) -> str:
-    """The agent's own option id for an ACP option kind."""
-    return str(next(o["option_id"] for o in approval["options"] if o["kind"] == kind))
 
 
 class Claude:

@@ -9,12 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import SCRIPTED_AGENT, UNIT, RcRun, start_rc, stop
-from tether.testing import ViewerClient
-
-
-def option_id(approval: dict[str, object], kind: str) -> str:
-    """The option id for an ACP option kind."""
-    return next(o["option_id"] for o in approval["options"] if o["kind"] == kind)  # type: ignore[attr-defined, index]
+from tether.testing import ViewerClient, option_id
 
 
 def real(path: Path) -> str:

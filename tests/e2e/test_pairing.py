@@ -20,13 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import TETHER, UNIT, Lines, RcRun, chromium, log_in, start_rc, stop
-from tether.testing import ViewerClient
-
-
-def option_id(approval: dict[str, object], kind: str) -> str:
-    options = approval["options"]
-    assert isinstance(options, list)
-    return str(next(o["option_id"] for o in options if o["kind"] == kind))
+from tether.testing import ViewerClient, option_id
 
 
 def answer(run: RcRun, line: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import TETHER, UNIT, RcRun, start_rc, stop
 from tether.config import Config
-from tether.testing import ViewerClient
+from tether.testing import ViewerClient, option_id
 
 OPERATOR_TOKEN = "operator-token-for-tests"
 
@@ -20,11 +20,6 @@ OPERATOR_TOKEN = "operator-token-for-tests"
 def tether_env(tether_env: dict[str, str]) -> dict[str, str]:
     """The shared environment, with an operator token so the relay's /metrics can be read."""
     return {**tether_env, "TETHER_RELAY_OPERATOR_TOKEN": OPERATOR_TOKEN}
-
-
-def option_id(approval: dict[str, object], kind: str) -> str:
-    """The agent's own option id for an ACP option kind."""
-    return next(o["option_id"] for o in approval["options"] if o["kind"] == kind)  # type: ignore[attr-defined, index]
 
 
 async def test_prompt_streams_the_reply(rc: RcRun) -> None:
