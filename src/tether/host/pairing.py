@@ -85,7 +85,7 @@ class Revoked:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """Time passed (the pairing secret may have expired)."""
+    """Time passed: the pairing secret's age is checked before every event, this one only carries the clock."""
 
 
 Event = Joined | Left | Offered | Proved | Answered | Revoked | Tick
@@ -275,9 +275,6 @@ class Pairing:
         if self.device is not None and self.device.id == event.device_id and self.phase is not Phase.REFUSED:
             self._refuse("this device was revoked on the computer")
 
-    def _tick(self, event: Tick, now: float) -> None:
-        pass  # expiry is checked before every event (_expire)
-
     # -- helpers -----------------------------------------------------------------------
 
     def _salt(self, offer: KeyOffer) -> bytes | None:
@@ -323,7 +320,6 @@ TRANSITIONS: dict[tuple[Phase, type], Callable[[Pairing, Any, float], None]] = {
     (Phase.HANDSHAKE, Offered): Pairing._offered,
     (Phase.PROVING, Proved): Pairing._proved,
     (Phase.CONFIRMING, Answered): Pairing._answered,
-    **{(phase, Tick): Pairing._tick for phase in Phase},
 }
 # Events every phase handles the same way.
 ANY: dict[type, Callable[[Pairing, Any, float], None]] = {
