@@ -183,3 +183,11 @@ def test_sandbox_auto_approve(request_: Request, action: str) -> None:
     assert action == confined.decide(request_).action
     assert "deny" == confined.decide(Request("edit", (f"{ROOT}/secrets/k",))).action  # the user's deny still wins
     assert "ask" == Policy((), ROOT, (STATE,)).decide(Request("edit", (f"{ROOT}/src/a.py",))).action
+
+
+@pytest.mark.parametrize("line", ["{\U0002c6ca", "echo {\U000c7977}", "ls \U0001f600"])
+def test_characters_that_crash_the_bash_grammar_are_not_parsed(line: str) -> None:
+    """tree-sitter-bash 0.25.1 segfaults on "{" then some characters beyond U+FFFF (found by the property test
+    below): such a line is not classified, so it is asked, and the host never reaches the crash."""
+    assert parse_command(line) is None
+    assert "allow" != ALLOW_ALL.decide(run(line)).action

@@ -202,6 +202,12 @@ READ_ONLY = frozenset({"ls", "cat", "head", "tail", "wc", "grep", "rg", "pwd", "
 READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "blame", "branch", "rev-parse", "ls-files"})
 
 
+# tree-sitter-bash 0.25.1's scanner reads out of bounds (a segfault of the whole host) on some characters
+# beyond U+FFFF, e.g. "{" then U+2C6CA; every character up to U+FFFF was checked in several contexts. A line
+# with one is not classified (so never auto-approved) rather than parsed.
+_BEYOND_BMP = re.compile("[\U00010000-\U0010FFFF]")
+
+
 @functools.cache
 def _parser() -> Any:
     import tree_sitter
@@ -217,7 +223,7 @@ def parse_command(line: str) -> tuple[tuple[str, ...], ...] | None:
     assignment, control flow, a subshell, a function, or a program that runs code it is
     given (INDIRECT). An empty line is no command at all: ``()``.
     """
-    if "\x00" in line:
+    if "\x00" in line or _BEYOND_BMP.search(line):
         return None
     tree = _parser().parse(line.encode())
     root = tree.root_node
