@@ -40,6 +40,7 @@ class Kind(enum.StrEnum):
     OUTPUT = "output"  # host -> viewer: new output of a command shown in a tool call
     TURN = "turn"  # host -> viewer: a turn started or ended
     ENDED = "ended"  # host -> viewer: the session is over
+    SESSIONS = "sessions"  # host -> viewer: the user's other live sessions on this machine (host/live.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,22 @@ class Ended(Message):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Sessions(Message):
+    KIND: ClassVar[Kind] = Kind.SESSIONS
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"sessions": (list,)}
+    sessions: list[JSON] = field(default_factory=list)  # each {"id","url","title","agent","cwd"}, all strings
+
+    def check(self, error: type[Exception] = LocalProtocolError) -> None:
+        """Also require each session to be an object of strings with an id and a URL."""
+        Message.check(self, error)
+        for session in self.sessions:
+            if not isinstance(session, dict) or not all(isinstance(v, str) for v in session.values()):
+                raise error("each session must be an object of strings")
+            if not session.get("id") or not session.get("url"):
+                raise error("each session needs an id and a url")
+
+
 BY_KIND: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
@@ -212,6 +229,7 @@ BY_KIND: dict[str, type[Message]] = {
         Output,
         Turn,
         Ended,
+        Sessions,
     )
 }
 
