@@ -34,6 +34,7 @@ from tether.protocol.messages import (
     Message,
     Output,
     Prompt,
+    Sessions,
     Snapshot,
     Turn,
 )
@@ -98,6 +99,7 @@ class ViewerClient:
         self.running = False
         self.stop_reasons: list[str | None] = []
         self.ended: str | None = None
+        self.sessions: list[JSON] | None = None  # the other live sessions the host told of (host/live.py)
         self.close_code: int | None = None
         self.controls: list[JSON] = []
         self._changed = asyncio.Condition()
@@ -217,6 +219,8 @@ class ViewerClient:
                     self.stop_reasons.append(stop_reason)
             case Ended(reason=reason):
                 self.ended = reason
+            case Sessions(sessions=sessions):
+                self.sessions = sessions
 
     @property
     def closed(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from tether.host.core.events import DeviceAdmitted, FromScreen, ViewerBehind
@@ -18,10 +19,11 @@ from tether.protocol.signing import DeviceKey
 
 
 class Door:
-    """Stands in for HostSession.handle: records the events the link hands in."""
+    """Stands in for HostSession: records the events the link hands in (``handle``); ``core.info`` names it."""
 
     def __init__(self) -> None:
         self.events: list[Any] = []
+        self.core = SimpleNamespace(info={"title": "project", "agent": "scripted", "cwd": "/work/project"})
 
     def handle(self, event: Any) -> None:
         self.events.append(event)

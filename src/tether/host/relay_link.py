@@ -50,10 +50,11 @@ from tether.errors import RelayUnreachable, RemoteProtocolError
 from tether.host import pairing as pair
 from tether.host import tls
 from tether.host.core.events import DeviceAdmitted, DeviceGone, FromScreen, ViewerBehind
+from tether.host.live import LiveSessions
 from tether.host.paired import PairedDevices, PairingRequests
 from tether.protocol.crypto import KeyOffer, b64url
 from tether.protocol.frames import MAX_FRAME_BYTES
-from tether.protocol.messages import Ended, Hello, Message
+from tether.protocol.messages import Ended, Hello, Message, Sessions
 from tether.protocol.secure import SecureChannel, handshake_payload, refusal
 from tether.protocol.signing import DeviceClaim
 
@@ -167,6 +168,10 @@ class RelayLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._devices_stamp = self.devices.stamp()
+        # The user's other live sessions, for a device the user confirmed (host/live.py).
+        self.live = LiveSessions(self.devices.path.parent)
+        self._share_live = not accept_device
+        self._live_stamp: tuple[tuple[str, int], ...] | None = None
 
     @property
     def url(self) -> str:
@@ -207,6 +212,7 @@ class RelayLink:
             reason = self.lost.result() if self.lost.done() else "no credentials in time"
             await self.close()
             raise RelayUnreachable(f"the relay at {self.relay} did not admit this session: {reason}")
+        self._publish()
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -379,6 +385,7 @@ class RelayLink:
                 self._push(Ended(reason=effect.reason).serialize())
             self.questions.say(f"A device was not admitted: {effect.reason}.")
         elif isinstance(effect, pair.Rotate):
+            self._publish()
             self.questions.new_url(self.url, effect.why)
         elif isinstance(effect, pair.Say):
             self.questions.say(effect.text)
@@ -393,6 +400,7 @@ class RelayLink:
         self.viewer_ready = True
         self.session.handle(DeviceAdmitted(VIEWER, self.session_id, device.id, device.name, device.public_key))
         self.session.handle(FromScreen(VIEWER, self._hello, time.time()))
+        self._live_stamp = None  # the new device is told of the other live sessions at the next watch
 
     def _post_request(self, device: DeviceClaim, code: str) -> None:
         try:
@@ -418,6 +426,7 @@ class RelayLink:
                 if answer is not None:
                     self.questions.say(f"Answered from another shell: {'pair' if answer else 'refuse'}.")
                     self._pair(pair.Answered(answer))
+            self._tell_live()
             stamp = self.devices.stamp()
             if stamp != self._devices_stamp:
                 self._devices_stamp = stamp
@@ -425,9 +434,28 @@ class RelayLink:
                 if device is not None and self.devices.key(device.id) is None:
                     self._pair(pair.Revoked(device.id))
 
+    def _publish(self) -> None:
+        """Record this session's current URL among the user's live sessions (host/live.py)."""
+        if self.join is None or self._closing:
+            return
+        try:
+            self.live.publish(self.session_id, self.url, self.session.core.info)
+        except OSError as exc:  # the session works all the same; other devices just do not list it
+            log.warning("could not record the live session: %s", exc)
+
+    def _tell_live(self) -> None:
+        """Send an admitted, confirmed device the other live sessions when they change."""
+        if not (self.viewer_ready and self._share_live):
+            return
+        stamp = self.live.stamp()
+        if stamp != self._live_stamp:
+            self._live_stamp = stamp
+            self.deliver(Sessions(sessions=self.live.others(self.session_id)))
+
     async def close(self) -> None:
         """Flush what is queued (the ``ended`` message), then close the connection."""
         self._closing = True
+        self.live.withdraw(self.session_id)
         if self._renewal is not None:
             self._renewal.cancel()
         if self._ws is None:

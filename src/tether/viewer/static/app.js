@@ -5,6 +5,7 @@ import { deviceClaim, deviceKey, signDecision } from "./device.js";
 import { checkSupport, fromBase64url, toBase64url, ViewerHandshake } from "./e2e.js";
 import { Channel, FrameError } from "./frames.js";
 import { appendText, h, observe, renderControls, renderEntry, setRoot } from "./render.js";
+import { showLive } from "./sessions.js";
 
 // The fragment carries the secrets (DESIGN.md, "Session URL"): browsers never send it to a
 // server, and it leaves the address bar (and history) before anything else. `j` is the
@@ -338,6 +339,8 @@ function apply(message) {
       return setRunning(message.running === true);
     case "ended":
       return end(typeof message.reason === "string" && message.reason ? message.reason : "the session is over");
+    case "sessions":
+      return showLive(message.sessions);
     default:
       console.info("ignored a message of unknown kind", message.kind);
   }
