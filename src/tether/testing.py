@@ -2,20 +2,29 @@
 
 ViewerClient is what the web viewer does, in Python: it connects to the relay's viewer
 endpoint, runs the end-to-end handshake with the secret from the URL's fragment, says
-``hello`` with its device key's proof, folds ``snapshot`` / ``entry`` / ``append`` into a
-local copy of the transcript, and sends prompts, signed decisions and cancel. Tests (and scripts) use it to
-drive a real host through a real relay.
+``hello`` with its device key's proof, folds ``snapshot`` / ``replay`` / ``entry`` / ``append``
+into a local copy of the transcript (``Mirror``), and sends prompts, signed decisions and cancel.
+Tests (and scripts) use it to drive a real host through a real relay.
+
+Coming back as the page does (``ViewerClient(url, **old.rejoin())``): the same device with
+its resume secret, the transcript it has (``hello.since``: the host replays only what came
+after), and what it is not sure arrived: each prompt the host does not list as received is
+sent again with its id, each decision whose approval still waits is signed and sent again,
+once per connection. The host applies each once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import ssl
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -34,6 +43,7 @@ from tether.protocol.messages import (
     Message,
     Output,
     Prompt,
+    Replay,
     Sessions,
     Snapshot,
     Turn,
@@ -66,6 +76,63 @@ def viewer_socket_url(session_url: str) -> str:
     return urlunsplit((scheme, parts.netloc, f"{prefix}/v1/viewer/{session_id}", "", ""))
 
 
+@dataclass
+class Mirror:
+    """A screen's copy of the host's transcript, folded from the messages the host sends; pure.
+
+    ``at`` and ``run`` are the newest transcript message applied (its ``n``) and the host run
+    it belongs to: what a viewer that comes back says in its ``hello``. A numbered message at
+    or below ``at`` is a duplicate and is ignored.
+    """
+
+    entries: dict[str, JSON] = field(default_factory=dict)
+    session: JSON = field(default_factory=dict)
+    running: bool = False
+    stop_reasons: list[str | None] = field(default_factory=list)
+    at: int | None = None
+    run: str | None = None
+    received: list[str] = field(default_factory=list)  # prompt ids the host listed as received
+    snapshots: int = 0  # whole transcripts received
+    replays: list[int] = field(default_factory=list)  # the number of messages of each replay
+    duplicates: int = 0  # numbered messages ignored as already applied
+
+    def apply(self, message: Message) -> None:
+        """Fold one message from the host in."""
+        match message:
+            case Snapshot(session=session, entries=entries, running=running):
+                self.snapshots += 1
+                self.session, self.running = session, running
+                self.entries = {e["id"]: e for e in entries}
+                self.at, self.run, self.received = message.at, message.run, list(message.received or [])
+                return
+            case Replay(session=session, running=running):
+                self.session = session
+                self.replays.append(len(message.messages))
+                for replayed in message.parsed():
+                    self.apply(replayed)
+                self.running, self.at, self.received = running, message.at, list(message.received)
+                return
+        n = getattr(message, "n", None)
+        if n is not None and self.at is not None:
+            if n <= self.at:
+                self.duplicates += 1
+                return
+            self.at = n
+        match message:
+            case Entry(entry=entry):
+                self.entries[entry["id"]] = copy.deepcopy(entry)
+            case Append(id=entry_id, text=text) if entry_id in self.entries:
+                self.entries[entry_id]["text"] += text
+            case Output(id=entry_id, terminal_id=terminal_id, text=text) if entry_id in self.entries:
+                for item in self.entries[entry_id]["content"]:
+                    if item.get("terminal_id") == terminal_id:
+                        item["output"] = (item["output"] + text)[-64 * 1024 :]
+            case Turn(running=running, stop_reason=stop_reason):
+                self.running = running
+                if not running:
+                    self.stop_reasons.append(stop_reason)
+
+
 class ViewerClient:
     """A scripted viewer (see module doc). Use ``async with ViewerClient(url) as viewer``."""
 
@@ -77,6 +144,9 @@ class ViewerClient:
         device: DeviceKey | None = None,
         resume: tuple[str, bytes] | None = None,
         wait_admitted: bool = True,
+        mirror: Mirror | None = None,
+        unconfirmed: dict[str, Prompt] | None = None,
+        decided: dict[str, str] | None = None,
     ) -> None:
         self.url = viewer_socket_url(session_url)
         self.session_id = urlsplit(session_url).path.rpartition("/s/")[2]
@@ -94,10 +164,13 @@ class ViewerClient:
         self.pairing_code: str | None = None
         self.refused: str | None = None  # why the host refused the handshake, if it did
         self.credentials: list[JSON] = []
-        self.entries: dict[str, JSON] = {}
-        self.session: JSON = {}
-        self.running = False
-        self.stop_reasons: list[str | None] = []
+        # The transcript so far; one carried over from an earlier connection is resumed (hello.since).
+        self.mirror = mirror if mirror is not None else Mirror()
+        self.coming_back = mirror is not None and mirror.at is not None
+        self.unconfirmed: dict[str, Prompt] = dict(unconfirmed or {})  # prompt id -> prompt not listed received
+        self.decided: dict[str, str] = dict(decided or {})  # approval id -> option chosen here, while it waits
+        self.resent: list[str] = []  # prompt ids and approval ids sent again on this connection
+        self._joined = False  # this connection got its snapshot or replay
         self.ended: str | None = None
         self.sessions: list[JSON] | None = None  # the other live sessions the host told of (host/live.py)
         self.close_code: int | None = None
@@ -117,11 +190,29 @@ class ViewerClient:
             await self.wait_for(lambda v: v.admitted or v.refused)
         return self
 
+    @property
+    def entries(self) -> dict[str, JSON]:
+        return self.mirror.entries
+
+    @property
+    def session(self) -> JSON:
+        return self.mirror.session
+
+    @property
+    def running(self) -> bool:
+        return self.mirror.running
+
+    @property
+    def stop_reasons(self) -> list[str | None]:
+        return self.mirror.stop_reasons
+
     def rejoin(self) -> JSON:
-        """Keyword arguments for a ViewerClient that comes back as this one: same device, its resume secret."""
+        """Keyword arguments for a ViewerClient that comes back as this one: same device, its resume secret,
+        its transcript, and the prompts and decisions it is not sure the host got (see module doc)."""
         keys = self.secure.keys
         assert keys is not None, "only a viewer that made keys can come back"
-        return {"device": self.device, "resume": (resume_id(keys.resume_secret), keys.resume_secret)}
+        return {"device": self.device, "resume": (resume_id(keys.resume_secret), keys.resume_secret),
+                "mirror": self.mirror, "unconfirmed": self.unconfirmed, "decided": self.decided}  # fmt: skip
 
     def _keys(self, data: bytes) -> None:
         """The host's first frame: make the keys, then say hello with this device's proof."""
@@ -131,7 +222,9 @@ class ViewerClient:
             self.refused = str(exc)
             return
         self.pairing_code = keys.pairing_code
-        hello = Hello(client="tether-testing", device=self.device.claim(keys.transcript))
+        since = self.mirror.at if self.coming_back else None
+        hello = Hello(client="tether-testing", device=self.device.claim(keys.transcript), since=since,
+                      run=self.mirror.run if since is not None else None)  # fmt: skip
         assert self._ws is not None
         for frame in self.secure.send(hello):
             self._pending_sends.append(frame)
@@ -158,11 +251,17 @@ class ViewerClient:
         for frame in self.secure.seal(payload):
             await self._ws.send(frame)
 
-    async def prompt(self, text: str) -> None:
-        await self.send(Prompt(text=text))
+    async def prompt(self, text: str, prompt_id: str | None = None) -> str:
+        """Send a prompt with an id (a new one unless given); it stays unconfirmed until the host lists it."""
+        prompt = Prompt(text=text, id=prompt_id or uuid.uuid4().hex)
+        assert prompt.id is not None
+        self.unconfirmed[prompt.id] = prompt
+        await self.send(prompt)
+        return prompt.id
 
     async def decide(self, approval_id: str, option_id: str) -> None:
         """Decide as the web page does: signed by this device over what it was shown."""
+        self.decided[approval_id] = option_id
         approval = self.entries[approval_id]
         tool_call = self.entries.get(approval.get("tool_call_id") or "")
         expires = int(time.time() * 1000) + 60_000
@@ -191,6 +290,8 @@ class ViewerClient:
                         message = self.secure.open(data)
                         if message is not None:
                             self._apply(message)
+                    if not self.admitted and self._joined:
+                        await self._admitted()
                 async with self._changed:
                     self._changed.notify_all()
         except websockets.ConnectionClosed:
@@ -199,24 +300,25 @@ class ViewerClient:
         async with self._changed:
             self._changed.notify_all()
 
+    async def _admitted(self) -> None:
+        """The host's snapshot or replay came: send once what it may not have (see module doc)."""
+        self.admitted = True
+        for prompt_id in self.mirror.received:
+            self.unconfirmed.pop(prompt_id, None)
+        for prompt_id, prompt in list(self.unconfirmed.items()):
+            self.resent.append(prompt_id)
+            await self.send(prompt)
+        for approval_id, option_id in list(self.decided.items()):
+            if self.entries.get(approval_id, {}).get("state") == "pending":
+                self.resent.append(approval_id)
+                await self.decide(approval_id, option_id)
+            else:
+                del self.decided[approval_id]
+
     def _apply(self, message: Message) -> None:
+        self.mirror.apply(message)
+        self._joined = self._joined or isinstance(message, Snapshot | Replay)
         match message:
-            case Snapshot(session=session, entries=entries, running=running):
-                self.admitted = True
-                self.session, self.running = session, running
-                self.entries = {e["id"]: e for e in entries}
-            case Entry(entry=entry):
-                self.entries[entry["id"]] = entry
-            case Append(id=entry_id, text=text) if entry_id in self.entries:
-                self.entries[entry_id]["text"] += text
-            case Output(id=entry_id, terminal_id=terminal_id, text=text) if entry_id in self.entries:
-                for item in self.entries[entry_id]["content"]:
-                    if item.get("terminal_id") == terminal_id:
-                        item["output"] += text
-            case Turn(running=running, stop_reason=stop_reason):
-                self.running = running
-                if not running:
-                    self.stop_reasons.append(stop_reason)
             case Ended(reason=reason):
                 self.ended = reason
             case Sessions(sessions=sessions):

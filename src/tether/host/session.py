@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -74,7 +75,7 @@ class HostSession:
         self.clock = clock
         self.files = ProjectFiles(self.root)
         self.core = SessionCore(str(self.root), AgentInfo(agent.name, agent.argv, agent.preset), self._resolve,
-                                approval_timeout, skip_permissions)  # fmt: skip
+                                approval_timeout, skip_permissions, run=secrets.token_urlsafe(9))  # fmt: skip
         self.output = OutputPump(self.handle)
         self.terminals = Terminals(self.root, self.output.changed, agent.sandbox)
         self.agent = AgentConnection(agent, self.root, log_path, HostClient(self, self.files, self.terminals))

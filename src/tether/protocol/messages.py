@@ -39,6 +39,7 @@ class Kind(enum.StrEnum):
     APPEND = "append"  # host -> viewer: append streamed text to a message entry
     OUTPUT = "output"  # host -> viewer: new output of a command shown in a tool call
     TURN = "turn"  # host -> viewer: a turn started or ended
+    REPLAY = "replay"  # host -> viewer: what a returning viewer missed, instead of the whole transcript
     ENDED = "ended"  # host -> viewer: the session is over
     SESSIONS = "sessions"  # host -> viewer: the user's other live sessions on this machine (host/live.py)
 
@@ -80,22 +81,38 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
     KIND: ClassVar[Kind] = Kind.HELLO
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"client": (str,), "device": (dict, type(None))}
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"device"})
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "client": (str,), "device": (dict, type(None)), "since": (int, type(None)), "run": (str, type(None)),
+    }  # fmt: skip
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"device", "since", "run"})
     client: str = "unknown"
     # {"public_key", "name", "proof"}: the viewer's device key and its signature over this
     # connection's handshake transcript (protocol/signing.py DeviceClaim).
     device: dict[str, Any] | None = None
+    # A viewer coming back: the ``n`` of the last transcript message it applied, in the host run ``run``
+    # (from its last snapshot or replay). The host then sends only what came after (Replay).
+    since: int | None = None
+    run: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt(Message):
     KIND: ClassVar[Kind] = Kind.PROMPT
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"text": (str,), "attachments": (list, type(None))}
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"attachments"})
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "text": (str,), "attachments": (list, type(None)), "id": (str, type(None)),
+    }  # fmt: skip
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"attachments", "id"})
     text: str
     # Files and images that go with the prompt: [{"name", "mime", "data" (base64)}] (protocol/attachments.py).
     attachments: list[Any] | None = None
+    # Chosen by the viewer, unique per prompt: a prompt sent again after a reconnection runs once.
+    id: str | None = None
+
+    def check(self, error: type[Exception] = LocalProtocolError) -> None:
+        """Also bound the id's length (the host remembers ids)."""
+        Message.check(self, error)
+        if self.id is not None and not 0 < len(self.id) <= MAX_PROMPT_ID:
+            raise error(f"a prompt id has 1 to {MAX_PROMPT_ID} characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,20 +160,64 @@ class Authenticate(Message):
     method_id: str
 
 
+MAX_PROMPT_ID = 64  # characters of a prompt's id
+N: tuple[type, ...] = (int, type(None))  # the optional ``n`` of a transcript message (host/core/journal.py)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot(Message):
     KIND: ClassVar[Kind] = Kind.SNAPSHOT
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"session": (dict,), "entries": (list,), "running": (bool,)}
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "session": (dict,), "entries": (list,), "running": (bool,), "at": N, "run": (str, type(None)),
+        "received": (list, type(None)), "reset": (str, type(None)),
+    }  # fmt: skip
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"at", "run", "received", "reset"})
     session: JSON
     entries: list[JSON] = field(default_factory=list)
     running: bool = False
+    at: int | None = None  # the ``n`` of the newest transcript message it includes
+    run: str | None = None  # this host run's id: a ``since`` is only good within the same run
+    received: list[str] | None = None  # ids of the newest prompts the host took (a viewer resends the others)
+    reset: str | None = None  # why a viewer that asked ``since`` gets the whole transcript: behind, ahead, run
+
+
+@dataclass(frozen=True, slots=True)
+class Replay(Message):
+    """The transcript messages after ``since`` up to ``at``, for a viewer that has the transcript up to ``since``."""
+
+    KIND: ClassVar[Kind] = Kind.REPLAY
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "session": (dict,), "since": (int,), "at": (int,), "run": (str,), "messages": (list,), "running": (bool,),
+        "received": (list,),
+    }  # fmt: skip
+    session: JSON
+    since: int
+    at: int
+    run: str
+    messages: list[JSON] = field(default_factory=list)  # entry, append, output and turn messages, each with its n
+    running: bool = False
+    received: list[str] = field(default_factory=list)
+
+    def check(self, error: type[Exception] = LocalProtocolError) -> None:
+        """Also require every replayed message to be a numbered transcript message."""
+        Message.check(self, error)
+        for item in self.messages:
+            if not isinstance(item, dict) or item.get("kind") not in NUMBERED or not isinstance(item.get("n"), int):
+                raise error("a replay carries only numbered entry, append, output and turn messages")
+
+    def parsed(self) -> list[Message]:
+        """The replayed messages as Message objects (RemoteProtocolError if one is malformed)."""
+        return [m for m in (from_json(dict(item)) for item in self.messages) if m is not None]
 
 
 @dataclass(frozen=True, slots=True)
 class Entry(Message):
     KIND: ClassVar[Kind] = Kind.ENTRY
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"entry": (dict,)}
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"entry": (dict,), "n": N}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"n"})
     entry: JSON
+    # Its number in the host's journal (host/core/journal.py): not part of what the message says.
+    n: int | None = field(default=None, compare=False)
 
     def check(self, error: type[Exception] = LocalProtocolError) -> None:
         """Also require the entry's ``id`` and ``type``."""
@@ -168,26 +229,32 @@ class Entry(Message):
 @dataclass(frozen=True, slots=True)
 class Append(Message):
     KIND: ClassVar[Kind] = Kind.APPEND
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"id": (str,), "text": (str,)}
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"id": (str,), "text": (str,), "n": N}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"n"})
     id: str
     text: str
+    n: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Output(Message):
     KIND: ClassVar[Kind] = Kind.OUTPUT
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"id": (str,), "terminal_id": (str,), "text": (str,)}
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"id": (str,), "terminal_id": (str,), "text": (str,), "n": N}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"n"})
     id: str
     terminal_id: str
     text: str
+    n: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Turn(Message):
     KIND: ClassVar[Kind] = Kind.TURN
-    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"running": (bool,), "stop_reason": (str, type(None))}
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"running": (bool,), "stop_reason": (str, type(None)), "n": N}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"n"})
     running: bool
     stop_reason: str | None = None
+    n: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +297,11 @@ BY_KIND: dict[str, type[Message]] = {
         Turn,
         Ended,
         Sessions,
+        Replay,
     )
 }
+# Kinds that change the transcript (or the turn) every screen mirrors: numbered by the host, replayable.
+NUMBERED = frozenset({Kind.ENTRY, Kind.APPEND, Kind.OUTPUT, Kind.TURN})
 
 
 def parse(payload: bytes) -> Message | None:
@@ -246,6 +316,11 @@ def parse(payload: bytes) -> Message | None:
         raise RemoteProtocolError(f"payload is not UTF-8 JSON: {exc}") from None
     except RecursionError:
         raise RemoteProtocolError("payload is nested too deeply") from None
+    return from_json(data)
+
+
+def from_json(data: Any) -> Message | None:
+    """A decoded JSON object as a message; ``None`` for an unknown kind. Raises RemoteProtocolError."""
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
         raise RemoteProtocolError("payload is not an object with a kind")
     cls = BY_KIND.get(data.pop("kind"))

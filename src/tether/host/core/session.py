@@ -38,7 +38,18 @@ from tether.host.core.phases import Phase, Step
 from tether.host.core.state import AgentInfo, Resolve
 from tether.protocol import attachments as attachments_of
 from tether.protocol import signing
-from tether.protocol.messages import Authenticate, Cancel, Decide, Ended, Hello, Prompt, SetMode, SetOption, Turn
+from tether.protocol.messages import (
+    Authenticate,
+    Cancel,
+    Decide,
+    Ended,
+    Hello,
+    Prompt,
+    Replay,
+    SetMode,
+    SetOption,
+    Turn,
+)
 
 __all__ = ["MAX_RESTARTS", "AgentInfo", "Resolve", "SessionCore"]
 
@@ -189,9 +200,11 @@ class SessionCore(Approving, Modes):
     def _from_screen(self, event: ev.FromScreen) -> None:
         message, by = event.message, event.by
         if isinstance(message, Hello):
-            self._emit([self.snapshot()], to=by)
+            self._join(message, by)
         elif isinstance(message, Prompt):
-            self._prompt(message.text, by, message.attachments)
+            # A prompt the viewer sent again after a reconnection (it cannot know whether it arrived) runs once.
+            if message.id is None or self.prompt_ids.add(message.id):
+                self._prompt(message.text, by, message.attachments)
         elif isinstance(message, Decide):
             self._screen_decides(message, by, event.at)
         elif isinstance(message, Cancel):
@@ -203,6 +216,21 @@ class SessionCore(Approving, Modes):
         elif isinstance(message, Authenticate):
             self._login(message.method_id)
         # Other kinds are host-to-viewer kinds: a screen sending one is ignored.
+
+    def _join(self, hello: Hello, by: str) -> None:
+        """A screen (re)joins: what it missed since ``hello.since`` if the journal has it, else the whole
+        transcript (journal.py). Replayed messages keep their numbers; nothing is sent twice."""
+        if hello.since is None:
+            self._out.append(fx.Show(self.snapshot(), by))
+            return
+        missed = self.journal.since(hello.since, hello.run)
+        if isinstance(missed, str):
+            self._out.append(fx.Show(self.snapshot(reset=missed), by))
+            return
+        replay = Replay(session=dict(self.info), since=hello.since, at=self.journal.head, run=self.journal.run,
+                        messages=[m.to_json() for m in missed], running=self.phase is Phase.TURN_RUNNING,
+                        received=self.prompt_ids.newest())  # fmt: skip
+        self._out.append(fx.Show(replay, by))
 
     def _screen_decides(self, message: Decide, by: str, at: float) -> None:
         """A decision from a screen: the terminal's as typed; a device's only with its valid signature."""
@@ -267,7 +295,7 @@ HANDLERS: dict[type, Callable[[SessionCore, Any], None]] = {
     ev.Reattached: SessionCore._reattached,
     ev.ReattachFailed: SessionCore._reattach_failed,
     ev.RemoteChanged: SessionCore._remote_changed,
-    ev.ViewerBehind: lambda core, event: core._emit([core.snapshot()], to=event.by),
+    ev.ViewerBehind: lambda core, event: core._out.append(fx.Show(core.snapshot(reset="behind"), event.by)),
     ev.Notice: lambda core, event: core._notice(event.text),
     ev.Tick: SessionCore._tick,
     ev.DeviceAdmitted: SessionCore._device_admitted,

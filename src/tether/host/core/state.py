@@ -16,12 +16,14 @@ from tether.host.core import events as ev
 from tether.host.core import policy
 from tether.host.core.approvals import ApprovalBook
 from tether.host.core.controls import Controls
+from tether.host.core.journal import Journal, RecentIds
 from tether.host.core.phases import Phase, Step, advance
 from tether.host.core.transcript import Transcript
 from tether.host.permissions import Policy
 from tether.protocol.attachments import Attachment
 from tether.protocol.messages import Message, Snapshot, Turn
 
+OUTAGE_WINDOW = 600  # seconds, the default of remote.outage_window; the shell sets the configured one in info
 Resolve = Callable[[str], str | None]  # a path -> its resolved absolute form, None if outside
 
 
@@ -46,6 +48,7 @@ class CoreState:
         resolve: Resolve,
         approval_timeout: float,
         skip_permissions: bool = False,
+        run: str = "run",
     ) -> None:
         self.root = root
         self.agent = agent
@@ -54,13 +57,17 @@ class CoreState:
         self.skip_permissions = skip_permissions
         self.phase = Phase.STARTING
         self.transcript = Transcript()
+        # Numbered transcript changes of this host run (``run``: the shell's random id), for replay (journal.py).
+        self.journal = Journal(run)
+        self.prompt_ids = RecentIds()  # ids of prompts taken from screens: each runs once
         self.approvals = ApprovalBook()
         self.controls = Controls(agent.preset)
         self.grants: list[policy.Grant] = []
         self.prompts: deque[tuple[str, str, tuple[Attachment, ...]]] = deque()  # (text, by, attachments)
         self.accepts: frozenset[str] = frozenset()  # what the agent takes with a prompt (SessionOpened)
+        # outage_window: the seconds a viewer counts down while the host is away (remote.outage_window).
         self.info: dict[str, Any] = {"title": root.rsplit("/", 1)[-1], "agent": agent.name, "cwd": root,
-                                     "protocol": 2}  # fmt: skip
+                                     "protocol": 2, "outage_window": OUTAGE_WINDOW}  # fmt: skip
         self.can_load = False
         self.restarts = 0
         self.enforcing = False  # a switch back to an asking mode is in flight
@@ -75,7 +82,7 @@ class CoreState:
     # -- small helpers -----------------------------------------------------------------
 
     def _emit(self, messages: list[Message], to: str | None = None) -> None:
-        self._out.extend(fx.Show(message, to) for message in messages)
+        self._out.extend(fx.Show(self.journal.record(message), to) for message in messages)
 
     def _notice(self, text: str) -> None:
         self._emit(self.transcript.message("system", text))
@@ -89,10 +96,12 @@ class CoreState:
             self._wake = wake
             self._out.append(fx.WakeAt(wake))
 
-    def snapshot(self) -> Snapshot:
-        """The whole (bounded) transcript for a screen that joins."""
+    def snapshot(self, reset: str | None = None) -> Snapshot:
+        """The whole (bounded) transcript for a screen that joins; ``reset``: why instead of a replay."""
         entries = self.transcript.snapshot()
-        return Snapshot(session=dict(self.info), entries=entries, running=self.phase is Phase.TURN_RUNNING)
+        return Snapshot(session=dict(self.info), entries=entries, running=self.phase is Phase.TURN_RUNNING,
+                        at=self.journal.head, run=self.journal.run, received=self.prompt_ids.newest(),
+                        reset=reset)  # fmt: skip
 
     def _controls_changed(self) -> None:
         self._emit(self.transcript.put(self.controls.entry()))
