@@ -21,6 +21,7 @@ CASES = {
     "relay.ca": (__file__, "/nonexistent/ca.pem", "not a file"),
     "remote.auto_start": ("true", "maybe", "true or false"),
     "remote.tunnel": ("tailscale", "ngrok", "cloudflared or tailscale"),
+    "remote.takeover": ("paired", "always", "ask or paired"),
     "sandbox.default": ("off", "sometimes", "true or false"),
     "sandbox.auto_approve": ("yes", "perhaps", "true or false"),
     "sandbox.mechanism": ("landlock", "firejail", "auto, bwrap or landlock"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ import pytest
 
 from tether.errors import RemoteProtocolError
 from tether.host import pairing as pair
-from tether.protocol.crypto import ViewerHandshake
+from tether.protocol.crypto import ViewerHandshake, resume_id
 from tether.protocol.secure import SecureChannel
 from tether.protocol.signing import DeviceClaim, DeviceKey
 
@@ -23,17 +24,22 @@ class Slot:
         self.now = 0.0
         self.pairing = pair.Pairing("s" * 22, os.urandom, known, self.now, accept)
         self.effects: list[Any] = []
+        self.resume = b""
 
     def __call__(self, event: Any) -> list[Any]:
         out = self.pairing.handle(event, self.now)
         self.effects += out
         return out
 
-    def connect(self, device: DeviceKey, secret: bytes | None = None) -> list[Any]:
-        """A viewer joins, offers, and proves ``device``: the effects of its proof."""
+    def connect(self, device: DeviceKey, secret: bytes | None = None, resume: bytes | None = None) -> list[Any]:
+        """A viewer joins, offers (the pairing secret, or ``resume``: the resume secret of an earlier admitted
+        connection), and proves ``device``: the effects of its proof. ``self.resume``: this connection's."""
         self(pair.Joined())
-        handshake = ViewerHandshake("s" * 22, secret or self.pairing.secret, os.urandom)
-        (reply,) = self(pair.Offered(handshake.offer()))
+        handshake = ViewerHandshake("s" * 22, resume or secret or self.pairing.secret, os.urandom)
+        offer = handshake.offer()
+        if resume is not None:
+            offer = dataclasses.replace(offer, resume=resume_id(resume))
+        (reply,) = self(pair.Offered(offer))
         if not isinstance(reply, pair.Reply):
             return [reply]
         host = SecureChannel()
@@ -41,6 +47,7 @@ class Slot:
         assert host.keys is not None
         self.pairing.keys_made(host.keys)
         keys = SecureChannel().take_reply(handshake, frame)  # the viewer checks the host's confirmation
+        self.resume = keys.resume_secret
         return self(pair.Proved(DeviceClaim.parse(device.claim(keys.transcript))))
 
 
@@ -140,3 +147,141 @@ def test_a_question_left_by_a_host_that_died_is_not_offered_to_devices_accept(tm
     assert ["123456"] == [r["code"] for r in requests.pending()]
     assert [] == requests.pending(now=time.time() + STALE_REQUEST + 1)
     assert [] == list((tmp_path / "pairing-requests").iterdir())
+
+
+# -- taking over (one controlling device) --------------------------------------------------------
+
+
+def candidate(**changes: Any) -> pair.Candidate:
+    fields: dict[str, Any] = {"taking_over": True, "displaced": False, "paired": True, "accept_all": False,
+                              "takeover": "ask"}  # fmt: skip
+    return pair.Candidate(**(fields | changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, pair.Decision.ASK),  # a paired device taking over is asked all the same
+        ({"paired": False}, pair.Decision.ASK),
+        ({"takeover": "paired"}, pair.Decision.ADMIT),  # unless the user said so
+        ({"takeover": "paired", "paired": False}, pair.Decision.ASK),  # never for a new device
+        ({"displaced": True}, pair.Decision.ADMIT),  # the device just displaced takes control back
+        ({"accept_all": True, "paired": False}, pair.Decision.ADMIT),
+        ({"taking_over": False}, pair.Decision.ADMIT),  # no take-over: a paired device comes in
+        ({"taking_over": False, "paired": False}, pair.Decision.ASK),  # a new device is paired at the terminal
+    ],
+)
+def test_who_is_asked_and_who_is_admitted(changes: dict[str, Any], expected: pair.Decision) -> None:
+    """The ADMISSION table: a take-over is asked even for a paired device, except as listed."""
+    assert expected == pair.decide(candidate(**changes))[0]
+
+
+class Devices:
+    """Two paired devices, and the resume secrets their admitted connections left."""
+
+    def __init__(self) -> None:
+        self.phone, self.laptop = DeviceKey("phone"), DeviceKey("laptop")
+        self.keys = {d.id: d.public_key for d in (self.phone, self.laptop)}
+
+    def known(self, device_id: str) -> bytes | None:
+        return self.keys.get(device_id)
+
+
+def fresh_url(slot: Slot) -> None:
+    """A new, unspent pairing secret (as after a rotation), so another paired device can offer it."""
+    slot.pairing.secret, slot.pairing.secret_spent = os.urandom(32), False
+
+
+def says(effects: list[Any]) -> list[str]:
+    return [e.text for e in effects if isinstance(e, pair.Say)]
+
+
+def test_a_take_over_by_a_paired_device_is_asked_and_the_terminal_names_both() -> None:
+    devices = Devices()
+    slot = Slot(known=devices.known)
+    assert pair.Admit in kinds(slot.connect(devices.phone))
+    assert ["phone" in t and "replaced" in t for t in says(slot(pair.Left(replaced=True)))] == [True]
+    fresh_url(slot)
+    asked = slot.connect(devices.laptop)
+    assert [pair.Ask] == kinds(asked) and devices.phone.id == asked[0].replacing.id
+    admitted = slot(pair.Answered(True))
+    assert [pair.Say, pair.Admit] == kinds(admitted)
+    assert [f"phone ({devices.phone.id}) was replaced by laptop ({devices.laptop.id})."] == says(admitted)
+
+
+def test_remote_takeover_paired_admits_a_paired_device_at_once() -> None:
+    devices = Devices()
+    slot = Slot(known=devices.known)
+    slot.pairing.takeover = "paired"
+    slot.connect(devices.phone)
+    slot(pair.Left(replaced=True))
+    fresh_url(slot)
+    assert [pair.Say, pair.Admit] == kinds(slot.connect(devices.laptop))
+    with pytest.raises(ValueError, match="ask or paired"):
+        pair.Pairing("s" * 22, os.urandom, devices.known, 0.0, takeover="always")
+
+
+def test_the_displaced_device_takes_control_back_without_a_question() -> None:
+    """After a confirmed take-over, the phone that lost control comes back (its resume secret) at once."""
+    devices = Devices()
+    slot = Slot(known=devices.known)
+    slot.connect(devices.phone)
+    phone_resume = slot.resume
+    slot(pair.Left(replaced=True))
+    fresh_url(slot)
+    slot.connect(devices.laptop)
+    slot(pair.Answered(True))
+    slot(pair.Left(replaced=True))  # the phone asks to take back
+    back = slot.connect(devices.phone, resume=phone_resume)
+    assert [pair.Say, pair.Admit] == kinds(back) and "replaced by phone" in says(back)[0]
+
+
+def test_a_refused_take_over_leaves_the_owner_free_to_take_back() -> None:
+    """n refuses the newcomer (no new URL: it came with its own resume secret); the phone is back at once,
+    also while the question is still open."""
+    devices = Devices()
+    slot = Slot(known=devices.known)
+    slot.connect(devices.laptop)
+    laptop_resume = slot.resume
+    slot(pair.Left())
+    fresh_url(slot)
+    slot.connect(devices.phone)
+    phone_resume = slot.resume
+    slot(pair.Left(replaced=True))
+    assert [pair.Ask] == kinds(slot.connect(devices.laptop, resume=laptop_resume))
+    refused = slot(pair.Answered(False))
+    assert [pair.Refuse] == kinds(refused) and "taking over was refused" in refused[0].reason
+    slot(pair.Left())  # the host had the relay drop it
+    back = slot.connect(devices.phone, resume=phone_resume)
+    assert [pair.Admit] == kinds(back)
+    # Taking back while a take-over question is open: withdrawn, and the phone is in control again.
+    other = Slot(known=devices.known)
+    other.connect(devices.phone)
+    phone_resume = other.resume
+    other(pair.Left(replaced=True))
+    fresh_url(other)
+    assert [pair.Ask] == kinds(other.connect(devices.laptop))
+    assert [pair.Withdraw] == kinds(other(pair.Left(replaced=True)))
+    back = other.connect(devices.phone, resume=phone_resume)
+    assert [pair.Say, pair.Admit] == kinds(back) and "took control back" in says(back)[0]
+
+
+def test_a_new_device_taking_over_with_a_fresh_link_is_paired_on_y() -> None:
+    devices = Devices()
+    slot = Slot(known=devices.known)
+    slot.connect(devices.phone)
+    slot(pair.Left(replaced=True))
+    fresh_url(slot)
+    stranger = DeviceKey("stranger")
+    asked = slot.connect(stranger)
+    assert [pair.Ask] == kinds(asked) and asked[0].replacing is not None
+    assert [pair.Refuse, pair.Rotate] == kinds(slot(pair.Answered(False)))  # it used the link: a new one
+
+
+def test_revoking_a_displaced_device_ends_its_right_to_take_back() -> None:
+    devices = Devices()
+    slot = Slot(known=devices.known)
+    slot.connect(devices.phone)
+    slot(pair.Left(replaced=True))
+    slot(pair.Revoked(devices.phone.id))
+    assert {} == slot.pairing.displaced

@@ -10,7 +10,7 @@ from typing import Any
 
 from tether.host.core.events import DeviceAdmitted, FromScreen, ViewerBehind
 from tether.host.paired import PairedDevices
-from tether.host.relay_link import OUTBOX_BYTES, RelayLink
+from tether.host.relay_link import DROP_VIEWER, OUTBOX_BYTES, RelayLink
 from tether.protocol.crypto import ViewerHandshake, resume_id
 from tether.protocol.frames import Frame
 from tether.protocol.messages import Entry, Hello, Prompt
@@ -134,7 +134,8 @@ async def test_a_refused_device_is_told_and_the_url_changes(tmp_path: Path) -> N
     viewer.hello()
     asked[0](False)
     assert [] == door.events and before != link.url
-    (payload, sealed), = link._outbox
+    (payload, sealed), drop = link._outbox  # its reason, then the relay is asked to drop it (it holds no seat)
+    assert (DROP_VIEWER, False) == drop
     ended = viewer.secure.open(link.secure.seal(payload)[0]) if sealed else None
     assert ended is not None and "refused" in ended.to_json()["reason"]
 
@@ -147,8 +148,8 @@ async def test_the_url_replayed_after_pairing_admits_no_one(tmp_path: Path) -> N
     late = SecureChannel()
     link._control(json.dumps({"type": "peer", "role": "viewer", "state": "joined"}))
     link._frame(late.offer_frame(ViewerHandshake(link.session_id, link.pairing.secret, os.urandom)))
-    (payload, sealed), = link._outbox
-    assert not sealed and b"key_refused" in payload
+    (payload, sealed), drop = link._outbox
+    assert not sealed and b"key_refused" in payload and (DROP_VIEWER, False) == drop
 
 
 def come_back(link: RelayLink, device: DeviceKey, secret: bytes) -> None:

@@ -12,6 +12,14 @@ device is admitted or refused with it, replaced (``Rotate``) when it expires, wh
 developer refuses a device, or when a second device proves it while the first one waits
 for its answer (both are refused: a race means the URL leaked).
 
+Taking over (one controlling device, DESIGN.md rule 3): a browser may ask the relay to
+replace the viewer in place; the host hears that viewer left ``replaced`` and the newcomer
+join. Who is then admitted at once and who is asked ``take over from <old> for <new>, code
+NNNNNN? [y/N]`` is the ``ADMISSION`` table below: the device just displaced takes control
+back without a question (it held the session a moment ago; otherwise anyone holding the
+URL could lock its owner out); any other device is asked, paired or not, unless
+``--accept-device`` or ``remote.takeover = paired`` (then a paired device is admitted).
+
 Every transition of the connection is in ``TRANSITIONS``; ``Pairing.handle(event, now)``
 returns the effects for the shell (host/relay_link.py) to carry out in order. Randomness
 is a parameter and the clock comes in with each event: nothing here does I/O.
@@ -22,6 +30,7 @@ is a parameter and the clock comes in with each event: nothing here does I/O.
                                              \\--hello(new device)--> confirming --yes--> admitted
                                                                         \\--no/race--> refused
     (any) --left--> idle            (any but idle) --revoked(this device)--> refused
+    admitted --left(replaced)--> idle, then the newcomer as above, with ADMISSION's take-over rows
 """
 
 from __future__ import annotations
@@ -56,7 +65,9 @@ class Joined:
 
 @dataclass(frozen=True, slots=True)
 class Left:
-    """The viewer's connection ended."""
+    """The viewer's connection ended; ``replaced``: the relay closed it for a viewer taking over."""
+
+    replaced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +121,11 @@ class RefuseOffer:
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """Ask the terminal: pair this device, showing this code?"""
+    """Ask the terminal: pair this device (take over from ``replacing``, if set), showing this code?"""
 
     device: DeviceClaim
     code: str
+    replacing: DeviceClaim | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +163,44 @@ class Say:
 
 Effect = Reply | RefuseOffer | Ask | Withdraw | Admit | Refuse | Rotate | Say
 
+# -- who is admitted at once, who is asked ----------------------------------------------
+
+
+class Decision(enum.StrEnum):
+    ADMIT = "admit"  # at once, without a question
+    ASK = "ask"  # only on y at the terminal (or `tether devices accept`)
+
+
+TAKEOVER_CHOICES = ("ask", "paired")  # remote.takeover
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A device that proved its key, as the admission rule sees it."""
+
+    taking_over: bool  # it replaced an admitted device (the relay closed that one `replaced`)
+    displaced: bool  # it is the device a take-over displaced last
+    paired: bool  # this host paired it before (and did not revoke it)
+    accept_all: bool  # --accept-device
+    takeover: str  # remote.takeover: "ask" or "paired"
+
+
+ADMISSION: tuple[tuple[str, Callable[[Candidate], bool], Decision], ...] = (
+    # The first row that holds decides.
+    ("it takes back the control it lost to a take-over", lambda c: c.taking_over and c.displaced, Decision.ADMIT),
+    ("--accept-device", lambda c: c.accept_all, Decision.ADMIT),
+    ("remote.takeover = paired", lambda c: c.taking_over and c.paired and c.takeover == "paired", Decision.ADMIT),
+    ("it takes over from another device", lambda c: c.taking_over, Decision.ASK),
+    ("a device this host paired before", lambda c: c.paired, Decision.ADMIT),
+    ("a new device", lambda c: True, Decision.ASK),
+)
+"""Who is admitted at once and who is asked at the terminal (module doc)."""
+
+
+def decide(candidate: Candidate) -> tuple[Decision, str]:
+    """The decision for ``candidate`` and the ``ADMISSION`` row that made it."""
+    return next((decision, why) for why, holds, decision in ADMISSION if holds(candidate))
+
 
 class Pairing:
     """The admission state of one session's viewer slot (see module doc).
@@ -166,11 +216,19 @@ class Pairing:
         known: Callable[[str], bytes | None],
         now: float,
         accept_all: bool = False,
+        takeover: str = "ask",
     ) -> None:
+        if takeover not in TAKEOVER_CHOICES:
+            raise ValueError(f"remote.takeover takes ask or paired, not {takeover!r}")
         self.session_id = session_id
         self.random_bytes = random_bytes
         self.known = known
         self.accept_all = accept_all
+        self.takeover = takeover
+        self.over: DeviceClaim | None = None  # the admitted device this connection replaced (a take-over)
+        # Devices a take-over displaced while in control, until they are back (id -> public key): they
+        # take control back without a question.
+        self.displaced: dict[str, bytes] = {}
         self.phase = Phase.IDLE
         self.secret = random_bytes(KEY_SIZE)
         self.secret_since = now
@@ -229,49 +287,62 @@ class Pairing:
             self._refuse("the device could not prove its key")
             return
         self.device = device
-        if self._salt_kind != "pairing":  # a resume: only the device admitted before may come back
-            if self.resumes.pop(self._salt_kind, (b"", ""))[1] != device.id or self.known(device.id) is None:
-                self._refuse("this browser's earlier admission is no longer valid")
-                return
-            self._admit(device, new=False)
+        # A resume: only the device admitted before may come back.
+        if self._salt_kind != "pairing" and (
+            self.resumes.pop(self._salt_kind, (b"", ""))[1] != device.id or self.known(device.id) is None
+        ):
+            self._refuse("this browser's earlier admission is no longer valid")
             return
-        if self.known(device.id) == device.public_key:
-            self._spend()
-            self._admit(device, new=False)
-        elif self.accept_all:
-            self._spend()
-            self._out.append(Say(f"Admitted {device.name} ({device.id}) without asking (--accept-device)."))
-            self._admit(device, new=True)
-        elif self.waiting is not None and self.waiting.id != device.id:
+        paired = self.known(device.id) == device.public_key
+        displaced = self.displaced.get(device.id) == device.public_key
+        decision, why = decide(Candidate(self.over is not None, displaced, paired, self.accept_all, self.takeover))
+        if decision is Decision.ADMIT:
+            if why == "--accept-device" and not paired:
+                self._out.append(Say(f"Admitted {device.name} ({device.id}) without asking (--accept-device)."))
+            self._admit(device, new=not paired)
+        elif self._salt_kind == "pairing" and self.waiting is not None and self.waiting.id != device.id:
             self.waiting = None
             self._out.append(Withdraw())
             self._refuse("two devices tried to pair with the same link; a new link is shown on the computer")
             self._rotate("two devices raced to pair with the same link")
         else:
-            self.waiting = device
+            if self._salt_kind == "pairing":
+                self.waiting = device
             self.phase = Phase.CONFIRMING
-            self._out.append(Ask(device, self.keys.pairing_code))
+            self._out.append(Ask(device, self.keys.pairing_code, self.over))
 
     def _answered(self, event: Answered, now: float) -> None:
         device, self.waiting = self.device, None
         if device is None:
             return
         if event.yes:
-            self._spend()
-            self._admit(device, new=True)
+            self._admit(device, new=self.known(device.id) != device.public_key)
+        elif self.over is not None:
+            self._refuse("taking over was refused at the computer")
+            if self._salt_kind == "pairing":
+                self._rotate("a take-over was refused")
         else:
             self._refuse("the pairing was refused at the computer")
             self._rotate("the pairing was refused")
 
     def _left(self, event: Left, now: float) -> None:
         if self.phase is Phase.ADMITTED and self.device is not None:
-            self._out.append(Say(f"{self.device.name} ({self.device.id}) disconnected."))
+            if event.replaced:
+                self.over = self.device
+                self.displaced[self.device.id] = self.device.public_key
+                self._out.append(Say(f"{self.device.name} ({self.device.id}) was replaced: another browser asks "
+                                     "to take over."))  # fmt: skip
+            else:
+                self._out.append(Say(f"{self.device.name} ({self.device.id}) disconnected."))
+        elif not event.replaced:
+            self.over = None  # a take-over's context lasts while its newcomer is the one connected
         if self.phase is Phase.CONFIRMING:
             self._out.append(Withdraw())  # the question stays moot; the same device may come back
         self.phase, self.keys, self.device = Phase.IDLE, None, None
 
     def _revoked(self, event: Revoked, now: float) -> None:
         self.resumes = {k: v for k, v in self.resumes.items() if v[1] != event.device_id}
+        self.displaced.pop(event.device_id, None)
         if self.device is not None and self.device.id == event.device_id and self.phase is not Phase.REFUSED:
             self._refuse("this device was revoked on the computer")
 
@@ -305,6 +376,15 @@ class Pairing:
 
     def _admit(self, device: DeviceClaim, new: bool) -> None:
         assert self.keys is not None
+        if self._salt_kind == "pairing":
+            self._spend()
+        if self.over is not None and self.over.id != device.id:
+            old = self.over
+            self._out.append(Say(f"{old.name} ({old.id}) was replaced by {device.name} ({device.id})."))
+        elif self.over is not None:
+            self._out.append(Say(f"{device.name} ({device.id}) took control back."))
+        self.over = None
+        self.displaced.pop(device.id, None)  # in control again
         self.phase = Phase.ADMITTED
         self.resumes[resume_id(self.keys.resume_secret)] = (self.keys.resume_secret, device.id)
         self._out.append(Admit(device, new))

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from tether.config import Config
 from tether.errors import RelayUnreachable, RemoteProtocolError
 from tether.host import pairing as pair
 from tether.host import tls
@@ -70,6 +71,7 @@ OUTBOX_MESSAGES = 4096
 VIEWER = "viewer"  # the screen name of the (one) viewer in the session core
 WATCH_INTERVAL = 1.0  # seconds between looks at the pairing secret's age and the paired-devices file
 HEARTBEAT = 5.0  # seconds between pings to the relay, and for each answer: a dead link is noticed within 10 s
+DROP_VIEWER = '{"type":"drop","role":"viewer"}'  # the relay closes a viewer this host refused (4403): no seat held
 
 
 class Questions(Protocol):
@@ -137,6 +139,7 @@ class RelayLink:
         questions: Questions | None = None,
         devices: PairedDevices | None = None,
         accept_device: bool = False,
+        takeover: str | None = None,
     ) -> None:
         self.session = session
         self.relay = relay
@@ -152,14 +155,18 @@ class RelayLink:
         self.devices = devices or PairedDevices()
         self.requests = PairingRequests(self.devices.path.parent)
         self._asked: tuple[str, str] | None = None  # (device id, code) of the open pairing question
-        self.pairing = pair.Pairing(self.session_id, os.urandom, self.devices.key, time.monotonic(), accept_device)
+        if takeover is None:  # remote.takeover: may a paired device take over without a question?
+            takeover = str(Config().get("remote.takeover"))
+        self.pairing = pair.Pairing(
+            self.session_id, os.urandom, self.devices.key, time.monotonic(), accept_device, takeover
+        )
         self.secure = SecureChannel()
         self.viewer_ready = False
         self.drops = 0
         self.resyncs = 0
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._ws: ClientConnection | None = None
-        self._outbox: deque[tuple[bytes, bool]] = deque()
+        self._outbox: deque[tuple[bytes | str, bool]] = deque()
         self._hello = Hello()
         self._outbox_bytes = 0
         self._wakeup = asyncio.Event()
@@ -247,8 +254,9 @@ class RelayLink:
             return
         self._push(payload)
 
-    def _push(self, payload: bytes, sealed: bool = True) -> None:
-        """Queue a message payload (sealed when it is written) or, ``sealed=False``, a ready handshake frame."""
+    def _push(self, payload: bytes | str, sealed: bool = True) -> None:
+        """Queue a message payload (sealed when it is written) or, ``sealed=False``, a ready handshake frame
+        (or a text control message for the relay, sent in order after what was queued before it)."""
         self._outbox.append((payload, sealed))
         self._outbox_bytes += len(payload)
         self._drained.clear()
@@ -263,7 +271,7 @@ class RelayLink:
                 payload, sealed = self._outbox.popleft()
                 self._outbox_bytes -= len(payload)
                 try:
-                    for frame in self.secure.seal(payload) if sealed else [payload]:
+                    for frame in self.secure.seal(payload) if sealed and isinstance(payload, bytes) else [payload]:
                         await self._ws.send(frame)
                 except websockets.ConnectionClosed:
                     return
@@ -299,7 +307,10 @@ class RelayLink:
             self.secure = SecureChannel()
             self._outbox.clear()
             self._outbox_bytes = 0
-            self._pair(pair.Joined() if control.get("state") == "joined" else pair.Left())
+            if control.get("state") == "joined":
+                self._pair(pair.Joined())
+            else:  # `replaced`: the relay closed it for a viewer taking over (host/pairing.py decides)
+                self._pair(pair.Left(replaced=control.get("reason") == "replaced"))
         elif control.get("type") == "credentials" and isinstance(control.get("routing"), str):
             self._take_credentials(control)
         elif control.get("type") == "error":
@@ -363,11 +374,13 @@ class RelayLink:
             self.pairing.keys_made(self.secure.keys)
         elif isinstance(effect, pair.RefuseOffer):
             self._push(refusal(effect.reason), sealed=False)
+            self._push(DROP_VIEWER, sealed=False)  # after its reason: a refused device holds no seat
         elif isinstance(effect, pair.Ask):
-            device = effect.device
+            device, old = effect.device, effect.replacing
             self._asked = (device.id, effect.code)
             self._post_request(device, effect.code)
-            self.questions.ask(f"pair {_shown(device.name)} ({device.id}), code {effect.code}? [y/N]",
+            what = f"take over from {_shown(old.name)} ({old.id}) for" if old is not None else "pair"
+            self.questions.ask(f"{what} {_shown(device.name)} ({device.id}), code {effect.code}? [y/N]",
                                lambda yes: self._pair(pair.Answered(yes)))  # fmt: skip
         elif isinstance(effect, pair.Withdraw):
             self._settle_question("The device left before an answer; the question is withdrawn.")
@@ -383,6 +396,7 @@ class RelayLink:
             self._outbox_bytes = 0
             if self.secure.keys is not None:
                 self._push(Ended(reason=effect.reason).serialize())
+            self._push(DROP_VIEWER, sealed=False)  # after its reason: a refused device holds no seat
             self.questions.say(f"A device was not admitted: {effect.reason}.")
         elif isinstance(effect, pair.Rotate):
             self._publish()
