@@ -195,15 +195,15 @@ async def test_text_frame_that_is_not_utf8_is_closed_and_counted(relay: Embedded
 
 
 async def test_host_leaving_ends_the_session_at_once(relay: EmbeddedRelay) -> None:
-    """The viewer gets the host's last frame, then 4000 (no grace); the relay forgets the session and its join token."""
+    """The viewer gets the host's last frame, then 4000 (no grace); the relay forgets the session (4404 after)."""
     session_id, host, viewer = await pair(relay)
     await host.send(b"last words")
     await host.close()
     assert b"last words" == await viewer.recv()
     assert (4000, "session ended") == await closed(viewer)
     assert 0 == (await health(relay))["sessions"]
-    late = await connect(relay, "viewer", session_id)  # with the session's join token
-    assert 4401 == (await closed(late))[0]
+    late = await connect(relay, "viewer", session_id)  # with the session's join token: no host holds it
+    assert 4404 == (await closed(late))[0]
 
 
 async def test_host_hears_joined_before_the_viewers_first_frame(relay: EmbeddedRelay) -> None:

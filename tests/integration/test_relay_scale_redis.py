@@ -130,14 +130,14 @@ async def test_an_initiation_token_works_once_across_processes(relays: tuple[Rel
 
 
 async def test_a_join_token_dies_with_its_session_on_every_process(relays: tuple[RelayProcess, RelayProcess]) -> None:
-    """After the host left (from one process), its join link is refused 4401 by the other."""
+    """After the host left (from one process), its join link admits no one on the other (4404: no host holds it)."""
     first, second = relays
     session_id, host, join = await open_host(first)
     await host.close()
     _, again, _ = await open_host(first)  # a round trip on the first process: its leave is done
     await again.close()
     late = await open_viewer(second, session_id, join)
-    assert 4401 == await closed(late)
+    assert 4404 == await closed(late)
 
 
 async def test_both_ends_renewing_at_once_on_two_relays_fence_neither(

@@ -65,6 +65,7 @@ def test_close_codes_and_reasons_match_the_protocol() -> None:
         4409: "session busy",
         4401: "unauthorized",
         4429: "too many sessions",
+        4503: "host away",
     }
     assert expected == {int(code): code.reason for code in CloseCode}
 

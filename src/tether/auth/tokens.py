@@ -116,8 +116,12 @@ def verify(
     now: float,
     session: str | None = None,
     role: str | None = None,
+    grace: float = 0.0,
 ) -> Claims:
     """The claims of a valid token for ``purpose`` (and ``session``/``role`` when given).
+
+    ``grace``: seconds past its expiry the token still counts (only to prove, with a fresh
+    initiation token, which session a host held: admission.py).
 
     Raises CredentialRefused; single use, fencing and revocation are the caller's (they
     need state: NonceBook, the relay's session table, the account store).
@@ -140,7 +144,7 @@ def verify(
         raise CredentialRefused(Refusal.MALFORMED) from None
     if claims.purpose != purpose:  # cannot happen with a valid signature; kept as a second lock
         raise CredentialRefused(Refusal.BAD_SIGNATURE)
-    if now >= claims.expires:
+    if now >= claims.expires + grace:
         raise CredentialRefused(Refusal.EXPIRED)
     if claims.issued > now + CLOCK_SKEW:
         raise CredentialRefused(Refusal.NOT_YET_VALID)

@@ -9,6 +9,16 @@ and role; it renews it in-band before it expires, and each renewal fences the pr
 one. When a host registers a session, the session gets a new *generation*: join and
 routing tokens of an earlier registration are dead with it (revoked with the session).
 
+Coming back (docs/protocol.md, "Reconnection"): when its connection was lost, a host
+takes its session again with its routing token, or, once that expired, with a fresh
+initiation token and that routing token beside it (``resume``: it may be expired by up to
+``RESUME_GRACE``) naming the session it held, for the same device: the session keeps its
+generation, so the viewer's tokens still work. The relay keeps nothing of a session whose
+host is gone, and may have restarted: a token whose session this relay knows no
+generation of is taken at its word (the relay's own signature), and its generation
+becomes the session's again. An owned session id (auth/owner.py) is registered only by
+the device it names, so a stranger's initiation token cannot take it meanwhile.
+
 Check first, commit after: ``check_*`` verify without changing anything (the broker may
 still refuse the slot: busy), ``commit_*`` record the new state and mint what the end is
 given. Pure apart from its NonceBook and session table; time is a parameter.
@@ -16,12 +26,14 @@ given. Pure apart from its NonceBook and session table; time is a parameter.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tether.auth import owner
 from tether.auth import proof as proofs
 from tether.auth.keys import KeySet
 from tether.auth.nonces import NonceBook
@@ -29,6 +41,7 @@ from tether.auth.tokens import LIFETIME, Claims, Purpose, Refusal, mint, new_non
 from tether.errors import CredentialRefused
 
 HOST, VIEWER = "host", "viewer"
+RESUME_GRACE = 86400.0  # seconds past its expiry a host's routing token still names the session it held
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +92,12 @@ class Admission:
 
     # -- attaching -----------------------------------------------------------------------
 
-    def check(self, role: str, token: str, session: str, now: float) -> Claims:
-        """Verify the credential an end presents for ``session``; changes nothing."""
+    def check(self, role: str, token: str, session: str, now: float, resume: str | None = None) -> Claims:
+        """Verify the credential an end presents for ``session``; changes nothing.
+
+        ``resume``: beside a host's initiation token, the routing token it held for
+        ``session`` (see the module doc); the claims returned then carry its generation.
+        """
         if role == HOST:
             try:
                 claims = verify(self.keys, token, Purpose.INITIATE, now)
@@ -90,6 +107,14 @@ class Admission:
                 return self._routing(token, session, HOST, now)
             if claims.nonce in self.nonces:
                 raise CredentialRefused(Refusal.REPLAYED, "initiation token used before")
+            if not owner.may_register(claims.subject, session):
+                raise CredentialRefused(Refusal.WRONG_SESSION, "this session id belongs to another device")
+            if resume is not None:
+                held = verify(self.keys, resume, Purpose.ROUTING, now, session=session, role=HOST, grace=RESUME_GRACE)
+                if held.subject != claims.subject:
+                    raise CredentialRefused(Refusal.WRONG_SESSION, "another device held this session")
+                self._same_generation(session, held.generation)
+                claims = dataclasses.replace(claims, generation=held.generation)
             return claims
         try:
             claims = verify(self.keys, token, Purpose.VIEWER_JOIN, now, session=session)
@@ -97,15 +122,24 @@ class Admission:
             if first.reason != Refusal.BAD_SIGNATURE:
                 raise
             return self._routing(token, session, VIEWER, now)
-        if self.generations.get(session) != claims.generation:
-            raise CredentialRefused(Refusal.REVOKED, "the session this link was made for is over")
+        self._same_generation(session, claims.generation)
         return claims
 
+    def _same_generation(self, session: str, generation: str) -> None:
+        """Refuse a token of an earlier registration; for a session this relay knows nothing of, take its word."""
+        known = self.generations.get(session)
+        if known is not None and known != generation:
+            raise CredentialRefused(Refusal.REVOKED, "the session this token was made for is over")
+
     def _routing(self, token: str, session: str, role: str, now: float) -> Claims:
-        claims = verify(self.keys, token, Purpose.ROUTING, now, session=session, role=role)
-        if self.generations.get(session) != claims.generation:
-            raise CredentialRefused(Refusal.REVOKED, "the session is over")
-        if self.current.get((session, role)) != claims.nonce:
+        # A viewer's routing token brings it back after an outage even once lapsed (it could
+        # not renew meanwhile): the relay only guards the one seat; what a viewer may see is
+        # the host's decision (its resume secret). A host proves its device afresh instead.
+        grace = RESUME_GRACE if role == VIEWER else 0.0
+        claims = verify(self.keys, token, Purpose.ROUTING, now, session=session, role=role, grace=grace)
+        self._same_generation(session, claims.generation)
+        current = self.current.get((session, role))
+        if current is not None and current != claims.nonce:
             raise CredentialRefused(Refusal.FENCED, "a newer routing token replaced this one")
         return claims
 
@@ -115,11 +149,17 @@ class Admission:
         if presented.purpose == Purpose.INITIATE:
             if not self.nonces.use(presented.nonce, presented.expires, now):
                 raise CredentialRefused(Refusal.REPLAYED, "initiation token used before")
-            self.generations[session] = new_nonce(self.random_bytes)
-            self.current.pop((session, VIEWER), None)
+            if presented.generation:  # a host coming back (resume): the session goes on
+                self.generations[session] = presented.generation
+            else:
+                self.generations[session] = new_nonce(self.random_bytes)
+                self.current.pop((session, VIEWER), None)
             join, _ = mint(self.keys, Purpose.VIEWER_JOIN, VIEWER, now, self.random_bytes, session=session,
                            role=VIEWER, generation=self.generations[session],
                            lifetime=self.lifetimes[Purpose.VIEWER_JOIN])  # fmt: skip
+        else:
+            # A token of a session this relay had forgotten (its host was away, the relay restarted).
+            self.generations.setdefault(session, presented.generation)
         subject = presented.subject
         credentials = self._route(session, role, subject, now)
         return Credentials(credentials.routing, credentials.expires, credentials.claims, join)

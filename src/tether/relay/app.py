@@ -47,7 +47,7 @@ from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
 from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
 from tether.relay.ledger import Ledger
 from tether.relay.metrics import Figures, RelayMetrics, wants_prometheus
-from tether.relay.routing import CloseCode, Counters, Drop, Role, error_message, valid_session_id
+from tether.relay.routing import CloseCode, Counters, Drop, Role, deliberate, error_message, valid_session_id
 
 logger = logging.getLogger("tether.relay")
 
@@ -222,7 +222,8 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     claims = None
     if valid_session_id(session):
         # No slot without a credential: a connection that cannot present one squats nothing.
-        claims = await gate.check(relay, str(role), await gate.presented(websocket, str(role), relay), session)
+        presented = await gate.presented(websocket, str(role), relay)
+        claims = await gate.check(relay, str(role), presented, session, gate.resumed(websocket, str(role)))
         if claims is None:
             relay.counters.count(Drop.UNAUTHORIZED)
             await websocket.close(CloseCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED.reason)
@@ -244,10 +245,11 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     # Sent before the writer starts, so an end hears its credentials before anything else.
     await websocket.send_text(gate.credentials_message(relay, given))
     writer = asyncio.create_task(_write(websocket, attachment))
+    clean = False  # lost (no close frame, an error, cancelled) unless the end closed on purpose
     try:
-        await _read(websocket, attachment, relay, given.claims)
+        clean = await _read(websocket, attachment, relay, given.claims)
     finally:
-        await relay.broker.detach(attachment)
+        await relay.broker.detach(attachment, clean)
         if role is Role.HOST:
             await gate.end(relay, session)  # the session dies with its host: so do its tokens
         if attachment.mailbox.closing is not None:
@@ -264,8 +266,11 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
         )
 
 
-async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState, held: Claims) -> None:
-    """Forward the connection's binary frames until it disconnects, its credential lapses or the relay closes it."""
+async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState, held: Claims) -> bool:
+    """Forward the connection's binary frames until it disconnects, its credential lapses or the relay closes it.
+
+    True when the end closed on purpose (1000 or 4000: a host's deliberate end), False when it was lost.
+    """
     while True:
         try:
             async with asyncio.timeout(max(0.0, held.expires - relay.clock())):
@@ -275,7 +280,7 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
             relay.refusals["expired"] += 1
             relay.counters.count(Drop.UNAUTHORIZED)
             await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
-            return
+            return False
         if message["type"] == "websocket.disconnect":
             # The WebSocket layer closes on its own for a frame over its size limit
             # (uvicorn's ws_max_size) or a text frame that is not UTF-8: count those here.
@@ -284,14 +289,14 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
                 relay.counters.count(Drop.OVERSIZED)
             elif code == 1007:
                 relay.counters.count(Drop.MALFORMED)
-            return
+            return deliberate(code)
         data = message.get("bytes")
         if data is not None:
             if len(data) > relay.max_frame_bytes:
                 # Only reached when the server's own limit is looser than the config's.
                 relay.counters.count(Drop.OVERSIZED)
                 await relay.broker.evict(attachment, CloseCode.FRAME_TOO_LARGE)
-                return
+                return False
             started = time.perf_counter()
             await relay.broker.forward(attachment, data)
             relay.metrics.forwarded(len(data), time.perf_counter() - started)
@@ -300,7 +305,7 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
             if renewed is None:
                 relay.counters.count(Drop.UNAUTHORIZED)
                 await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
-                return
+                return False
             held = renewed.claims
             if not attachment.mailbox.push_control(gate.credentials_message(relay, renewed)):
                 await relay.broker.evict(attachment, CloseCode.TOO_SLOW)

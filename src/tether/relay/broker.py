@@ -247,8 +247,12 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def detach(self, attachment: Attachment) -> None:
-        """Let go of the end; a leaving host ends its session and closes its viewer 4000 at once."""
+    async def detach(self, attachment: Attachment, clean: bool = True) -> None:
+        """Let go of the end; a leaving host ends its session and closes its viewer at once.
+
+        ``clean``: the end closed on purpose (its viewer gets 4000 ``session ended``); else its
+        connection was lost and the viewer gets 4503 ``host away`` (routing.py).
+        """
 
     @abc.abstractmethod
     async def evict(self, attachment: Attachment, code: CloseCode) -> None:
@@ -319,8 +323,8 @@ class MemoryBroker(Broker):
         ]
         return min(stalled, key=lambda attachment: attachment.mailbox.stalled_since or 0.0, default=None)
 
-    async def detach(self, attachment: Attachment) -> None:
-        self._leave(attachment)
+    async def detach(self, attachment: Attachment, clean: bool = True) -> None:
+        self._leave(attachment, clean)
 
     async def evict(self, attachment: Attachment, code: CloseCode) -> None:
         if not self._current(attachment):
@@ -329,7 +333,7 @@ class MemoryBroker(Broker):
             self.counters.count(Drop.TOO_SLOW)
         # Discard what is queued: a reader that does not drain would never reach the close.
         attachment.mailbox.close(code, discard=True)
-        self._leave(attachment)
+        self._leave(attachment, clean=False)  # the relay cut it: not an end the host chose
 
     async def session_count(self) -> int:
         return len(self._sessions)
@@ -343,11 +347,11 @@ class MemoryBroker(Broker):
     def _current(self, attachment: Attachment) -> bool:
         return self._sessions.get(attachment.session_id, {}).get(attachment.role) is attachment
 
-    def _leave(self, attachment: Attachment) -> None:
+    def _leave(self, attachment: Attachment, clean: bool = True) -> None:
         if not self._current(attachment):
             return  # already gone: evicted, or its session ended with its host
         ends = self._sessions[attachment.session_id]
-        outcome = routing.leave(attachment.role, SessionState.of(set(ends)))
+        outcome = routing.leave(attachment.role, SessionState.of(set(ends)), clean)
         del ends[attachment.role]
         self._apply(ends, outcome.effects)
         if outcome.next is SessionState.ABSENT:

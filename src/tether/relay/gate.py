@@ -76,7 +76,16 @@ def _attempt(relay: RelayState, where: str, call: Callable[[], T]) -> T | None:
         return None
 
 
-async def check(relay: RelayState, role: str, token: str | None, session: str) -> Claims | None:
+def resumed(websocket: WebSocket, role: str) -> str | None:
+    """The routing token a host coming back presents beside a fresh initiation token (``Tether-Resume``)."""
+    if role != HOST:
+        return None
+    return websocket.headers.get("tether-resume", "").strip() or None
+
+
+async def check(
+    relay: RelayState, role: str, token: str | None, session: str, resume: str | None = None
+) -> Claims | None:
     """The claims of a good credential for this end, or None (counted, logged without the token).
 
     With relays sharing sessions (``ledger.py``), the session's credential state is read
@@ -87,7 +96,7 @@ async def check(relay: RelayState, role: str, token: str | None, session: str) -
         return None
     where = f"{role} {session[:4]}…"
     await relay.ledger.load(relay.admission, session)
-    claims = _attempt(relay, where, lambda: relay.admission.check(role, token, session, relay.clock()))
+    claims = _attempt(relay, where, lambda: relay.admission.check(role, token, session, relay.clock(), resume))
     if claims is not None and claims.purpose == Purpose.INITIATE and await relay.ledger.seen(claims.nonce):
         _refuse(relay, CredentialRefused(Refusal.REPLAYED, "initiation token used before"), where)
         return None

@@ -34,8 +34,11 @@ backlog are both full, or stay full for ``slow_timeout``, is cut 4408 like a slo
 on one process. Senders on a process wait when its outgoing publish queue holds more
 than ``OUTBOX_BYTES`` (Redis is slower than they are).
 
-Issue 10 seam: a session's generation outliving its host for an outage window is a TTL on
-``tether:g:SESSION`` set at ``end``; nothing here depends on it being deleted.
+A host that comes back after its connection was lost (docs/protocol.md, "Reconnection")
+needs nothing kept here: its routing token is the relay's signed word that it held the
+session in that generation, and a ledger that has no generation for the session takes the
+token's (admission.py). A host lost without a close frame (or cut by a stopping relay)
+closes its viewer 4503 ``host away`` on whatever process the viewer is.
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ class RedisBroker(Broker):
         for end in list(self._ends.values()):
             end.mailbox.close(code)
             with contextlib.suppress(Exception):
-                await self._leave(end)
+                await self._leave(end, clean=False)  # the relay stopping: its hosts come back elsewhere
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
                 await self._flush()
@@ -255,9 +258,9 @@ class RedisBroker(Broker):
         elif peer.mailbox.closing is None:
             await self.evict(peer, CloseCode.TOO_SLOW)
 
-    async def detach(self, attachment: Attachment) -> None:
+    async def detach(self, attachment: Attachment, clean: bool = True) -> None:
         assert isinstance(attachment, RemoteAttachment)
-        await self._leave(attachment)
+        await self._leave(attachment, clean)
 
     async def evict(self, attachment: Attachment, code: CloseCode) -> None:
         assert isinstance(attachment, RemoteAttachment)
@@ -266,7 +269,7 @@ class RedisBroker(Broker):
         if code is CloseCode.TOO_SLOW and attachment.mailbox.closing is None:
             self.counters.count(Drop.TOO_SLOW)
         attachment.mailbox.close(code, discard=True)
-        await self._leave(attachment)
+        await self._leave(attachment, clean=False)  # the relay cut it: not an end the host chose
 
     async def session_count(self) -> int:
         """Sessions whose host is attached to this process (each process counts its own)."""
@@ -281,7 +284,7 @@ class RedisBroker(Broker):
 
     # -- leaving ---------------------------------------------------------------------------
 
-    async def _leave(self, attachment: RemoteAttachment) -> None:
+    async def _leave(self, attachment: RemoteAttachment, clean: bool = True) -> None:
         if self._ends.pop(attachment.end, None) is None:
             return  # already gone: evicted, or its session ended with its host
         self._drop_backlog(attachment)
@@ -299,7 +302,7 @@ class RedisBroker(Broker):
                         await pipe.unwatch()  # type: ignore[no-untyped-call]
                         return  # the key expired or another end holds it: this end is not in the session
                     present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
-                    outcome = routing.leave(role, SessionState.of(present))
+                    outcome = routing.leave(role, SessionState.of(present), clean)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.delete(_presence(session, role))
                     if outcome.next is SessionState.ABSENT:
@@ -354,7 +357,7 @@ class RedisBroker(Broker):
         if not end.mailbox.push_control(effect.message()):
             self.counters.count(Drop.TOO_SLOW)
             end.mailbox.close(CloseCode.TOO_SLOW, discard=True)
-            self._spawn(self._leave(end))
+            self._spawn(self._leave(end, clean=False))
 
     # -- what arrives from other processes -----------------------------------------------
 

@@ -3,7 +3,12 @@
 Rule: a session is named by its host. One host and at most one viewer may hold a
 session at a time; a viewer may only join a session whose host is attached; the session
 dies with its host. Which end a connection is comes from the URL it connected to, never
-from what it sends.
+from what it sends. A host that ends the session on purpose (it closes 1000 or 4000,
+after its sealed ``ended``) closes the viewer 4000; a host connection that is lost (no
+close frame, a timeout, a network error, evicted, the relay stopping) closes the viewer
+4503 ``host away``: the host may come back to the same session id within its outage
+window (docs/protocol.md, "Reconnection") and the viewer keeps trying. Either way the
+relay keeps nothing of the session.
 
 Every transition of a session lives in ``TRANSITIONS`` below, as h11 keeps its
 connection states in one table. A broker reads the session's state (which ends are
@@ -60,6 +65,7 @@ class CloseCode(enum.IntEnum):
     SESSION_BUSY = 4409
     UNAUTHORIZED = 4401
     TOO_MANY_SESSIONS = 4429
+    HOST_AWAY = 4503
 
     @property
     def reason(self) -> str:
@@ -78,6 +84,7 @@ _CLOSE_REASONS = {
     CloseCode.SESSION_BUSY: "session busy",
     CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.TOO_MANY_SESSIONS: "too many sessions",
+    CloseCode.HOST_AWAY: "host away",
 }
 
 
@@ -130,7 +137,8 @@ class Event(enum.Enum):
     """What a connection does to its end of a session."""
 
     JOIN = "join"
-    LEAVE = "leave"  # disconnected, or evicted by the relay (too slow, oversized frame)
+    LEAVE = "leave"  # closed on purpose by the end (close code 1000 or 4000)
+    LOST = "lost"  # gone without a deliberate end: no close frame, a timeout, evicted, the relay stopping
 
 
 class PeerState(enum.StrEnum):
@@ -198,8 +206,13 @@ TRANSITIONS: dict[tuple[SessionState, Role, Event], Outcome] = {
     # The session dies with its host (DESIGN.md rule 8): its viewer is closed at once.
     (_S.HOSTED, _H, Event.LEAVE): Outcome(_S.ABSENT),
     (_S.PAIRED, _H, Event.LEAVE): Outcome(_S.ABSENT, (Close(_V, CloseCode.SESSION_ENDED),)),
-    # A viewer that leaves frees the seat; the host keeps the session.
+    # A host lost without ending: nothing is kept either, but the viewer is told the host is
+    # away (4503), not that the session ended, so it keeps trying (DESIGN.md rule 7).
+    (_S.HOSTED, _H, Event.LOST): Outcome(_S.ABSENT),
+    (_S.PAIRED, _H, Event.LOST): Outcome(_S.ABSENT, (Close(_V, CloseCode.HOST_AWAY),)),
+    # A viewer that leaves (or is lost) frees the seat; the host keeps the session.
     (_S.PAIRED, _V, Event.LEAVE): Outcome(_S.HOSTED, (Notify(_H, _V, PeerState.LEFT),)),
+    (_S.PAIRED, _V, Event.LOST): Outcome(_S.HOSTED, (Notify(_H, _V, PeerState.LEFT),)),
 }
 """Every transition there is. A pair missing here (the leave of an end that is not
 attached) changes nothing: a connection already evicted may still report its own leave."""
@@ -215,9 +228,17 @@ def join(session_id: str, role: Role, state: SessionState) -> Outcome:
     return TRANSITIONS[state, role, Event.JOIN]
 
 
-def leave(role: Role, state: SessionState) -> Outcome:
-    """What happens when the end ``role`` of a session in ``state`` goes away."""
-    return TRANSITIONS.get((state, role, Event.LEAVE), Outcome(state))
+def leave(role: Role, state: SessionState, clean: bool = True) -> Outcome:
+    """What happens when the end ``role`` of a session in ``state`` goes away.
+
+    ``clean``: the end closed on purpose (``Event.LEAVE``); else it was lost (``Event.LOST``).
+    """
+    return TRANSITIONS.get((state, role, Event.LEAVE if clean else Event.LOST), Outcome(state))
+
+
+def deliberate(close_code: int | None) -> bool:
+    """Whether an end that closed with ``close_code`` ended on purpose (1000, or 4000 from a host)."""
+    return close_code in (1000, CloseCode.SESSION_ENDED)
 
 
 def destination(sender: Role, state: SessionState) -> Role | Drop:
