@@ -147,8 +147,10 @@ class ViewerClient:
         mirror: Mirror | None = None,
         unconfirmed: dict[str, Prompt] | None = None,
         decided: dict[str, str] | None = None,
+        takeover: bool = False,
     ) -> None:
-        self.url = viewer_socket_url(session_url)
+        # ``takeover``: ask the relay to replace the viewer in place, as the page's take-over button does.
+        self.url = viewer_socket_url(session_url) + ("?takeover=1" if takeover else "")
         self.session_id = urlsplit(session_url).path.rpartition("/s/")[2]
         self.tls = tls  # for a wss:// relay with a private CA
         # The fragment, as the web page reads it: the viewer-join credential (j) and the pairing secret (k).

@@ -63,6 +63,8 @@ def test_close_codes_and_reasons_match_the_protocol() -> None:
         4404: "unknown session",
         4408: "too slow",
         4409: "session busy",
+        4410: "replaced",
+        4403: "refused by the host",
         4401: "unauthorized",
         4429: "too many sessions",
         4503: "host away",

@@ -40,7 +40,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tether.auth.keys import KeySet
 from tether.auth.tokens import Claims, Purpose
 from tether.errors import Refused
-from tether.relay import gate, origin
+from tether.relay import gate, origin, routing
 from tether.relay.accounts import AccountStore
 from tether.relay.admission import Admission
 from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
@@ -229,7 +229,9 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
             await websocket.close(CloseCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED.reason)
             return
     try:
-        attachment = await relay.broker.attach(session, role)
+        # A viewer may ask to take over the seat (`?takeover=1`); the host decides whether it sees anything.
+        take_over = role is Role.VIEWER and websocket.query_params.get("takeover") == "1"
+        attachment = await relay.broker.attach(session, role, take_over)
     except Refused as refused:
         relay.counters.count(refused.drop)
         await websocket.close(refused.code, refused.code.reason)
@@ -309,8 +311,10 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
             held = renewed.claims
             if not attachment.mailbox.push_control(gate.credentials_message(relay, renewed)):
                 await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
+        elif attachment.role is Role.HOST and routing.is_drop_request(message.get("text")):
+            await relay.broker.drop(attachment)  # a device the host refused must not hold the seat
         else:
-            # Only `renew` goes from an endpoint to the relay once attached: answer, count, keep the connection.
+            # Only `renew` (and a host's `drop`) go to the relay once attached: answer, count, keep the connection.
             relay.counters.count(Drop.MALFORMED)
             reply = error_message(Drop.MALFORMED, "the relay accepts only binary frames")
             if not attachment.mailbox.push_control(reply):

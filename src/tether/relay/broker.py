@@ -22,9 +22,10 @@ and when there is still no room after ``slow_timeout`` a reader is cut 4408: the
 sender's peer if its own queue is the full one, else the reader that has gone longest
 without draining anything (in a flood, the flooder's).
 
-Calling contract, per connection: ``attach`` once (it raises :class:`Refused`), then
-``forward`` for every binary frame the connection sends, and ``detach`` exactly once at
-the end (also after the relay closed the connection; a second detach is a no-op). The
+Calling contract, per connection: ``attach`` once (it raises :class:`Refused`; a viewer
+may ask to take over the seat), then ``forward`` for every binary frame the connection
+sends (``drop`` when a host asks to have its viewer dropped), and ``detach`` exactly once
+at the end (also after the relay closed the connection; a second detach is a no-op). The
 connection's writer reads ``attachment.mailbox.get()`` and sends what it returns until it
 returns a :class:`~tether.relay.routing.CloseCode`, then closes with that code.
 """
@@ -230,12 +231,17 @@ class Broker(abc.ABC):
         return True
 
     @abc.abstractmethod
-    async def attach(self, session_id: str, role: Role) -> Attachment:
+    async def attach(self, session_id: str, role: Role, take_over: bool = False) -> Attachment:
         """Take the end ``role`` of ``session_id``; raises Refused when routing says no.
 
         A viewer's ``peer joined`` messages are queued for both ends before this returns,
-        hence before any of the viewer's frames can be forwarded.
+        hence before any of the viewer's frames can be forwarded. ``take_over``: a viewer
+        replaces the one in place, which is closed 4410 first (routing's TAKE_OVER).
         """
+
+    @abc.abstractmethod
+    async def drop(self, attachment: Attachment) -> None:
+        """The host asks to have its viewer closed 4403 (a device it refused); nothing if none is there."""
 
     @abc.abstractmethod
     async def forward(self, attachment: Attachment, frame: bytes) -> None:
@@ -274,12 +280,13 @@ class MemoryBroker(Broker):
         super().__init__(counters, limits)
         self._sessions: dict[str, dict[Role, Attachment]] = {}
 
-    async def attach(self, session_id: str, role: Role) -> Attachment:
+    async def attach(self, session_id: str, role: Role, take_over: bool = False) -> Attachment:
         ends = self._sessions.get(session_id, {})
-        outcome = routing.join(session_id, role, SessionState.of(set(ends)))
+        outcome = routing.join(session_id, role, SessionState.of(set(ends)), take_over)
         if outcome.refusal is not None:
             raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
         attachment = Attachment(session_id, role, Mailbox(self.limits, self.budget))
+        self._dismiss(ends, outcome.effects)  # a take-over: the viewer in place goes first
         ends[role] = attachment
         self._sessions[session_id] = ends
         self._apply(ends, outcome.effects)
@@ -326,6 +333,21 @@ class MemoryBroker(Broker):
     async def detach(self, attachment: Attachment, clean: bool = True) -> None:
         self._leave(attachment, clean)
 
+    async def drop(self, attachment: Attachment) -> None:
+        if not self._current(attachment):
+            return
+        ends = self._sessions[attachment.session_id]
+        outcome = routing.drop(attachment.role, SessionState.of(set(ends)))
+        self._dismiss(ends, outcome.effects)
+        self._apply(ends, outcome.effects)
+
+    @staticmethod
+    def _dismiss(ends: dict[Role, Attachment], effects: tuple[routing.Effect, ...]) -> None:
+        """Carry out the ``Dismiss`` effects: close those ends and take them out of the session now."""
+        for effect in effects:
+            if isinstance(effect, routing.Dismiss) and (gone := ends.pop(effect.role, None)) is not None:
+                gone.mailbox.close(effect.code, discard=effect.discard)
+
     async def evict(self, attachment: Attachment, code: CloseCode) -> None:
         if not self._current(attachment):
             return
@@ -360,6 +382,8 @@ class MemoryBroker(Broker):
 
     def _apply(self, ends: dict[Role, Attachment], effects: tuple[routing.Effect, ...]) -> None:
         for effect in effects:
+            if isinstance(effect, routing.Dismiss):
+                continue  # carried out by _dismiss, before
             target = ends.get(effect.to if isinstance(effect, routing.Notify) else effect.role)
             if target is None:
                 continue

@@ -75,7 +75,7 @@ PUBLISH_BATCH = 256  # messages per pipelined round trip
 RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after Redis went away
 ROUTING_KEY_SLACK = 60.0  # seconds a credential key outlives the routing token it names
 
-FRAME, JOINED, LEFT, CLOSE = b"F", b"J", b"L", b"C"
+FRAME, JOINED, LEFT, CLOSE, DISMISS = b"F", b"J", b"L", b"C", b"D"
 END_ID_BYTES = 6  # the end's id: 12 hex characters
 
 
@@ -182,7 +182,7 @@ class RedisBroker(Broker):
 
     # -- the Broker interface ------------------------------------------------------------
 
-    async def attach(self, session_id: str, role: Role) -> Attachment:
+    async def attach(self, session_id: str, role: Role, take_over: bool = False) -> Attachment:
         if not routing.valid_session_id(session_id):
             outcome = routing.join(session_id, role, SessionState.ABSENT)
             assert outcome.refusal is not None
@@ -213,7 +213,9 @@ class RedisBroker(Broker):
                         stale.append(keys[1])
                         viewer = None
                     present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
-                    outcome = routing.join(session_id, role, SessionState.of(present))
+                    outcome = routing.join(session_id, role, SessionState.of(present), take_over)
+                    # A take-over: the viewer in place (wherever it is) is dismissed, its key overwritten.
+                    replaced = _ref(viewer) if role is Role.VIEWER else None
                     if outcome.refusal is not None:
                         raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
                     pipe.multi()  # type: ignore[no-untyped-call]
@@ -231,8 +233,44 @@ class RedisBroker(Broker):
         if role is Role.VIEWER:
             attachment.peer = _ref(host)
         for effect in outcome.effects:
-            self._carry_out(attachment, effect)
+            if isinstance(effect, routing.Dismiss):
+                if replaced is not None:
+                    self._send_effect(session_id, replaced, effect)
+            else:
+                self._carry_out(attachment, effect)
         return attachment
+
+    async def drop(self, attachment: Attachment) -> None:
+        assert isinstance(attachment, RemoteAttachment)
+        if self._ends.get(attachment.end) is not attachment:
+            return
+        session, me = attachment.session_id, f"{self.node}:{attachment.end}".encode()
+        keys = [_presence(session, Role.HOST), _presence(session, Role.VIEWER)]
+        from redis.exceptions import WatchError
+
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(*keys)
+                    host, viewer = await pipe.mget(keys)
+                    present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
+                    outcome = routing.drop(attachment.role, SessionState.of(present))
+                    if host != me or not outcome.effects:
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        return  # not this session's host, or no viewer to drop
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(keys[1])
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        dropped = _ref(viewer)
+        for effect in outcome.effects:
+            if isinstance(effect, routing.Dismiss):
+                if dropped is not None:
+                    self._send_effect(session, dropped, effect)
+            else:
+                self._apply_local(attachment, effect, None)
 
     async def forward(self, attachment: Attachment, frame: bytes) -> None:
         assert isinstance(attachment, RemoteAttachment)
@@ -337,16 +375,19 @@ class RedisBroker(Broker):
             return
         if isinstance(effect, routing.Close):
             message = CLOSE + end.encode() + str(int(effect.code)).encode()
+        elif isinstance(effect, routing.Dismiss):
+            message = DISMISS + end.encode() + str(int(effect.code)).encode() + (b"d" if effect.discard else b"")
         elif effect.state is PeerState.JOINED:
             assert about is not None
             message = JOINED + end.encode() + f"{about[0]}:{about[1]}".encode()
         else:
-            message = LEFT + end.encode()
+            message = LEFT + end.encode() + (effect.reason or "").encode()
         self._enqueue(node, message)
 
     def _apply_local(self, end: RemoteAttachment, effect: routing.Effect, about: tuple[str, str] | None) -> None:
-        if isinstance(effect, routing.Close):
-            end.mailbox.close(effect.code)
+        if isinstance(effect, routing.Close | routing.Dismiss):
+            # Dismissed (taken over, dropped by its host): out of the session, whose keys moved on.
+            end.mailbox.close(effect.code, discard=isinstance(effect, routing.Dismiss) and effect.discard)
             self._ends.pop(end.end, None)  # the session is over: its keys went with the host's leave
             self._drop_backlog(end)
             return
@@ -375,9 +416,13 @@ class RedisBroker(Broker):
             peer_role = end.role.peer
             self._apply_local(end, routing.Notify(end.role, peer_role, PeerState.JOINED), (node, other))
         elif kind == LEFT:
-            self._apply_local(end, routing.Notify(end.role, end.role.peer, PeerState.LEFT), None)
+            reason = rest.decode() or None
+            self._apply_local(end, routing.Notify(end.role, end.role.peer, PeerState.LEFT, reason), None)
         elif kind == CLOSE:
             self._apply_local(end, routing.Close(end.role, CloseCode(int(rest))), None)
+        elif kind == DISMISS:
+            code, discard = rest.removesuffix(b"d"), rest.endswith(b"d")
+            self._apply_local(end, routing.Dismiss(end.role, CloseCode(int(code)), discard), None)
 
     def _deliver(self, end: RemoteAttachment, frame: bytes) -> None:
         if not end.backlog and end.mailbox.has_room(len(frame)):

@@ -3,12 +3,15 @@
 Rule: a session is named by its host. One host and at most one viewer may hold a
 session at a time; a viewer may only join a session whose host is attached; the session
 dies with its host. Which end a connection is comes from the URL it connected to, never
-from what it sends. A host that ends the session on purpose (it closes 1000 or 4000,
-after its sealed ``ended``) closes the viewer 4000; a host connection that is lost (no
-close frame, a timeout, a network error, evicted, the relay stopping) closes the viewer
-4503 ``host away``: the host may come back to the same session id within its outage
-window (docs/protocol.md, "Reconnection") and the viewer keeps trying. Either way the
-relay keeps nothing of the session.
+from what it sends. A second viewer is refused unless it asks to take over: then the
+viewer in place is closed ``replaced`` and the newcomer takes its seat (the host, told the
+old one left for that reason, decides whether to admit it: host/pairing.py). The host may
+have its viewer dropped (a device it refused must not hold the seat). A host that ends
+the session on purpose (it closes 1000 or 4000, after its sealed ``ended``) closes the
+viewer 4000; a host connection that is lost (no close frame, a timeout, a network error,
+evicted, the relay stopping) closes the viewer 4503 ``host away``: the host may come back
+to the same session id within its outage window (docs/protocol.md, "Reconnection") and the
+viewer keeps trying. Either way the relay keeps nothing of the session.
 
 Every transition of a session lives in ``TRANSITIONS`` below, as h11 keeps its
 connection states in one table. A broker reads the session's state (which ends are
@@ -63,6 +66,8 @@ class CloseCode(enum.IntEnum):
     UNKNOWN_SESSION = 4404
     TOO_SLOW = 4408
     SESSION_BUSY = 4409
+    REPLACED = 4410
+    REFUSED_BY_HOST = 4403
     UNAUTHORIZED = 4401
     TOO_MANY_SESSIONS = 4429
     HOST_AWAY = 4503
@@ -82,6 +87,8 @@ _CLOSE_REASONS = {
     CloseCode.UNKNOWN_SESSION: "unknown session",
     CloseCode.TOO_SLOW: "too slow",
     CloseCode.SESSION_BUSY: "session busy",
+    CloseCode.REPLACED: "replaced",
+    CloseCode.REFUSED_BY_HOST: "refused by the host",
     CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.TOO_MANY_SESSIONS: "too many sessions",
     CloseCode.HOST_AWAY: "host away",
@@ -137,8 +144,10 @@ class Event(enum.Enum):
     """What a connection does to its end of a session."""
 
     JOIN = "join"
+    TAKE_OVER = "take_over"  # a viewer joins asking to replace the viewer in place
     LEAVE = "leave"  # closed on purpose by the end (close code 1000 or 4000)
     LOST = "lost"  # gone without a deliberate end: no close frame, a timeout, evicted, the relay stopping
+    DROP = "drop"  # the host asks the relay to close its viewer (a device it refused)
 
 
 class PeerState(enum.StrEnum):
@@ -150,15 +159,17 @@ class PeerState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    """Effect: send ``to`` the control message ``{"type":"peer","role":about,"state":state}``."""
+    """Effect: send ``to`` the control message ``{"type":"peer","role":about,"state":state}``
+    (with ``"reason"`` when given: ``replaced`` for a viewer that a take-over closed)."""
 
     to: Role
     about: Role
     state: PeerState
+    reason: str | None = None
 
     def message(self) -> str:
         """The control message as the text frame to send."""
-        return peer_message(self.about, self.state)
+        return peer_message(self.about, self.state, self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +180,19 @@ class Close:
     code: CloseCode
 
 
-Effect = Notify | Close
+@dataclass(frozen=True, slots=True)
+class Dismiss:
+    """Effect: close the connection that held ``role`` before this event with ``code`` and take it
+    out of the session at once (its own later leave changes nothing); ``discard`` drops what was
+    queued for it so that the close goes first. A take-over's dismissal comes before the newcomer
+    is attached."""
+
+    role: Role
+    code: CloseCode
+    discard: bool = False
+
+
+Effect = Notify | Close | Dismiss
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +226,28 @@ TRANSITIONS: dict[tuple[SessionState, Role, Event], Outcome] = {
         _S.PAIRED,
         (Notify(_H, _V, PeerState.JOINED), Notify(_V, _H, PeerState.JOINED)),
     ),
+    # Taking over (DESIGN.md rule 3): the viewer in place is closed `replaced` (what waits for it
+    # is dropped), the host hears it left for that reason, then the newcomer joins as any viewer.
+    # Whether the newcomer sees anything is the host's decision, confirmed at its terminal.
+    (_S.ABSENT, _V, Event.TAKE_OVER): Outcome(_S.ABSENT, refusal=CloseCode.UNKNOWN_SESSION),
+    (_S.HOSTED, _V, Event.TAKE_OVER): Outcome(
+        _S.PAIRED,
+        (Notify(_H, _V, PeerState.JOINED), Notify(_V, _H, PeerState.JOINED)),
+    ),
+    (_S.PAIRED, _V, Event.TAKE_OVER): Outcome(
+        _S.PAIRED,
+        (
+            Dismiss(_V, CloseCode.REPLACED, discard=True),
+            Notify(_H, _V, PeerState.LEFT, "replaced"),
+            Notify(_H, _V, PeerState.JOINED),
+            Notify(_V, _H, PeerState.JOINED),
+        ),
+    ),
+    # The host drops a viewer it refused: closed after what the host sent it (its reason), and
+    # the seat is free at once. Its `left` tells the host the drop happened.
+    (_S.PAIRED, _H, Event.DROP): Outcome(
+        _S.HOSTED, (Dismiss(_V, CloseCode.REFUSED_BY_HOST), Notify(_H, _V, PeerState.LEFT))
+    ),
     # The session dies with its host (DESIGN.md rule 8): its viewer is closed at once.
     (_S.HOSTED, _H, Event.LEAVE): Outcome(_S.ABSENT),
     (_S.PAIRED, _H, Event.LEAVE): Outcome(_S.ABSENT, (Close(_V, CloseCode.SESSION_ENDED),)),
@@ -218,14 +263,16 @@ TRANSITIONS: dict[tuple[SessionState, Role, Event], Outcome] = {
 attached) changes nothing: a connection already evicted may still report its own leave."""
 
 
-def join(session_id: str, role: Role, state: SessionState) -> Outcome:
+def join(session_id: str, role: Role, state: SessionState, take_over: bool = False) -> Outcome:
     """What happens when a connection asks for end ``role`` of ``session_id`` in ``state``.
 
     The session id is checked first, so a malformed id is refused whatever the state.
+    ``take_over``: a viewer asks to replace the viewer in place (a host cannot).
     """
     if not valid_session_id(session_id):
         return Outcome(state, refusal=CloseCode.BAD_SESSION_ID)
-    return TRANSITIONS[state, role, Event.JOIN]
+    event = Event.TAKE_OVER if take_over and role is Role.VIEWER else Event.JOIN
+    return TRANSITIONS[state, role, event]
 
 
 def leave(role: Role, state: SessionState, clean: bool = True) -> Outcome:
@@ -241,14 +288,32 @@ def deliberate(close_code: int | None) -> bool:
     return close_code in (1000, CloseCode.SESSION_ENDED)
 
 
+def drop(role: Role, state: SessionState) -> Outcome:
+    """What happens when the end ``role`` asks the relay to drop its peer (only a host may)."""
+    return TRANSITIONS.get((state, role, Event.DROP), Outcome(state))
+
+
+def is_drop_request(text: object) -> bool:
+    """Whether a text frame is the host's ``{"type":"drop","role":"viewer"}``."""
+    if not isinstance(text, str) or len(text) > 256:
+        return False
+    try:
+        return bool(json.loads(text) == {"type": "drop", "role": "viewer"})
+    except ValueError:
+        return False
+
+
 def destination(sender: Role, state: SessionState) -> Role | Drop:
     """Where a frame from ``sender`` goes: the other end if attached, else the drop reason."""
     return sender.peer if state is SessionState.PAIRED else Drop.NO_PEER
 
 
-def peer_message(about: Role, state: PeerState) -> str:
-    """The ``peer`` control message: ``about`` joined or left the session."""
-    return json.dumps({"type": "peer", "role": str(about), "state": str(state)})
+def peer_message(about: Role, state: PeerState, reason: str | None = None) -> str:
+    """The ``peer`` control message: ``about`` joined or left the session (and why, if said)."""
+    message = {"type": "peer", "role": str(about), "state": str(state)}
+    if reason is not None:
+        message["reason"] = reason
+    return json.dumps(message)
 
 
 def error_message(reason: Drop, detail: str) -> str:
