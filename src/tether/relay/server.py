@@ -1,7 +1,8 @@
 """Running the relay: standalone (``tether relay serve``) or inside the host process.
 
 Transport settings are deliberate (measured on this machine): uvicorn's
-``websockets-sansio`` protocol, permessage-deflate off (it made forwarding 6-7x slower
+``websockets-sansio`` protocol with the relay's direct path for frames
+(``websocket.py``), permessage-deflate off (it made forwarding 6-7x slower
 for 8 KiB frames and 20x for 1 MiB, and compression leaks content through sizes), and a
 maximum frame size of the protocol's ``MAX_FRAME_BYTES`` (1 MiB plus the 10-byte frame
 header with room to spare); the host fragments larger messages itself (docs/protocol.md
@@ -44,6 +45,7 @@ from tether.relay.config import RelayConfig as RelayConfig  # re-exported: host 
 from tether.relay.process import connection_cap, log_to_stderr, raise_descriptor_limit, return_freed_memory
 from tether.relay.routing import CloseCode
 from tether.relay.transport import ConnectionLimits, guarded_protocol, quiet_bad_input
+from tether.relay.websocket import RelayWebSocketProtocol
 
 HEARTBEAT = 5.0  # seconds between the relay's pings to each connection, and for each answer
 
@@ -63,7 +65,7 @@ def uvicorn_config(app: Starlette, config: RelayConfig, *, logs: bool) -> uvicor
         host=config.host,
         port=config.port,
         http=guarded_protocol(limits, relay_state(app).counters),
-        ws="websockets-sansio",
+        ws=RelayWebSocketProtocol,
         ws_per_message_deflate=False,
         # A peer that stopped answering (a phone asleep, a dead network) is dropped within 10 s, so it
         # does not hold its session's one viewer slot for long (DESIGN.md rule 3).
