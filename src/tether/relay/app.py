@@ -48,6 +48,7 @@ from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
 from tether.relay.ledger import Ledger
 from tether.relay.metrics import Figures, RelayMetrics, wants_prometheus
 from tether.relay.routing import CloseCode, Counters, Drop, Role, deliberate, error_message, valid_session_id
+from tether.relay.websocket import FAST_PATH, FastPath
 
 logger = logging.getLogger("tether.relay")
 
@@ -272,8 +273,14 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
     """Forward the connection's binary frames until it disconnects, its credential lapses or the relay closes it.
 
     True when the end closed on purpose (1000 or 4000: a host's deliberate end), False when it was lost.
+    Binary frames that need no wait do not come this way: ``_fast_path`` forwards them as they arrive.
     """
+    fast = _fast_path(websocket, attachment, relay)
+    taken = False
     while True:
+        if taken and fast is not None:
+            fast.processed()  # done with the last message: frames may take the direct path again
+        taken = True
         try:
             async with asyncio.timeout(max(0.0, held.expires - relay.clock())):
                 message = await websocket.receive()
@@ -319,6 +326,31 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
             reply = error_message(Drop.MALFORMED, "the relay accepts only binary frames")
             if not attachment.mailbox.push_control(reply):
                 await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
+
+
+def _fast_path(websocket: WebSocket, attachment: Attachment, relay: RelayState) -> FastPath | None:
+    """Forward this connection's frames as they arrive and write its peer's out at once, where the server can.
+
+    The relay's own WebSocket protocol (``websocket.py``) offers it; under any other server
+    every frame goes through ``_read`` and ``_write``.
+    """
+    fast = websocket.scope.get("extensions", {}).get(FAST_PATH)
+    if not isinstance(fast, FastPath):
+        return None
+    broker, metrics, limit = relay.broker, relay.metrics, relay.max_frame_bytes
+
+    def receive(frame: bytes) -> bool:
+        if len(frame) > limit:
+            return False  # _read counts it and closes the connection
+        started = time.perf_counter()
+        if not broker.forward_now(attachment, frame):
+            return False  # it has to wait for room: _read does that
+        metrics.forwarded(len(frame), time.perf_counter() - started)
+        return True
+
+    attachment.mailbox.direct = fast.send_binary
+    fast.install(receive)
+    return fast
 
 
 def _is_renewal(text: object) -> bool:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tether.errors import BrokerUnavailable, Refused
@@ -101,21 +102,31 @@ class Mailbox:
     Control messages bypass the bound up to ``CONTROL_SLACK`` so the relay can always tell
     a connection what happened. After ``close`` nothing more is added, and ``get`` returns
     what was queued (nothing, if closed with ``discard``), then the close code.
+
+    ``direct``, when the connection has one (``websocket.FastPath.send_binary``), writes a
+    frame out at once: ``push`` uses it when nothing is queued and the writer holds nothing
+    (``sending``), so a frame skips the queue only when it would have been next anyway.
+    The queue and its event are made on demand: an idle connection holds neither.
     """
+
+    __slots__ = ("_bytes", "_changed", "_dropped", "_items", "budget", "closing", "direct", "limits", "sending",
+                 "stalled_since")  # fmt: skip
 
     def __init__(self, limits: QueueLimits, budget: Budget | None = None) -> None:
         self.limits = limits
         self.budget = budget if budget is not None else Budget(limits.total_bytes)
-        self._items: collections.deque[bytes | str] = collections.deque()
+        self._items: collections.deque[bytes | str] | None = None
         self._bytes = 0
-        self._changed = asyncio.Event()  # set on every get, push and close; waiters re-check
+        self._changed: asyncio.Event | None = None  # set on every get, push and close; waiters re-check
         self._dropped = False
         self.closing: CloseCode | None = None
         # Since when the reader has taken nothing while something waited for it (None: empty).
         self.stalled_since: float | None = None
+        self.direct: Callable[[bytes], bool] | None = None
+        self.sending = False  # the writer took an item and has not finished sending it
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items else 0
 
     @property
     def queued_bytes(self) -> int:
@@ -132,31 +143,41 @@ class Mailbox:
             return True
         return self._bytes + size <= self.limits.max_bytes and len(self._items) < self.limits.max_frames
 
+    def _event(self) -> asyncio.Event:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
     async def wait_for_room(self, size: int) -> bool:
         """Wait until a frame of ``size`` bytes fits: True; False if closed or still full after ``slow_timeout``."""
+        if self.closing is None and self.has_room(size):
+            return True  # the common case: no timer, no wait
+        changed = self._event()
         try:
             async with asyncio.timeout(self.limits.slow_timeout):
                 while self.closing is None and not self.has_room(size):
-                    self._changed.clear()
-                    self.budget.waiting.add(self._changed)
+                    changed.clear()
+                    self.budget.waiting.add(changed)
                     try:
-                        await self._changed.wait()
+                        await changed.wait()
                     finally:
-                        self.budget.waiting.discard(self._changed)
+                        self.budget.waiting.discard(changed)
         except TimeoutError:
             return False
         return self.closing is None
 
     def push(self, frame: bytes) -> None:
-        """Queue a binary frame; call right after ``wait_for_room`` returned True."""
+        """Queue a binary frame (or write it out now: class doc); call right after ``wait_for_room`` returned True."""
         if self.closing is None and not self._dropped:
+            if not self._items and not self.sending and self.direct is not None and self.direct(frame):
+                return
             self._append(frame)
 
     def push_control(self, text: str) -> bool:
         """Queue a control message past the bound; False if the queue overflows (evict its reader)."""
         if self.closing is not None or self._dropped:
             return True
-        if len(self._items) >= self.limits.max_frames + CONTROL_SLACK:
+        if len(self) >= self.limits.max_frames + CONTROL_SLACK:
             return False
         self._append(text)
         return True
@@ -168,41 +189,53 @@ class Mailbox:
         self.closing = code
         if discard:
             self._clear()
-        self._changed.set()  # wakes both the reader and blocked senders
+        if self._changed is not None:
+            self._changed.set()  # wakes both the reader and blocked senders
 
     def drop(self) -> None:
         """The connection's writer is gone: forget what is queued, give its bytes back, take nothing more."""
         self._dropped = True
+        self.direct = None
         self._clear()
-        self._changed.set()
+        if self._changed is not None:
+            self._changed.set()
 
     def _clear(self) -> None:
-        self._items.clear()
+        self._items = None
         self.budget.give(self._bytes)
         self._bytes = 0
         self.stalled_since = None
 
     async def get(self) -> Item:
         """The next item, waiting for one; the close code once closed and drained."""
+        self.sending = False  # the writer is back: what it took before has been sent
         while not self._items:
             if self.closing is not None:
                 return self.closing
-            self._changed.clear()
-            await self._changed.wait()
+            changed = self._event()
+            changed.clear()
+            await changed.wait()
         item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        self.sending = True
         self._bytes -= len(item)
         self.budget.give(len(item))
         self.stalled_since = asyncio.get_running_loop().time() if self._items else None
-        self._changed.set()
+        if self._changed is not None:
+            self._changed.set()
         return item
 
     def _append(self, item: bytes | str) -> None:
         if not self._items:
             self.stalled_since = asyncio.get_running_loop().time()
+            if self._items is None:
+                self._items = collections.deque()
         self._items.append(item)
         self._bytes += len(item)
         self.budget.take(len(item))
-        self._changed.set()
+        if self._changed is not None:
+            self._changed.set()
 
 
 @dataclass(eq=False, slots=True)
@@ -251,6 +284,20 @@ class Broker(abc.ABC):
         the other end is closed 4408 and leaves the session. A frame with nobody to take it
         is dropped and counted. Never raises for routing reasons.
         """
+
+    def forward_now(self, attachment: Attachment, frame: bytes) -> bool:
+        """``forward`` when it needs no wait: True once done (delivered, queued, or dropped and counted).
+
+        False: nothing was done, call ``forward`` (the frame may have to wait for room). A
+        subclass that overrides ``forward`` and not this gets no shortcut: every frame then
+        goes through its ``forward``.
+        """
+        return False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls) and "forward_now" not in vars(cls):
+            cls.forward_now = Broker.forward_now  # type: ignore[method-assign]
 
     @abc.abstractmethod
     async def detach(self, attachment: Attachment, clean: bool = True) -> None:
@@ -319,6 +366,20 @@ class MemoryBroker(Broker):
                 await self.evict(peer, CloseCode.TOO_SLOW)
                 return
             await self.evict(stalest, CloseCode.TOO_SLOW)
+
+    def forward_now(self, attachment: Attachment, frame: bytes) -> bool:
+        ends = self._sessions.get(attachment.session_id)
+        if ends is None or ends.get(attachment.role) is not attachment:
+            return True  # this end was already evicted or its session ended: nobody reads this
+        target = routing.destination(attachment.role, SessionState.of(set(ends)))
+        if isinstance(target, Drop):
+            self.counters.count(target)
+            return True
+        mailbox = ends[target].mailbox
+        if mailbox.closing is not None or not mailbox.has_room(len(frame)):
+            return False
+        mailbox.push(frame)
+        return True
 
     def _stalest(self) -> Attachment | None:
         """The attached end whose reader has gone longest without taking a queued item."""
