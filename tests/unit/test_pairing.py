@@ -285,3 +285,21 @@ def test_revoking_a_displaced_device_ends_its_right_to_take_back() -> None:
     slot(pair.Left(replaced=True))
     slot(pair.Revoked(devices.phone.id))
     assert {} == slot.pairing.displaced
+
+
+def test_a_spent_link_still_asks_to_take_over_but_admits_no_plain_join() -> None:
+    """A second browser with the link the phone used: a plain join is refused; a take-over gets the question
+    (never more without y), and a no gives the session a new link."""
+    devices = Devices()
+    slot = Slot(known=devices.known)
+    secret = slot.pairing.secret
+    slot.connect(devices.phone)
+    phone_resume = slot.resume
+    slot(pair.Left())
+    assert [pair.RefuseOffer] == kinds(slot.connect(DeviceKey("stranger"), secret))
+    slot(pair.Left())
+    assert [pair.Admit] == kinds(slot.connect(devices.phone, resume=phone_resume))
+    slot(pair.Left(replaced=True))
+    asked = slot.connect(DeviceKey("stranger"), secret)
+    assert [pair.Ask] == kinds(asked) and devices.phone.id == asked[0].replacing.id
+    assert [pair.Refuse, pair.Rotate] == kinds(slot(pair.Answered(False)))

@@ -19,6 +19,8 @@ NNNNNN? [y/N]`` is the ``ADMISSION`` table below: the device just displaced take
 back without a question (it held the session a moment ago; otherwise anyone holding the
 URL could lock its owner out); any other device is asked, paired or not, unless
 ``--accept-device`` or ``remote.takeover = paired`` (then a paired device is admitted).
+A take-over may use the session URL's pairing secret after it was spent (a second browser
+opening the same link): it gets the question, never an admission without one.
 
 Every transition of the connection is in ``TRANSITIONS``; ``Pairing.handle(event, now)``
 returns the effects for the shell (host/relay_link.py) to carry out in order. Randomness
@@ -354,7 +356,9 @@ class Pairing:
             self._salt_kind = offer.resume
             return found[0] if found else None
         self._salt_kind = "pairing"
-        return None if self.secret_spent else self.secret
+        # A spent link still opens a take-over question (never more: ADMISSION asks), so that a second
+        # browser with the same link can ask for control; a plain join with it is refused.
+        return None if self.secret_spent and self.over is None else self.secret
 
     def _expire(self, now: float) -> None:
         if now - self.secret_since < PAIRING_LIFETIME:
