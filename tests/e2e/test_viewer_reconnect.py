@@ -1,14 +1,16 @@
 """The page comes back by itself after a dropped connection, as the same device, nothing lost (issue 10, viewer side).
 
 The browser reaches the relay through a FaultProxy the test controls; the host stays
-connected to the relay directly. A cut connection shows "reconnecting", comes back
-without a new pairing question, and the transcript is the host's, once; a prompt typed
-while the network is away is sent once when it is back.
+connected to the relay directly. A cut connection shows "reconnecting" with the time left
+in the host's outage window, the buttons that need the host disabled, comes back without a
+new pairing question, and the transcript is the host's, once; a prompt typed while the
+network is away is sent once when it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,49 +22,72 @@ from tether.testing import ViewerClient
 
 pytestmark = pytest.mark.browser
 WAIT_MS = 15_000 * UNIT
+COUNTDOWN = re.compile(r"^reconnecting · (10:00|9:[0-5]\d) left$")
 
 
 async def test_the_page_reconnects_as_the_same_device_and_sends_a_queued_prompt_once(rc: RcRun, project: Path) -> None:
+    """Cut, the page counts the outage window down with the host's buttons disabled and a prompt box that
+    queues; back, the prompt runs once and the approval goes through. The host gone for good: the window runs
+    out (time jumped ahead), the page says so, refuses the queued prompt and stops retrying."""
     from playwright.async_api import expect
 
     parts = urlsplit(rc.url)
     assert parts.hostname is not None and parts.port is not None
     async with FaultProxy(parts.hostname, parts.port) as proxy, chromium() as browser:
         page = await (await browser.new_context(viewport={"width": 390, "height": 844})).new_page()
+        await page.clock.install()  # time flows as usual until the test jumps it ahead
         await page.goto(rc.url.replace(f":{parts.port}/", f":{proxy.port}/"))
         status = page.get_by_test_id("connection-status")
+        box = page.get_by_test_id("prompt-input")
         await expect(status).to_have_text("connected", timeout=WAIT_MS)
-        await page.get_by_test_id("prompt-input").fill("say before the drop")
-        await page.get_by_test_id("prompt-input").press("Enter")
+        await box.fill("say before the drop")
+        await box.press("Enter")
         agent = page.locator('[data-testid="message"][data-role="agent"]')
         await expect(agent).to_have_count(1, timeout=WAIT_MS)
+        await box.fill("write notes.txt approved after the drop")
+        await box.press("Enter")
+        approve = page.get_by_test_id("approve-once")
+        await expect(approve).to_be_enabled(timeout=WAIT_MS)
 
         proxy.hold()  # the network goes away: every connection cut, new ones fail
-        await expect(status).to_have_text("reconnecting", timeout=WAIT_MS)
-        await page.get_by_test_id("prompt-input").fill("say while away")
-        await page.get_by_test_id("prompt-input").press("Enter")
+        await expect(status).to_have_text(COUNTDOWN, timeout=WAIT_MS)  # the host's window: 10 minutes
+        await expect(status).to_have_attribute("data-state", "reconnecting")
+        await expect(approve).to_be_disabled()  # nothing the host must do is offered while it cannot hear
+        await expect(page.get_by_test_id("deny")).to_be_disabled()
+        await expect(page.get_by_test_id("stop")).to_be_disabled()
+        await expect(page.get_by_test_id("mode-select")).to_be_disabled()
+        await box.fill("say while away")
+        await box.press("Enter")
         await expect(page.locator("#notice")).to_contain_text("will be sent once connected")
         proxy.release()
+        await page.evaluate("dispatchEvent(new Event('online'))")  # the network is back: at once
 
         await expect(status).to_have_text("connected", timeout=WAIT_MS)
-        await expect(agent).to_have_count(2, timeout=WAIT_MS)
+        await expect(approve).to_be_enabled()
+        await approve.click()
+        await expect(agent.filter(has_text="wrote notes.txt")).to_have_count(1, timeout=WAIT_MS)
+        await expect(agent.filter(has_text="while away")).to_have_count(1, timeout=WAIT_MS)
         users = page.locator('[data-testid="message"][data-role="user"]')
         shown = await users.all_text_contents()  # each prompt once, in order (a label may precede the text)
-        assert 2 == len(shown) and shown[0].endswith("say before the drop") and shown[1].endswith("say while away")
+        assert 3 == len(shown) and shown[2].endswith("say while away"), shown
+        assert "approved after the drop" == (project / "notes.txt").read_text()
         assert proxy.accepted >= 2
 
-        # An approval tapped while away is sent once when back, if it still waits.
-        await page.get_by_test_id("prompt-input").fill("write notes.txt approved offline")
-        await page.get_by_test_id("prompt-input").press("Enter")
-        approve = page.get_by_test_id("approve-once")
-        await expect(approve).to_have_count(1, timeout=WAIT_MS)
-        proxy.hold()
-        await expect(status).to_have_text("reconnecting", timeout=WAIT_MS)
-        await approve.click()
-        proxy.release()
-        await expect(status).to_have_text("connected", timeout=WAIT_MS)
-        await expect(agent.filter(has_text="wrote notes.txt")).to_have_count(1, timeout=WAIT_MS)
-        assert "approved offline" == (project / "notes.txt").read_text()
+        rc.process.kill()  # the host is gone without a word: the relay says "host away" (4503), not "ended"
+        await expect(status).to_have_text(COUNTDOWN, timeout=WAIT_MS)
+        await box.fill("say to nobody")
+        await box.press("Enter")
+        await page.clock.fast_forward("10:01")
+        await expect(status).to_have_text("ended", timeout=WAIT_MS)
+        notice = page.locator("#notice")
+        await expect(notice).to_contain_text("the host did not come back within 10 minutes")
+        await expect(notice).to_contain_text("Your prompt was not sent")
+        await expect(box).to_have_value("say to nobody")
+        tried = proxy.accepted
+        await page.clock.fast_forward("05:00")
+        await page.evaluate("dispatchEvent(new Event('online'))")
+        await expect(status).to_have_text("ended")
+        assert tried == proxy.accepted  # it stopped retrying
 
 
 async def test_a_viewer_gone_silent_does_not_hold_the_slot(rc: RcRun) -> None:

@@ -21,13 +21,15 @@ from tether.testing import Mirror
 
 
 def chunk(text: str) -> ev.AgentUpdate:
-    return ev.AgentUpdate(schema.AgentMessageChunk(session_update="agent_message_chunk",
-                                                   content=schema.TextContentBlock(type="text", text=text)))  # fmt: skip
+    content = schema.TextContentBlock(type="text", text=text)
+    return ev.AgentUpdate(schema.AgentMessageChunk(session_update="agent_message_chunk", content=content))
 
 
-def tool(call_id: str, status: str) -> ev.AgentUpdate:
-    return ev.AgentUpdate(schema.ToolCallStart(session_update="tool_call", tool_call_id=call_id, title=f"step {call_id}",
-                                               kind="edit", status=status))  # fmt: skip
+def tool(call_id: str, status: Any) -> ev.AgentUpdate:
+    title = f"step {call_id}"
+    return ev.AgentUpdate(
+        schema.ToolCallStart(session_update="tool_call", tool_call_id=call_id, title=title, kind="edit", status=status)
+    )
 
 
 def to_viewer(effects: list[fx.Effect]) -> list[Message]:
@@ -62,7 +64,8 @@ def joined() -> tuple[Driver, Mirror]:
 def test_a_viewer_that_comes_back_gets_only_what_it_missed() -> None:
     """After a drop, hello.since brings a replay of the messages after it, not the whole transcript again."""
     drive, mirror = joined()
-    for event in (ev.FromScreen("viewer", Prompt(text="write a long answer")), *map(chunk, ("one ", "two ", "three "))):
+    events: list[ev.Event] = [ev.FromScreen("viewer", Prompt(text="write a long answer"))]
+    for event in events + [chunk(word) for word in ("one ", "two ", "three ")]:
         for message in to_viewer(drive(event)):
             mirror.apply(message)
     seen = mirror.at
@@ -110,7 +113,7 @@ def test_the_whole_transcript_with_a_reason_when_the_journal_cannot_replay() -> 
 def test_the_journal_is_bounded_in_messages_and_bytes() -> None:
     """Past MAX_MESSAGES or MAX_BYTES the oldest numbered messages go; the numbering goes on."""
     journal = Journal("r", max_messages=100, max_bytes=10_000)
-    for index in range(1000):
+    for _ in range(1000):
         journal.record(Append(id="m1", text="x" * 50))
         assert len(journal._kept) <= 100 and journal._bytes <= 10_000
     assert 1000 == journal.head and "behind" == journal.since(journal.base - 1, "r")

@@ -48,8 +48,13 @@ const state = {
   stopping: false,
   connected: false,
   ended: false,
-  queued: null, // a prompt typed while reconnecting, sent once when back
-  queuedDecisions: new Map(), // approval id -> option id tapped while reconnecting
+  // What this page may still have to send (issue 10): prompts the host has not listed as received
+  // ({id, message, sent}: sent false while typed offline), and approvals answered here that still wait.
+  outgoing: [],
+  decided: new Map(), // approval id -> option id
+  at: null, // the n of the newest transcript message applied, in the host run `run` (hello.since)
+  run: null,
+  outageWindow: 600, // seconds the host may be away (session.outage_window): the countdown while reconnecting
   drops: 0,
   renewal: 0,
 };
@@ -101,7 +106,7 @@ async function resumeId(secret) {
 }
 
 async function connect() {
-  setStatus("connecting");
+  if (!retry.lostAt) setStatus("connecting"); // coming back, the countdown stays in view
   const problem = await checkSupport();
   if (problem) return end("cannot encrypt", `This page cannot connect end to end: ${problem}.`);
   let salt;
@@ -135,7 +140,7 @@ async function connect() {
     const offer = handshake.offer();
     for (const frame of channel.send(resume ? { ...offer, resume } : offer)) ws.send(frame);
     state.connected = true;
-    setStatus("securing");
+    if (!retry.lostAt) setStatus("securing");
   });
   ws.addEventListener("message", (event) => {
     if (typeof event.data === "string") return onControl(event.data);
@@ -196,11 +201,18 @@ async function onFrame(data, handshake) {
     state.drops += 1;
     return console.warn("dropped a frame:", error.message);
   }
-  if (message?.kind === "snapshot" && !admitted) onAdmitted();
-  if (message) {
-    keepScroll(() => apply(message));
-    observe(message); // render.js: what spans entries (turn ends, stops, the approval queue)
-  }
+  if (!message || !fresh(message)) return;
+  keepScroll(() => apply(message));
+  if (message.kind !== "replay") observe(message); // render.js: what spans entries (turn ends, stops, the approval queue)
+  if ((message.kind === "snapshot" || message.kind === "replay") && !admitted) onAdmitted(message);
+}
+
+// A numbered transcript message at or below what this page applied is one it has (docs/protocol.md, "Coming back").
+function fresh(message) {
+  if (typeof message.n !== "number") return true;
+  if (state.at !== null && message.n <= state.at) return false;
+  state.at = message.n;
+  return true;
 }
 
 // The host's first frame: its key reply (or why it will not run a handshake with us).
@@ -219,29 +231,35 @@ async function onHandshake(data, handshake) {
     return end("not secure", `The end-to-end handshake failed (${error.message}). Nothing was sent. Open a new link from the computer.`);
   }
   showPairing(keys.pairingCode);
-  send({ kind: "hello", client: CLIENT, device: await deviceClaim(device, keys.transcript) });
+  // Coming back with the transcript this page has: the host sends only what came after.
+  const since = state.at !== null && state.run ? { since: state.at, run: state.run } : {};
+  send({ kind: "hello", client: CLIENT, device: await deviceClaim(device, keys.transcript), ...since });
 }
 
-async function onAdmitted() {
+async function onAdmitted(joined) {
   admitted = true;
   retry.everAdmitted = true;
   retry.attempt = 0;
   retry.useRouting = true;
+  retry.lostAt = 0;
+  clearInterval(retry.ticker);
   hidePairing();
   ui.notice.hidden = true;
   setStatus("connected");
-  // Coming back later (a reload, a dropped connection) uses this connection's resume secret.
-  saved.resume = { id: await resumeId(keys.resumeSecret), secret: toBase64url(keys.resumeSecret) };
-  save();
-  if (state.queued && send({ kind: "prompt", text: state.queued })) state.queued = null; // typed while away: once
-  const tapped = [...state.queuedDecisions];
-  state.queuedDecisions.clear();
-  for (const [approvalId, optionId] of tapped) {
+  // Once, what the host may not have: a prompt it does not list as received (it applies each id once),
+  // an approval answered here that still waits after the snapshot or replay (each request is decided once).
+  const received = new Set(Array.isArray(joined.received) ? joined.received : []);
+  state.outgoing = state.outgoing.filter((item) => !received.has(item.id));
+  for (const item of state.outgoing) item.sent = send(item.message) || item.sent;
+  for (const [approvalId, optionId] of [...state.decided]) {
     state.decisionsSent.delete(approvalId);
-    // Only if it still waits in the host's snapshot (answered elsewhere or expired meanwhile: dropped).
+    state.decided.delete(approvalId);
     if (state.entries.get(approvalId)?.entry?.state === "pending") actions.decide(approvalId, optionId);
   }
   updateControls();
+  // Coming back later (a reload, a dropped connection) uses this connection's resume secret.
+  saved.resume = { id: await resumeId(keys.resumeSecret), secret: toBase64url(keys.resumeSecret) };
+  save();
 }
 
 function showPairing(code) {
@@ -261,8 +279,9 @@ function onClose(code, reason) {
     retry.useRouting = false; // the routing credential lapsed: try the link's own once
     return reconnectSoon(0);
   }
-  // Our own earlier connection may still hold the slot until the relay notices it is dead.
-  if (code === 4409 && retry.everAdmitted) return onDisconnected(code, reason);
+  // Our own earlier connection may still hold the slot until the relay notices it is dead; 4503: the host is
+  // away and may come back within its outage window; 4404 once admitted: the host has not come back yet.
+  if ((code === 4409 || code === 4503 || code === 4404) && retry.everAdmitted) return onDisconnected(code, reason);
   if (code === 4404) return end("unknown session", "This session does not exist (any more). Start a new one on your computer.");
   if (code === 4409) {
     return end("busy", "Another device is connected to this session: only one device at a time drives it. Close the session there (or wait until it leaves), then reload this page.");
@@ -273,8 +292,10 @@ function onClose(code, reason) {
 
 // A dropped connection comes back on its own: jittered backoff, at once when the network
 // returns. The browser comes back as the device it is (its resume secret: no new question)
-// and the host's snapshot replaces the transcript, so nothing is lost or shown twice.
-const retry = { attempt: 0, timer: 0, everAdmitted: false, useRouting: true, triedRouting: false };
+// with the transcript it has (hello.since): the host replays what came after, so nothing is
+// lost or shown twice. The host may be away for its outage window: the status counts it down
+// from when this page lost it, and past it the session is over here too (no more retries).
+const retry = { attempt: 0, timer: 0, everAdmitted: false, useRouting: true, triedRouting: false, lostAt: 0, ticker: 0 };
 
 function onDisconnected(code, reason) {
   if (!retry.everAdmitted) {
@@ -284,10 +305,28 @@ function onDisconnected(code, reason) {
   }
   const delay = Math.min(15_000, 500 * 2 ** retry.attempt) * (0.5 + Math.random() / 2);
   retry.attempt += 1;
-  setStatus("reconnecting");
-  showNotice(state.queued ? "Reconnecting… your prompt will be sent once connected." : "Reconnecting…");
+  if (!retry.lostAt) {
+    retry.lostAt = Date.now();
+    clearInterval(retry.ticker);
+    retry.ticker = setInterval(countDown, 1000);
+  }
+  countDown();
+  const waiting = state.outgoing.some((item) => !item.sent);
+  showNotice(waiting ? "Reconnecting… your prompt will be sent once connected." : "Reconnecting…");
   updateControls();
-  reconnectSoon(delay);
+  if (!state.ended) reconnectSoon(delay);
+}
+
+function countDown() {
+  if (state.ended || admitted || !retry.lostAt) return clearInterval(retry.ticker);
+  const left = Math.ceil((retry.lostAt + state.outageWindow * 1000 - Date.now()) / 1000);
+  if (left <= 0) return end(`the host did not come back within ${duration(state.outageWindow)}`);
+  setStatus(`reconnecting · ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`);
+}
+
+function duration(seconds) {
+  if (seconds % 60 === 0) return seconds === 60 ? "1 minute" : `${seconds / 60} minutes`;
+  return seconds === 1 ? "1 second" : `${seconds} seconds`;
 }
 
 function reconnectSoon(delay) {
@@ -305,7 +344,20 @@ addEventListener("online", () => {
 
 function apply(message) {
   switch (message.kind) {
+    case "replay":
+      // What this page missed since its hello.since, in order: the rest of the transcript it has stays.
+      showSession(message.session ?? {});
+      for (const missed of Array.isArray(message.messages) ? message.messages : []) {
+        if (missed?.kind === "replay" || missed?.kind === "snapshot" || !fresh(missed)) continue;
+        apply(missed);
+        observe(missed);
+      }
+      state.at = typeof message.at === "number" ? message.at : state.at;
+      setRunning(message.running === true);
+      return;
     case "snapshot":
+      state.at = typeof message.at === "number" ? message.at : null;
+      state.run = typeof message.run === "string" ? message.run : null;
       state.entries.clear();
       ui.entries.replaceChildren();
       showControls(null);
@@ -351,19 +403,14 @@ const actions = {
   decide(approvalId, optionId) {
     // Signed by this device over exactly what this page shows for the request (device.js).
     const approval = state.entries.get(approvalId)?.entry;
-    if (approval && !admitted && retry.everAdmitted && !state.ended) {
-      state.queuedDecisions.set(approvalId, optionId); // sent once when back, if it still waits then
-      state.decisionsSent.add(approvalId);
-      return true;
-    }
-    if (!approval || !admitted || !socket) return false;
+    if (!approval || !admitted || !socket) return false; // its buttons are disabled while disconnected
     const toolCall = approval.tool_call_id ? state.entries.get(approval.tool_call_id)?.entry : null;
     state.decisionsSent.add(approvalId);
+    // Until the host shows it decided: a connection lost meanwhile sends it once more when back, if it still waits.
+    state.decided.set(approvalId, optionId);
     signDecision(device, sessionId, approval, toolCall ?? null, optionId).then(
       ({ signature, expires }) => {
-        if (!send({ kind: "decide", approval_id: approvalId, option_id: optionId, signature, expires })) {
-          state.decisionsSent.delete(approvalId);
-        }
+        send({ kind: "decide", approval_id: approvalId, option_id: optionId, signature, expires });
       },
       (error) => {
         state.decisionsSent.delete(approvalId);
@@ -380,7 +427,10 @@ const actions = {
 function upsert(entry) {
   if (!entry || typeof entry.id !== "string" || typeof entry.type !== "string") return;
   if (entry.type === "controls") return showControls(entry);
-  if (entry.type === "approval" && entry.state !== "pending") state.decisionsSent.delete(entry.id);
+  if (entry.type === "approval" && entry.state !== "pending") {
+    state.decisionsSent.delete(entry.id);
+    state.decided.delete(entry.id);
+  }
   const el = renderEntry(entry, actions);
   const old = state.entries.get(entry.id);
   if (old?.el && el) old.el.replaceWith(el);
@@ -400,6 +450,7 @@ function showSession(session) {
   const title = typeof session.title === "string" && session.title ? session.title : "tether";
   ui.title.textContent = title;
   ui.subtitle.textContent = [session.agent, session.cwd].filter((s) => typeof s === "string" && s).join(" · ");
+  if (typeof session.outage_window === "number" && session.outage_window > 0) state.outageWindow = session.outage_window;
   document.title = `${title} · tether`;
   setRoot(session.cwd);
   // Attach only what the agent takes with a prompt (its ACP prompt capabilities, sent by the host).
@@ -462,9 +513,15 @@ function end(reason, notice = `Session ended: ${reason}.`) {
   state.ended = true;
   hidePairing();
   state.running = false;
+  clearInterval(retry.ticker);
+  clearTimeout(retry.timer);
   const named = ["unknown session", "not admitted", "cannot encrypt", "not secure", "no link", "cannot connect", "busy"];
   setStatus(named.includes(reason) ? `ended: ${reason}` : "ended");
-  showNotice(notice);
+  // A prompt typed while the host was away never reaches it now: say so, and leave its text to copy.
+  const unsent = state.outgoing.filter((item) => !item.sent).map((item) => item.message.text);
+  state.outgoing = [];
+  if (unsent.length) ui.input.value = unsent.join("\n\n");
+  showNotice(unsent.length ? `${notice} Your prompt was not sent (the session ended); its text is left in the box.` : notice);
   if (socket) socket.close(1000);
   updateControls();
 }
@@ -481,8 +538,34 @@ function showNotice(text) {
   ui.notice.hidden = false;
 }
 
+// Buttons that need the host (approve, deny, log in) are disabled while it cannot be reached, and only
+// those this turned off come back on (a card answered here stays disabled).
+const HOST_BUTTONS = '[data-testid="approval"] .actions button, [data-testid="login-method"]';
+
+function holdHostButtons(live) {
+  for (const button of document.querySelectorAll(HOST_BUTTONS)) {
+    if (!live && !button.disabled) {
+      button.disabled = true;
+      button.dataset.offline = "";
+    } else if (live && "offline" in button.dataset) {
+      button.disabled = false;
+      delete button.dataset.offline;
+    }
+  }
+}
+
+function isLive() {
+  return state.connected && !state.ended && admitted;
+}
+
+// A card drawn again while disconnected (the queue redraws on its own) is held too.
+new MutationObserver(() => {
+  if (!isLive()) holdHostButtons(false);
+}).observe(document.getElementById("approvals") ?? document.body, { childList: true, subtree: true });
+
 function updateControls() {
-  const live = state.connected && !state.ended && admitted;
+  const live = isLive();
+  holdHostButtons(live);
   ui.input.disabled = state.ended;
   ui.input.placeholder = state.ended ? "Session ended" : "Message the agent…";
   ui.send.disabled = !(live || (retry.everAdmitted && !state.ended)); // while reconnecting, a prompt is queued
@@ -503,18 +586,23 @@ function keepScroll(change) {
   if (stick) ui.scroller.scrollTop = ui.scroller.scrollHeight;
 }
 
+// Each prompt carries an id of its own: sent again after a reconnection, the host runs it once.
+function promptId() {
+  return toBase64url(crypto.getRandomValues(new Uint8Array(12)));
+}
+
+const OUTGOING_KEPT = 16; // prompts remembered until the host lists them received
+
 function submitPrompt() {
   const text = ui.input.value.trim();
-  if (text && !state.ended && !admitted && retry.everAdmitted) {
-    state.queued = text; // sent once, when the connection is back
-    ui.input.value = "";
-    autosize();
-    showNotice("Reconnecting… your prompt will be sent once connected.");
-    return;
-  }
   if ((!text && attachments.length === 0) || ui.send.disabled) return;
   const files = attachments.map(({ name, mime, data }) => ({ name, mime, data }));
-  if (send(files.length ? { kind: "prompt", text, attachments: files } : { kind: "prompt", text })) {
+  const message = { kind: "prompt", text, id: promptId(), ...(files.length ? { attachments: files } : {}) };
+  const queue = !state.ended && !admitted && retry.everAdmitted; // the host is away: sent once when back
+  const sent = !queue && send(message);
+  if (queue || sent) state.outgoing = [...state.outgoing, { id: message.id, message, sent }].slice(-OUTGOING_KEPT);
+  if (queue) showNotice("Reconnecting… your prompt will be sent once connected.");
+  if (queue || sent) {
     attachments.length = 0;
     showAttachments();
     ui.input.value = "";
