@@ -110,7 +110,7 @@ KEYS = {
         Key("remote.auto_start", bool, False, "start every interactive session in a trusted folder with Remote "
             "Control on"),
         Key("remote.outage_window", int, 600, "seconds a lost relay link may take to come back before the "
-            "remote session ends (tether rc then exits with status 3)", check=_seconds(10, 86400)),
+            "remote session ends (tether rc then exits with status 3)", check=_seconds(1, 86400)),
         Key("remote.takeover", str, "ask", "a device taking over from the one in control: ask at the terminal "
             "(ask), or admit a paired device at once (paired)", ("ask", "paired")),
         Key(

@@ -60,7 +60,11 @@ class FaultProxy:
                 writer.transport.abort()
                 return
             self.accepted += 1
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
+            except OSError:  # nothing listens there (a relay restarting): the client sees a reset at once
+                writer.transport.abort()
+                return
             self._writers |= {writer, up_writer}
 
             async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -22,7 +22,7 @@ CASES = {
     "remote.auto_start": ("true", "maybe", "true or false"),
     "remote.tunnel": ("tailscale", "ngrok", "cloudflared or tailscale"),
     "remote.takeover": ("paired", "always", "ask or paired"),
-    "remote.outage_window": ("600", "5", "from 10 to 86400"),
+    "remote.outage_window": ("600", "0", "from 1 to 86400"),
     "sandbox.default": ("off", "sometimes", "true or false"),
     "sandbox.auto_approve": ("yes", "perhaps", "true or false"),
     "sandbox.mechanism": ("landlock", "firejail", "auto, bwrap or landlock"),

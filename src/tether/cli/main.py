@@ -204,7 +204,13 @@ def rc(
     skip_permissions: SkipOption = False,
     accept_device: AcceptOption = False,
 ) -> None:
-    """Server mode: a headless remote-controlled session; prints the URL and a QR code."""
+    """Server mode: a headless remote-controlled session; prints the URL and a QR code.
+
+    A dropped relay link reconnects by itself within remote.outage_window (600 s by default).
+
+    Exit status: 0 stopped (Ctrl-C, SIGTERM, SIGHUP); 1 Remote Control ended; 2 refused at the start;
+    3 the relay link stayed away longer than remote.outage_window.
+    """
     from tether.host.app import run_rc
 
     _run(lambda: run_rc(_options(agent, relay, sandbox, skip_permissions, True, as_json, name, tunnel, relay_ca,

@@ -30,6 +30,7 @@ from tether.host.session import APPROVAL_TIMEOUT, HostSession
 from tether.paths import logs_dir
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+OUTAGE_STATUS = 3  # `tether rc` exit status: the relay link stayed away longer than remote.outage_window
 DEMO_BANNER = (
     "No agent configured and no model API key found: using the DEMO agent (no model behind it). "
     "For tether's own agent set ANTHROPIC_API_KEY, or OPENAI_API_KEY / OPENAI_BASE_URL (Ollama, vLLM, ...); "
@@ -218,7 +219,7 @@ async def run_rc(options: RunOptions) -> int:
         code = 1
     elif link.lost.done() and not session.ended.done():
         out.print(f"[red]Remote Control lost:[/red] {link.lost.result()}")
-        code = 1
+        code = OUTAGE_STATUS if link.outage_ended else 1
     reason = "the host stopped" if stop.is_set() else "the session ended"
     answers.cancel()
     stopped.cancel()
@@ -279,6 +280,8 @@ async def run_interactive(options: RunOptions) -> int:
         link = remote.link
         if link is not None and link.lost.done() and not (stopped.done() or reader.done() or session.ended.done()):
             out.print(f"[red]Remote Control lost:[/red] {link.lost.result()}")
+            if link.outage_ended:
+                out.print("The local session goes on; /remote starts a new remote session.")
             await remote.stop()
             continue
         break

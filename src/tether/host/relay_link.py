@@ -13,7 +13,19 @@ renews its routing token in-band at half its lifetime.
 
 Calling contract: ``await connect(token)`` once (RelayUnreachable if it fails), ``deliver``
 from the session for every message, ``await close()`` once at the end; ``lost`` is set
-with a reason if the relay connection drops on its own (or the link fails).
+with a reason when Remote Control is over by itself: the relay link stayed away longer than
+the outage window (``outage_ended`` is then True), or the link failed.
+
+Surviving the network (DESIGN.md rule 7, docs/protocol.md "Reconnection"): a relay
+connection that drops (or stalls: a ping every ``HEARTBEAT`` seconds, a dead link is
+noticed within two) is not the end. The pure ``LinkState`` (host/link_state.py) decides
+when to dial again and when the window is over; this link only pumps its events and
+effects. It comes back to the same session id with its routing token, or, once that has
+lapsed or was refused, with a fresh initiation token (``initiate``) and the routing token
+beside it (``Tether-Resume``), so the session keeps its generation at the relay and the
+viewer's link and tokens still work. The pairing state, paired devices, resume secrets and
+the session's transcript stay here meanwhile: a viewer comes back with its resume secret,
+without a new question, and gets the host's snapshot.
 
 End to end (docs/protocol.md section 2, DESIGN.md rules 2 and 3): each viewer connection
 starts with a handshake whose salt is the pairing secret in the URL's fragment (or the
@@ -36,10 +48,12 @@ import contextlib
 import json
 import logging
 import os
+import random
 import secrets
 import ssl
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,7 +61,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tether.config import Config
-from tether.errors import RelayUnreachable, RemoteProtocolError
+from tether.errors import RelayUnreachable, RemoteProtocolError, UserError
+from tether.host import link_state as ls
 from tether.host import pairing as pair
 from tether.host import tls
 from tether.host.core.events import DeviceAdmitted, DeviceGone, FromScreen, ViewerBehind
@@ -71,6 +86,8 @@ OUTBOX_MESSAGES = 4096
 VIEWER = "viewer"  # the screen name of the (one) viewer in the session core
 WATCH_INTERVAL = 1.0  # seconds between looks at the pairing secret's age and the paired-devices file
 HEARTBEAT = 5.0  # seconds between pings to the relay, and for each answer: a dead link is noticed within 10 s
+REDIAL_TIMEOUT = 5.0  # seconds one attempt to come back may take to open
+ROUTING_MARGIN = 30.0  # seconds before its expiry a routing token is no longer tried to come back with
 DROP_VIEWER = '{"type":"drop","role":"viewer"}'  # the relay closes a viewer this host refused (4403): no seat held
 
 
@@ -109,6 +126,12 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def outage_clock() -> float:
+    """Seconds of a clock that keeps counting through a laptop's sleep (the outage window is real time)."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boottime) if boottime is not None else time.monotonic()
+
+
 def _websocket_url(relay: str, path: str) -> str:
     parts = urlsplit(relay)
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
@@ -140,8 +163,19 @@ class RelayLink:
         devices: PairedDevices | None = None,
         accept_device: bool = False,
         takeover: str | None = None,
+        initiate: Callable[[], Awaitable[str]] | None = None,
+        outage_window: float = ls.OUTAGE_WINDOW,
     ) -> None:
         self.session = session
+        self.initiate = initiate  # a fresh session-initiation token, to come back once the routing one lapsed
+        self.outage = ls.LinkState(outage_window)
+        self.outage_ended = False  # lost because the relay link stayed away longer than the window
+        self._routing_until = 0.0  # wall-clock expiry of ``routing``
+        self._fresh_proof = False  # the relay refused the routing token: come back with an initiation token
+        self._last_close: int | None = None
+        self._admitted = False  # the first connection was admitted (later losses are outages)
+        self._writer: asyncio.Task[None] | None = None
+        self._redial: asyncio.Task[None] | None = None
         self.relay = relay
         # The relay as browsers reach it (a tunnel's https address); the link itself dials ``relay``.
         self.public_url = public_url or relay
@@ -190,15 +224,33 @@ class RelayLink:
 
     async def connect(self, token: str) -> None:
         """Register the session at the relay with a session-initiation token; wait for this end's credentials."""
+        failure = await self._open({"Authorization": f"Bearer {token}"}, 10.0)
+        if failure is not None:
+            await self.close()
+            raise RelayUnreachable(f"the relay at {self.relay} did not admit this session: {failure}")
+        self._admitted = True
+        self._start(self._watch())
+
+    def _start(self, work: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    async def _open(self, headers: dict[str, str], open_timeout: float) -> str | None:
+        """One connection to the relay: dial, pump it both ways, wait for this end's credentials.
+
+        None once the relay admitted it; else why not (that connection is closed). Raises
+        RelayUnreachable when the relay cannot be dialled at all.
+        """
         target = _websocket_url(self.relay, f"/v1/host/{self.session_id}")
         tls.check_relay_url(target)  # before anything crosses the network (host/tls.py)
         options: dict[str, Any] = {"ssl": self.ssl or tls.relay_context()} if target.startswith("wss:") else {}
         try:
             # permessage-deflate off: it cut forwarding throughput 6-20x when measured.
-            self._ws = await websockets.connect(
-                target, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10,
-                ping_interval=HEARTBEAT, ping_timeout=HEARTBEAT,
-                additional_headers={"Authorization": f"Bearer {token}"}, **options,
+            ws = await websockets.connect(
+                target, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=open_timeout,
+                ping_interval=HEARTBEAT, ping_timeout=HEARTBEAT, additional_headers=headers, **options,
             )  # fmt: skip
         except ssl.SSLCertVerificationError as exc:
             raise RelayUnreachable(
@@ -207,18 +259,21 @@ class RelayLink:
             ) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise RelayUnreachable(f"cannot reach the relay at {self.relay}: {exc}") from None
-        for work in (self._read(), self._write(), self._watch()):
-            task = asyncio.create_task(work)
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
+        self._ws = ws
+        self._credentials.clear()
+        gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._start(self._read(ws, gone))
+        self._writer = self._start(self._write(ws))
         waiting: asyncio.Future[Any] = asyncio.ensure_future(self._credentials.wait())
-        ends: list[asyncio.Future[Any]] = [waiting, self.lost]
+        ends: list[asyncio.Future[Any]] = [waiting, gone, self.lost]
         await asyncio.wait(ends, timeout=CREDENTIALS_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
-        if not self._credentials.is_set():
-            reason = self.lost.result() if self.lost.done() else "no credentials in time"
-            await self.close()
-            raise RelayUnreachable(f"the relay at {self.relay} did not admit this session: {reason}")
+        if self._credentials.is_set() and not gone.done():
+            self._fresh_proof = False
+            return None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), FLUSH_TIMEOUT)
+        return gone.result() if gone.done() else "no credentials in time"
         self._publish()
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
@@ -262,8 +317,7 @@ class RelayLink:
         self._drained.clear()
         self._wakeup.set()
 
-    async def _write(self) -> None:
-        assert self._ws is not None
+    async def _write(self, ws: ClientConnection) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -272,23 +326,85 @@ class RelayLink:
                 self._outbox_bytes -= len(payload)
                 try:
                     for frame in self.secure.seal(payload) if sealed and isinstance(payload, bytes) else [payload]:
-                        await self._ws.send(frame)
+                        await ws.send(frame)
                 except websockets.ConnectionClosed:
                     return
             self._drained.set()
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        reason = "the relay closed the connection"
-        try:
-            async for data in self._ws:
+    async def _read(self, ws: ClientConnection, gone: asyncio.Future[str]) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for data in ws:
                 if isinstance(data, str):
                     self._control(data)
                 else:
                     self._frame(data)
-        except websockets.ConnectionClosed as exc:
-            reason = f"the relay connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
-        self._lose(reason)
+        received = ws.protocol.close_rcvd  # None: no close frame (the network, a ping timeout)
+        self._last_close = received.code if received is not None else None
+        said = f"{received.code} {received.reason}".strip() if received is not None else "no close frame"
+        reason = f"the relay connection closed ({said})"
+        if not gone.done():
+            gone.set_result(reason)
+        if ws is self._ws:
+            self._connection_lost(reason)
+
+    def _connection_lost(self, reason: str) -> None:
+        """The relay connection ended: its viewer is gone; unless the link is closing, it is away (link_state.py)."""
+        self._ws = None
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
+        if self._renewal is not None:
+            self._renewal.cancel()
+        if self.viewer_ready:
+            self.session.handle(DeviceGone(VIEWER))
+        self.viewer_ready = False
+        self.secure = SecureChannel()
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        self._drained.set()
+        if self.pairing.phase is not pair.Phase.IDLE:
+            self._pair(pair.Left())
+        if self._admitted and not self._closing:
+            self._outage(ls.Lost(outage_clock(), reason))
+
+    def _outage(self, event: ls.Event) -> None:
+        """Carry out what the link's rules (host/link_state.py) say to ``event``."""
+        for effect in self.outage.handle(event):
+            if isinstance(effect, ls.Say):
+                self.questions.say(effect.text)
+            elif isinstance(effect, ls.Dial):
+                if self._redial is not None:
+                    self._redial.cancel()
+                self._redial = self._start(self._come_back(effect.delay))
+            else:
+                self.outage_ended = True
+                self._lose(effect.reason)
+
+    async def _come_back(self, delay: float) -> None:
+        """One attempt to take the session back at the relay, after ``delay`` seconds."""
+        await asyncio.sleep(delay)
+        try:
+            failure = await self._open(await self._comeback_headers(), REDIAL_TIMEOUT)
+        except UserError as exc:  # unreachable, or the relay refused this device: tried again until the window ends
+            failure = str(exc)
+        self._redial = None
+        if self._closing or self.lost.done():
+            return
+        if failure is None:
+            self._outage(ls.Back(outage_clock()))
+            return
+        if self._last_close == 4401:  # the routing token was refused (lapsed, or another relay's clock)
+            self._fresh_proof = True
+        log.info("the relay link is still away: %s", failure)
+        self._outage(ls.Failed(outage_clock(), random.random()))
+
+    async def _comeback_headers(self) -> dict[str, str]:
+        """The routing token while it is good; else a fresh initiation token, the routing token naming the session."""
+        assert self.routing is not None
+        self._last_close = None
+        if self.initiate is None or (not self._fresh_proof and time.time() < self._routing_until - ROUTING_MARGIN):
+            return {"Authorization": f"Bearer {self.routing}"}
+        return {"Authorization": f"Bearer {await self.initiate()}", "Tether-Resume": self.routing}
 
     def _control(self, text: str) -> None:
         try:
@@ -318,6 +434,8 @@ class RelayLink:
 
     def _take_credentials(self, control: dict[str, Any]) -> None:
         self.routing = control["routing"]
+        if isinstance(control.get("expires_in"), int | float):
+            self._routing_until = time.time() + control["expires_in"]
         if isinstance(control.get("join"), str) and self.join is None:
             self.join = control["join"]
         lifetime = control.get("expires_in")
@@ -431,9 +549,15 @@ class RelayLink:
                 self.requests.clear(self.session_id)
 
     async def _watch(self) -> None:
-        """Once a second: the pairing secret's age, answers from `tether devices accept`, revoked devices."""
+        """Once a second: the pairing secret's age, `tether devices accept` answers, revoked devices, the outage."""
+        last = outage_clock()
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
+            now = outage_clock()
+            if self.outage.phase is ls.Phase.AWAY:
+                # Much more than a second since the last look: the machine slept (or was stopped); dial now.
+                self._outage(ls.NetworkBack(now) if now - last > 3 * WATCH_INTERVAL else ls.Tick(now))
+            last = now
             self._pair(pair.Tick())
             if self._asked is not None:
                 answer = self.requests.take_answer(self.session_id, *self._asked)
@@ -472,7 +596,9 @@ class RelayLink:
         self.live.withdraw(self.session_id)
         if self._renewal is not None:
             self._renewal.cancel()
-        if self._ws is None:
+        if self._ws is None:  # away (or never connected): nothing to flush
+            for task in list(self._tasks):
+                task.cancel()
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained.wait(), FLUSH_TIMEOUT)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -30,6 +31,7 @@ import segno
 from rich.console import Console as RichConsole
 from rich.markup import escape as rich_escape
 
+from tether.auth.owner import owned_session_id
 from tether.errors import PermissionsSkipped, RelayConflict, UserError
 from tether.host.device import DeviceIdentity, Devices, initiation_token
 from tether.host.relay_link import RelayLink
@@ -127,8 +129,13 @@ class Remote:
             else:
                 identity = Devices().require(relay)
             assert relay is not None
-            link = RelayLink(self.session, relay, public_url=tunnel.url if tunnel else None, questions=self,
-                             accept_device=self.accept_device)  # fmt: skip
+            window = self.outage_window()
+            self.session.core.info["outage_window"] = window  # the viewer counts down from it while away
+            # An owned session id (auth/owner.py): only this device may take it back after an outage.
+            link = RelayLink(self.session, relay, owned_session_id(identity.device, os.urandom),
+                             public_url=tunnel.url if tunnel else None, questions=self,
+                             accept_device=self.accept_device, initiate=lambda: initiation_token(identity),
+                             outage_window=window)  # fmt: skip
             await link.connect(await initiation_token(identity))
         except BaseException:
             await stack.aclose()
@@ -142,6 +149,13 @@ class Remote:
             tunnel.lost.add_done_callback(lambda lost: _lose(link, lost))
         self._announce(link)
         return link
+
+    @staticmethod
+    def outage_window() -> int:
+        """``remote.outage_window``: seconds the relay link may stay away before Remote Control ends."""
+        from tether.config import Config
+
+        return int(Config().get("remote.outage_window"))
 
     def _ended_by_rule(self, reason: str) -> None:
         if self.link is not None and not self.ended.done():
