@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# Two workers, one test file each at a time: most tests wait on processes (relay, agent, Chromium).
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint bench clean
 
@@ -22,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/tether $(ARGS)
 
 test: $(TEST_STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -69,6 +69,8 @@ def tether_env(tmp_path: Path) -> dict[str, str]:
     env["TETHER_CONFIG_DIR"] = str(tmp_path / "config")
     env["TETHER_STATE_DIR"] = str(tmp_path / "state")
     env["TETHER_KEYRING"] = "0"  # device keys in the test's state folder, never the user's keyring
+    # Rich wraps at the terminal width (80 without one): a long temporary path would split the lines tests read.
+    env["COLUMNS"] = "1000"
     return env
 
 
