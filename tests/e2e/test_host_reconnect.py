@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -26,8 +27,15 @@ import websockets
 from tests.conftest import TETHER, UNIT, Lines, RcRun, free_port, log_in, start_rc, stop
 from tests.support.fault_proxy import FaultProxy
 from tether.auth.keys import KeySet
+from tether.auth.owner import owned_session_id
 from tether.auth.tokens import Purpose, mint
-from tether.testing import ViewerClient
+from tether.host import relay_link
+from tether.host.paired import PairedDevices
+from tether.host.relay_link import RelayLink, Unattended
+from tether.relay.app import relay_state
+from tether.relay.config import RelayConfig
+from tether.relay.server import EmbeddedRelay
+from tether.testing import ViewerClient, initiation_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -207,3 +215,123 @@ async def test_rc_help_documents_the_exit_status() -> None:
                                        env={**os.environ, "COLUMNS": "200"}, check=True)  # fmt: skip
     shown = help_run.stdout
     assert "3 the relay link stayed away longer than remote.outage_window" in " ".join(shown.split())
+
+
+# -- the link in this process, against a relay in this process: heartbeat, clock, credentials ------------------
+
+
+class Door:
+    """Stands in for HostSession (as in tests/unit/test_relay_link.py): the link hands it viewer events only."""
+
+    def __init__(self) -> None:
+        self.core = SimpleNamespace(info={"title": "project", "agent": "scripted", "cwd": "/work/project"})
+
+    def handle(self, event: Any) -> None:
+        pass
+
+
+class Terminal(Unattended):
+    """The lines the link says (Questions.say), awaitable."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._changed = asyncio.Condition()
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def said(self, start: str, within: float = 10 * UNIT) -> str:
+        async with asyncio.timeout(within), self._changed:
+            while not (found := next((line for line in self.lines if line.startswith(start)), None)):
+                await self._changed.wait()
+        self.lines.remove(found)
+        return found
+
+
+@dataclass
+class Linked:
+    relay: EmbeddedRelay
+    proxy: FaultProxy
+    link: RelayLink
+    terminal: Terminal
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def linked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Linked]:
+    """A RelayLink through a FaultProxy to a relay in this process, with a heartbeat of 0.2 s and a fast watch."""
+    monkeypatch.setattr(relay_link, "HEARTBEAT", 0.2)
+    monkeypatch.setattr(relay_link, "WATCH_INTERVAL", 0.05)
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(relay_link, "outage_clock", lambda: clock["now"])
+    async with (
+        EmbeddedRelay(RelayConfig(port=0)) as relay,
+        FaultProxy("127.0.0.1", int(relay.url.rsplit(":", 1)[1])) as proxy,
+    ):
+        terminal = Terminal()
+        session_id = owned_session_id("test-device", os.urandom)
+
+        async def initiate() -> str:  # what POST /v1/initiate gives this device, by the relay's clock
+            token, _ = mint(relay.admission.keys, Purpose.INITIATE, "test-device", relay_state(relay.app).clock(),
+                            os.urandom)  # fmt: skip
+            return token
+
+        link = RelayLink(Door(), f"http://127.0.0.1:{proxy.port}", session_id, questions=terminal,  # type: ignore[arg-type]
+                         devices=PairedDevices(tmp_path), accept_device=True, takeover="ask", initiate=initiate,
+                         outage_window=60)  # fmt: skip
+        link.clock = clock  # type: ignore[attr-defined]  # the test moves it
+        await link.connect(initiation_token(relay.admission))
+        try:
+            yield Linked(relay, proxy, link, terminal)
+        finally:
+            await link.close()
+
+
+async def test_a_blackholed_link_is_noticed_by_its_heartbeat_and_comes_back(linked: Linked) -> None:
+    """Nothing arrives any more, no reset either (a dead Wi-Fi): the host's pings go unanswered, it notices
+    within two heartbeats and dials again; once traffic flows, the link is back."""
+    generation = linked.relay.admission.generations[linked.link.session_id]
+    linked.proxy.blackhole()
+    await linked.terminal.said("relay link lost; reconnecting (1:00 left of the 1:00 window)")
+    linked.proxy.blackholed = False
+    await linked.terminal.said("relay link back after")
+    assert generation == linked.relay.admission.generations[linked.link.session_id]
+    assert not linked.link.lost.done()
+
+
+async def test_just_under_the_window_the_link_comes_back(linked: Linked) -> None:
+    """Away for 59.9 s of a 60 s window (the clock injected): back, and live."""
+    linked.proxy.hold()
+    await linked.terminal.said("relay link lost")
+    linked.link.clock["now"] += 59.9  # type: ignore[attr-defined]
+    linked.proxy.release()
+    await linked.terminal.said("relay link back after 59.9 s")
+    assert not linked.link.lost.done()
+
+
+async def test_just_over_the_window_remote_control_ends(linked: Linked) -> None:
+    """Away for 60.1 s of a 60 s window: the link gives up and says why (tether rc then exits 3)."""
+    linked.proxy.hold()
+    await linked.terminal.said("relay link lost")
+    linked.link.clock["now"] += 60.1  # type: ignore[attr-defined]
+    reason = await asyncio.wait_for(asyncio.shield(linked.link.lost), 5 * UNIT)
+    assert linked.link.outage_ended and "longer than the 1:00 outage window" in reason
+
+
+async def test_a_lapsed_routing_token_comes_back_with_a_fresh_proof_and_keeps_the_session(linked: Linked) -> None:
+    """The link drops once its routing token has lapsed by the relay's clock (moved an hour on): the token is
+    refused (4401); the host comes back with a new initiation token and the lapsed routing token beside it:
+    same session, same generation (the viewer's link and tokens still work)."""
+    admission = linked.relay.admission
+    generation = admission.generations[linked.link.session_id]
+    state = relay_state(linked.relay.app)
+    state.clock = lambda: time.time() + 3600  # the relay's clock, an hour on
+    linked.proxy.cut()
+    await linked.terminal.said("relay link lost")
+    await linked.terminal.said("relay link back after")
+    assert generation == admission.generations[linked.link.session_id]
+    assert 1 <= state.refusals["expired"]  # the routing token was tried first, and refused

@@ -251,6 +251,9 @@ class RelayLink:
             ws = await websockets.connect(
                 target, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=open_timeout,
                 ping_interval=HEARTBEAT, ping_timeout=HEARTBEAT, additional_headers=headers, **options,
+                # A dead link answers no close frame either: wait for one no longer than for "ended" to go out
+                # (websockets' default, 10 s, doubled the time a blackholed link took to be noticed).
+                close_timeout=FLUSH_TIMEOUT,
             )  # fmt: skip
         except ssl.SSLCertVerificationError as exc:
             raise RelayUnreachable(
