@@ -173,6 +173,7 @@ class ViewerClient:
         self.decided: dict[str, str] = dict(decided or {})  # approval id -> option chosen here, while it waits
         self.resent: list[str] = []  # prompt ids and approval ids sent again on this connection
         self._joined = False  # this connection got its snapshot or replay
+        self.on_change: Callable[[], None] | None = None  # called after each message and at the close
         self.ended: str | None = None
         self.sessions: list[JSON] | None = None  # the other live sessions the host told of (host/live.py)
         self.close_code: int | None = None
@@ -296,11 +297,15 @@ class ViewerClient:
                         await self._admitted()
                 async with self._changed:
                     self._changed.notify_all()
+                if self.on_change is not None:
+                    self.on_change()
         except websockets.ConnectionClosed:
             pass
         self.close_code = self._ws.close_code
         async with self._changed:
             self._changed.notify_all()
+        if self.on_change is not None:
+            self.on_change()
 
     async def _admitted(self) -> None:
         """The host's snapshot or replay came: send once what it may not have (see module doc)."""

@@ -7,6 +7,7 @@ tests see exactly what the host allows.
 ::
 
     say <text>                stream <text> back, one word per chunk
+    pace <ms> <text>          like say, <ms> milliseconds between chunks (a model that streams at its own pace)
     write <relpath> <text>    edit tool call with a diff, permission, fs/write_text_file if allowed;
                               replies "wrote <relpath>" | "denied <relpath>" | "failed <relpath>: ..." | "cancelled"
     run <shell command>       execute tool call, permission, terminal `sh -c <cmd>`; replies output + "exit <code>"
@@ -174,6 +175,7 @@ class Turn:
         name, _, rest = self.text.partition(" ")
         handlers: dict[str, Callable[[str], Awaitable[None]]] = {
             "say": self.say,
+            "pace": self.pace,
             "write": self.write,
             "run": self.run_command,
             "slow": self.slow,
@@ -363,6 +365,13 @@ class Turn:
         """``say``: one chunk per word, whitespace kept, so the chunks join back to ``text``."""
         for word in re.findall(r"\s*\S+", text):
             await self.send(update_agent_message_text(word))
+
+    async def pace(self, args: str) -> None:
+        """``pace``: ``say`` with a pause between chunks."""
+        ms, _, text = args.partition(" ")
+        for word in re.findall(r"\s*\S+", text):
+            await self.send(update_agent_message_text(word))
+            await asyncio.sleep(int(ms) / 1000)
 
     async def write(self, args: str) -> None:
         """``write``: diff, permission, then fs/write_text_file only if allowed."""

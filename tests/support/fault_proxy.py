@@ -1,4 +1,5 @@
-"""A TCP proxy for tests that can cut its connections, blackhole them, and refuse new ones, as a network does."""
+"""A TCP proxy for tests that can cut its connections, blackhole them, delay and split what they carry, and refuse
+new ones, as a network does."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import contextlib
 class FaultProxy:
     """127.0.0.1:<port> -> target. ``cut()`` resets every open connection; ``hold()`` makes new ones fail at
     once until ``release()``; ``blackhole()`` silently drops what the open connections carry, both ways,
-    without closing them (a phone gone to sleep, a dead Wi-Fi). Use as ``async with FaultProxy(host, port)
-    as proxy``; ``proxy.port``."""
+    without closing them (a phone gone to sleep, a dead Wi-Fi); ``delay`` (seconds) holds each chunk back that long,
+    ``split`` (bytes) writes each chunk in pieces of that size, so frames arrive late and in fragments (a slow
+    mobile link). Use as ``async with FaultProxy(host, port) as proxy``; ``proxy.port``."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
@@ -18,6 +20,8 @@ class FaultProxy:
         self.accepted = 0
         self.holding = False
         self.blackholed = False
+        self.delay = 0.0
+        self.split = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -72,8 +76,12 @@ class FaultProxy:
                     while data := await source.read(65536):
                         if self.blackholed:
                             continue  # lost on the way: neither end hears of it
-                        sink.write(data)
-                        await sink.drain()
+                        if self.delay:
+                            await asyncio.sleep(self.delay)  # the network's latency, not a wait of the test
+                        step = self.split or len(data)
+                        for at in range(0, len(data), step):
+                            sink.write(data[at : at + step])
+                            await sink.drain()
                 with contextlib.suppress(Exception):
                     sink.transport.abort()
 

@@ -88,6 +88,9 @@ class RecentIds:
             self._ids.popitem(last=False)
         return True
 
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
     def newest(self, count: int = RECEIVED_SHOWN) -> list[str]:
         """The ``count`` newest ids, oldest first."""
         return list(self._ids)[-count:] if count else []
