@@ -106,8 +106,10 @@ async def test_devices_accept_answers_from_another_shell_and_revoke_drops_the_de
         assert 0 == revoked.returncode, revoked.stderr
         await viewer.wait_for(lambda v: v.ended, 10 * UNIT)
         assert viewer.ended is not None and "revoked" in viewer.ended
-        # Its decision no longer counts: the write waits for someone else (the terminal) to answer.
-        await viewer.decide(approval["id"], option_id(approval, "allow_once"))
+        # Its live connection ends (the host has the relay drop it: 4403), so it can decide nothing more;
+        # a decision it signed is refused anyway (tests/unit/test_signed_approvals.py).
+        await viewer.wait_for(lambda v: v.closed, 10 * UNIT)
+        assert 4403 == viewer.close_code and "pending" == approval["state"]
         terminal.until("was revoked", 10 * UNIT)
     assert viewer.device.id not in tether(tether_env, "devices").stdout
 
@@ -286,16 +288,6 @@ async def test_pairing_and_a_signed_approval_in_the_real_page(
                 assert "[y/N]" not in later.stderr()
     finally:
         stop(run.process)
-
-
-async def test_a_second_device_is_told_in_words_that_another_one_is_connected(rc: RcRun) -> None:
-    from playwright.async_api import expect
-
-    async with ViewerClient(rc.url), chromium() as browser:  # the first device holds the one viewer slot
-        page = await (await browser.new_context()).new_page()
-        await page.goto(rc.url)
-        await expect(page.get_by_test_id("connection-status")).to_have_text("ended: busy", timeout=10_000 * UNIT)
-        await expect(page.locator("#notice")).to_contain_text("Another device is connected to this session")
 
 
 async def test_plain_http_elsewhere_says_why_the_page_cannot_work(rc: RcRun) -> None:

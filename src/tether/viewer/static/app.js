@@ -94,7 +94,27 @@ function sessionFromPath(path) {
 function socketUrl() {
   const { prefix, id } = sessionFromPath(location.pathname);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}${prefix}/v1/viewer/${id}`;
+  return `${scheme}//${location.host}${prefix}/v1/viewer/${id}${takingOver ? "?takeover=1" : ""}`;
+}
+
+// One controlling device (docs/protocol.md, "Taking over"): a page refused 4409 (busy) or closed 4410
+// (replaced) says so and offers a button that connects asking the relay to replace the device in control;
+// the computer then asks at its terminal (the device just replaced takes control back without a question).
+let takingOver = false; // until the relay attached this page (its credentials came)
+
+function offerTakeOver(reason, text, label) {
+  end(reason, text);
+  const button = h("button", { type: "button", class: "btn primary", "data-testid": "take-over" }, label);
+  button.addEventListener("click", () => {
+    button.disabled = true;
+    state.ended = false;
+    takingOver = true;
+    retry.useRouting = false; // the seat's routing credential is the other device's now: the link's own
+    showNotice("Asking the computer to let this browser take over…");
+    updateControls();
+    connect();
+  });
+  ui.notice.append(button);
 }
 
 async function resumeId(secret) {
@@ -175,6 +195,7 @@ function onControl(text) {
     return console.warn("relay sent a malformed control message");
   }
   if (control?.type === "error") console.warn("relay refused a frame:", control.reason, control.detail ?? "");
+  if (control?.type === "credentials") takingOver = false; // attached: a later reconnection takes over nothing
   if (control?.type === "credentials" && typeof control.routing === "string") {
     // This end's newest routing credential: what it presents to come back after a drop.
     saved.routing = control.routing;
@@ -284,8 +305,12 @@ function onClose(code, reason) {
   if ((code === 4409 || code === 4503 || code === 4404) && retry.everAdmitted) return onDisconnected(code, reason);
   if (code === 4404) return end("unknown session", "This session does not exist (any more). Start a new one on your computer.");
   if (code === 4409) {
-    return end("busy", "Another device is connected to this session: only one device at a time drives it. Close the session there (or wait until it leaves), then reload this page.");
+    return offerTakeOver("busy", "Another device controls this session: only one device at a time drives it. You can ask to take over; the computer will ask for confirmation.", "Take over");
   }
+  if (code === 4410) {
+    return offerTakeOver("replaced", "Another device took over this session: this browser no longer sees or drives it.", "Take back control");
+  }
+  if (code === 4403) return end("refused", "The computer refused this browser: it sees nothing of the session.");
   if (code === 4401) return end("not admitted", "This link does not (or no longer) admit you to the session. Ask for a new link on the computer.");
   onDisconnected(code, reason);
 }
@@ -515,7 +540,7 @@ function end(reason, notice = `Session ended: ${reason}.`) {
   state.running = false;
   clearInterval(retry.ticker);
   clearTimeout(retry.timer);
-  const named = ["unknown session", "not admitted", "cannot encrypt", "not secure", "no link", "cannot connect", "busy"];
+  const named = ["unknown session", "not admitted", "cannot encrypt", "not secure", "no link", "cannot connect", "busy", "replaced", "refused"];
   setStatus(named.includes(reason) ? `ended: ${reason}` : "ended");
   // A prompt typed while the host was away never reaches it now: say so, and leave its text to copy.
   const unsent = state.outgoing.filter((item) => !item.sent).map((item) => item.message.text);
