@@ -43,6 +43,7 @@ from tether.relay import routing
 from tether.relay.config import QUEUE_BYTES, QUEUE_FRAMES, SLOW_TIMEOUT, TOTAL_QUEUE_BYTES
 from tether.relay.ledger import Ledger
 from tether.relay.routing import CloseCode, Counters, Drop, Role, SessionState
+from tether.relay.waits import Flag
 
 CONTROL_SLACK = 64  # control messages a full queue still takes before its reader counts as too slow
 
@@ -70,7 +71,7 @@ class Budget:
         self.limit = limit
         self.used = 0
         self.peak = 0  # the most ever used at once (for /metrics and the benchmark)
-        self.waiting: set[asyncio.Event] = set()
+        self.waiting: set[Flag] = set()
 
     def fits(self, size: int) -> bool:
         """Whether ``size`` more bytes stay within the limit."""
@@ -117,7 +118,7 @@ class Mailbox:
         self.budget = budget if budget is not None else Budget(limits.total_bytes)
         self._items: collections.deque[bytes | str] | None = None
         self._bytes = 0
-        self._changed: asyncio.Event | None = None  # set on every get, push and close; waiters re-check
+        self._changed: Flag | None = None  # set on every get, push and close; waiters re-check
         self._dropped = False
         self.closing: CloseCode | None = None
         # Since when the reader has taken nothing while something waited for it (None: empty).
@@ -143,9 +144,9 @@ class Mailbox:
             return True
         return self._bytes + size <= self.limits.max_bytes and len(self._items) < self.limits.max_frames
 
-    def _event(self) -> asyncio.Event:
+    def _event(self) -> Flag:
         if self._changed is None:
-            self._changed = asyncio.Event()
+            self._changed = Flag()
         return self._changed
 
     async def wait_for_room(self, size: int) -> bool:

@@ -21,96 +21,80 @@ Text messages (credentials, renewals) and closes always take the ASGI path. With
 :class:`FastPath` installed (before attach, or a connection the app never attaches), the
 protocol is uvicorn's, unchanged.
 
-Memory: an idle relay connection keeps nothing of its handshake (the request, the
-response and their headers are dropped once the connection is open), and its receive
+Memory, per connection, which is what an idle relay holds (issue 13: 10,000 sessions):
+
+- nothing of the handshake once the connection is open: the request, the response and
+  their headers are dropped, and the frame parser is started afresh so that the
+  handshake's parser (which keeps the request in its frame) goes too;
+- no Starlette middleware on the stack: the connection's task runs the endpoint of the
+  app's matching WebSocket route directly (the relay adds no middleware and its endpoints
+  handle their own errors, so Starlette's error and exception layers would only hold
+  about 4 KB of suspended frames per connection). Any other app runs whole;
+- its receive
 queue and "writable" flag allocate their waiters only when someone waits (asyncio's
 Queue and Event hold three and one ``deque`` each from the start, about 2.5 KB).
 """
 
 from __future__ import annotations
 
-import asyncio
+import copy
+import inspect
 import struct
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from starlette.applications import Starlette
+from starlette.routing import Match, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
 from websockets.http11 import Request
-from websockets.protocol import OPEN
+from websockets.protocol import OPEN, Protocol
+
+from tether.relay.waits import Flag, Inbox
 
 FAST_PATH = "tether.fast_path"  # the ASGI scope extension that carries the connection's FastPath
 WRITE_JOIN_LIMIT = 64 * 1024  # frames up to this size are written with their header in one buffer
 
 
-T = TypeVar("T")
+def route_endpoint(app: Any, scope: Any) -> Any | None:
+    """The endpoint of the Starlette WebSocket route matching ``scope``, as an ASGI app without middleware.
+
+    None when ``app`` is not a plain Starlette app (behind uvicorn's proxy-headers
+    middleware at most, which is kept), has middleware of its own, or has no function
+    endpoint for this path: then the whole app runs, as uvicorn would run it. The route's
+    path parameters go into ``scope`` as Starlette's router puts them.
+    """
+    proxy = app if isinstance(app, ProxyHeadersMiddleware) else None
+    starlette = proxy.app if proxy is not None else app
+    if not isinstance(starlette, Starlette) or starlette.user_middleware:
+        return None
+    found = _matching_endpoint(starlette, scope)
+    if found is None:
+        return None
+    endpoint, child = found
+    scope.update(child, app=starlette, router=starlette.router)
+
+    async def run(scope: Any, receive: Any, send: Any) -> None:
+        await endpoint(WebSocket(scope, receive, send))
+
+    if proxy is None:
+        return run
+    lean = copy.copy(proxy)
+    lean.app = run
+    return lean
 
 
-class Inbox(Generic[T]):
-    """What uvicorn's protocol uses of ``asyncio.Queue`` (one reader), without its three deques."""
-
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: list[T] = []
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: T) -> None:
-        self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self) -> T:
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.pop(0)  # short: reading pauses after each message the app has not taken
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-
-class Flag:
-    """What uvicorn's protocol uses of ``asyncio.Event`` (``writable``), its waiters made on demand."""
-
-    __slots__ = ("_value", "_waiters")
-
-    def __init__(self) -> None:
-        self._value = False
-        self._waiters: list[asyncio.Future[None]] | None = None
-
-    def is_set(self) -> bool:
-        return self._value
-
-    def set(self) -> None:
-        self._value = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._value = False
-
-    async def wait(self) -> bool:
-        if self._value:
-            return True
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-        return True
+def _matching_endpoint(starlette: Starlette, scope: Any) -> tuple[Any, Any] | None:
+    for route in starlette.router.routes:
+        if not isinstance(route, (Route, WebSocketRoute)):
+            return None  # a mount or a host: leave the routing to Starlette
+        if isinstance(route, WebSocketRoute) and inspect.iscoroutinefunction(route.endpoint):
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return route.endpoint, child
+    return None
 
 
 def frame_header(size: int) -> bytes:
@@ -170,10 +154,17 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
 
     def handle_connect(self, event: Request) -> None:
-        super().handle_connect(event)
-        if self.response.status_code == 101:
-            self.fast = FastPath(self)
-            self.scope["extensions"][FAST_PATH] = self.fast  # type: ignore[assignment]
+        super().handle_connect(event)  # creates the task that runs self.app: it has not started yet
+        if self.response.status_code != 101:
+            return
+        self.fast = FastPath(self)
+        self.scope["extensions"][FAST_PATH] = self.fast  # type: ignore[assignment]
+        self.app = route_endpoint(self.app, self.scope) or self.app
+        conn = self.conn
+        if not conn.reader.buffer:
+            # Nothing of a frame read yet: a frame parser of its own, without the handshake's frame.
+            conn.parser = Protocol.parse(conn)
+            next(conn.parser)
 
     def handle_bytes(self, event: Frame) -> None:
         fast = self.fast
