@@ -35,6 +35,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/relay_scale.py
 	$(BIN)/python benchmarks/relay_throughput.py
 	$(BIN)/python benchmarks/session_bench.py
+	$(BIN)/python benchmarks/reconnect.py
 	$(BIN)/python benchmarks/relay_memory.py
 	$(BIN)/python benchmarks/sandbox_cost.py
 	$(BIN)/python benchmarks/e2e_cost.py
