@@ -178,6 +178,7 @@ class ViewerClient:
         self.sessions: list[JSON] | None = None  # the other live sessions the host told of (host/live.py)
         self.close_code: int | None = None
         self.controls: list[JSON] = []
+        self._shown: dict[str, float] = {}  # approval id -> when this client first had it (monotonic)
         self._changed = asyncio.Condition()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -266,6 +267,7 @@ class ViewerClient:
         """Decide as the web page does: signed by this device over what it was shown."""
         self.decided[approval_id] = option_id
         approval = self.entries[approval_id]
+        await self._cool_down(approval, option_id)
         tool_call = self.entries.get(approval.get("tool_call_id") or "")
         expires = int(time.time() * 1000) + 60_000
         signature = self.device.sign(self.session_id, approval, tool_call, option_id, expires)
@@ -322,8 +324,20 @@ class ViewerClient:
             else:
                 del self.decided[approval_id]
 
+    async def _cool_down(self, approval: JSON, option_id: str) -> None:
+        """Approving a risky request waits out its cooldown from when it was first seen, as the page's button does."""
+        option = next((o for o in approval.get("options", []) if o.get("option_id") == option_id), {})
+        cooldown = approval.get("cooldown")
+        if approval.get("tier") != "risky" or not isinstance(cooldown, int | float) or option.get("kind") not in (
+                "allow_once", "allow_always"):  # fmt: skip
+            return
+        seen = self._shown.setdefault(approval["id"], time.monotonic())
+        await asyncio.sleep(max(0.0, seen + cooldown - time.monotonic()))  # the host refuses a faster approval
+
     def _apply(self, message: Message) -> None:
         self.mirror.apply(message)
+        for entry in self.of_type("approval"):
+            self._shown.setdefault(entry["id"], time.monotonic())
         self._joined = self._joined or isinstance(message, Snapshot | Replay)
         match message:
             case Ended(reason=reason):

@@ -5,7 +5,8 @@ messages the viewer sends (``FromScreen("terminal", ...)`` events for the sessio
 Input comes line by line from a reader thread (stdin blocks; the event loop must not).
 While an approval is pending, a line answers it: ``y`` allow once, ``a`` allow always,
 ``n`` deny, or the option's number. Otherwise a line is a prompt, or a command:
-``/remote``, ``/stop``, ``/quit``.
+``/remote``, ``/stop``, ``/quit``, ``/allowed`` (the "always allow" grants of this session,
+host/grants.py) and ``/allowed revoke N``.
 
 Everything the agent controls (text, titles, paths, command output) is printed as plain
 text with its control characters and escape sequences made visible (sanitize.py), never
@@ -38,6 +39,7 @@ from tether.protocol.messages import (
     Entry,
     Message,
     Prompt,
+    Revoke,
     SetMode,
     SetOption,
     Turn,
@@ -48,8 +50,10 @@ OUTPUT_TAIL = 20  # lines of command output shown in the terminal
 OUTCOME_WORDS = {"allow_once": "approved once", "allow_always": "approved always"}
 
 HELP = """Commands: /remote (Remote Control on/off), /stop (stop the turn), /mode [ID] (show or switch the
-agent's mode), /option ID VALUE, /login [METHOD] (log the agent in, or retry after logging in here), /quit, /help.
-While an approval is pending: y = allow once, a = allow always, n = deny, or the option's number."""
+agent's mode), /option ID VALUE, /login [METHOD] (log the agent in, or retry after logging in here),
+/allowed (what "always allow" covers in this session), /allowed revoke N, /quit, /help.
+While an approval is pending: y = allow once, a = allow always (the scope its option shows), n = deny, or the
+option's number."""
 
 
 def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
@@ -89,6 +93,7 @@ class Console:
         self._streaming = False
         self.pending: dict[str, dict[str, Any]] = {}  # approval id -> entry, oldest first
         self.controls: dict[str, Any] | None = None
+        self.allowed: list[dict[str, Any]] = []  # the "always allow" grants in force (the ``allowed`` entry)
         self.question: tuple[str, Callable[[bool], None]] | None = None  # a yes/no question, answered first
 
     # -- questions (a device asking to pair: host/relay_link.py) -----------------------
@@ -164,6 +169,8 @@ class Console:
                 self._controls(entry)
         elif kind == "login":
             self._login(entry)
+        elif kind == "allowed":
+            self.allowed = [g for g in entry.get("grants", []) if isinstance(g, dict)]
 
     def _controls(self, entry: dict[str, Any]) -> None:
         modes = entry["modes"]
@@ -275,6 +282,20 @@ class Console:
         if self.controls is None or not self.controls["modes"]["available"]:
             self.out.print("[dim]This agent has no modes.[/dim]")
 
+    def _allowed(self, words: list[str]) -> None:
+        """``/allowed``: list the grants; ``/allowed revoke N``: end one."""
+        if not words:
+            if not self.allowed:
+                self.out.print("Nothing is always allowed in this session.", highlight=False)
+            for grant in self.allowed:
+                self.out.print(f"  #{grant.get('number')} {escape(str(grant.get('text')))} "
+                               f"[dim](by {escape(str(grant.get('by')))})[/dim]", highlight=False)  # fmt: skip
+            return
+        if len(words) == 2 and words[0] == "revoke" and words[1].isdigit():
+            self.send(Revoke(number=int(words[1])))
+            return
+        self.out.print("[yellow]Usage: /allowed (list) or /allowed revoke N[/yellow]")
+
     async def handle(self, line: str, toggle_remote: Callable[[], Awaitable[None]] | None) -> bool:
         """Handle one input line; False when the user asked to quit."""
         # Commands work even while a question or an approval waits (/stop, /quit must never be swallowed).
@@ -304,6 +325,8 @@ class Console:
             else:
                 value: str | bool = {"true": True, "false": False}.get(parts[2].lower(), parts[2])
                 self.send(SetOption(option_id=parts[1], value=value))
+        elif command == "/allowed" or command.startswith("/allowed "):
+            self._allowed(command.removeprefix("/allowed").split())
         elif command == "/login" or command.startswith("/login "):
             self.send(Authenticate(method_id=command.removeprefix("/login").strip()))
         elif command.startswith("/"):

@@ -205,7 +205,7 @@ READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "blame", "branch", "
 # tree-sitter-bash 0.25.1's scanner reads out of bounds (a segfault of the whole host) on some characters
 # beyond U+FFFF, e.g. "{" then U+2C6CA; every character up to U+FFFF was checked in several contexts. A line
 # with one is not classified (so never auto-approved) rather than parsed.
-_BEYOND_BMP = re.compile("[\U00010000-\U0010FFFF]")
+_BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
 
 
 @functools.cache

@@ -34,6 +34,7 @@ class Kind(enum.StrEnum):
     SET_MODE = "set_mode"  # viewer -> host: switch the agent's session mode
     SET_OPTION = "set_option"  # viewer -> host: change one of the agent's session config options
     AUTHENTICATE = "authenticate"  # viewer -> host: log the agent in with one of its methods
+    REVOKE = "revoke"  # viewer -> host: end one "always allow" of this session (its number in the allowed entry)
     SNAPSHOT = "snapshot"  # host -> viewer: the whole transcript so far
     ENTRY = "entry"  # host -> viewer: insert or replace one transcript entry
     APPEND = "append"  # host -> viewer: append streamed text to a message entry
@@ -165,6 +166,13 @@ N: tuple[type, ...] = (int, type(None))  # the optional ``n`` of a transcript me
 
 
 @dataclass(frozen=True, slots=True)
+class Revoke(Message):
+    KIND: ClassVar[Kind] = Kind.REVOKE
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {"number": (int,)}
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot(Message):
     KIND: ClassVar[Kind] = Kind.SNAPSHOT
     FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
@@ -290,6 +298,7 @@ BY_KIND: dict[str, type[Message]] = {
         SetMode,
         SetOption,
         Authenticate,
+        Revoke,
         Snapshot,
         Entry,
         Append,

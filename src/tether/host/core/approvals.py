@@ -55,6 +55,11 @@ class Option:
     option_id: str
     name: str
     kind: str
+    scope: str | None = None  # tether's own scoped "always allow" (host/grants.py): what it covers, as shown
+
+    def to_entry(self) -> dict[str, Any]:
+        entry = {"option_id": self.option_id, "name": self.name, "kind": self.kind}
+        return entry if self.scope is None else {**entry, "scope": self.scope}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,9 @@ class Approval:
     source: str = "agent"
     paths: tuple[str, ...] = ()
     timeout: float | None = None  # seconds it waits in all (shown as a countdown), if known
+    tier: str | None = None  # the policy's tier (host/permissions.py): "risky" asks for a stronger confirmation
+    cooldown: float | None = None  # a risky one: seconds it must be shown before a device may approve it
+    opened: float = 0.0  # when it opened, by the core's clock
     state: State = State.PENDING
     outcome: str | None = None
     decided_by: str | None = None
@@ -106,11 +114,13 @@ class Approval:
             "title": self.title,
             "kind": self.kind,
             "source": self.source,
-            "options": [{"option_id": o.option_id, "name": o.name, "kind": o.kind} for o in self.options],
+            "options": [o.to_entry() for o in self.options],
             "state": str(self.state),
             "outcome": self.outcome,
             "decided_by": self.decided_by,
             **({} if self.timeout is None else {"timeout": self.timeout}),
+            **({} if self.tier is None else {"tier": self.tier}),
+            **({} if self.cooldown is None else {"cooldown": self.cooldown}),
         }
 
 
@@ -132,6 +142,9 @@ class ApprovalBook:
         source: str = "agent",
         paths: tuple[str, ...] = (),
         timeout: float | None = None,
+        tier: str | None = None,
+        cooldown: float | None = None,
+        opened: float = 0.0,
     ) -> Approval:
         """Record a new pending approval."""
         approval = Approval(
@@ -145,6 +158,9 @@ class ApprovalBook:
             source=source,
             paths=paths,
             timeout=timeout,
+            tier=tier,
+            cooldown=cooldown,
+            opened=opened,
         )
         self._approvals[approval.id] = approval
         return approval

@@ -9,14 +9,20 @@ agent's permission request, Permit for a write or command).
 
 from __future__ import annotations
 
+from typing import Any
+
+from tether.host import grants
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core import policy
-from tether.host.core.approvals import REJECT_KINDS, Approval
+from tether.host.core.approvals import ALLOW_KINDS, REJECT_KINDS, Approval, Option
 from tether.host.core.state import CoreState
 from tether.host.core.transcript import tool_entry_id
+from tether.host.grants import Scope
 from tether.host.permissions import Request, Tier, command_request, tool_call_request
 from tether.protocol import signing
+
+BY_GRANT = "always allow #"  # decided_by of an approval an "always allow" of this session decided
 
 
 class Approving(CoreState):
@@ -37,6 +43,7 @@ class Approving(CoreState):
         resolved = tuple(r for r in (self.resolve(p) for p in paths) if r is not None)
         kind = tool_call.kind or entry.get("kind", "other")
         asked = tool_call_request(kind, (*resolved, *outside), tool_call.raw_input)
+        options, scopes = self._scoped(options, asked)
         approval = self.approvals.open(
             tool_call_id=tool_entry_id(tool_call.tool_call_id),
             title=self._marked(policy.flag_outside(tool_call.title or entry.get("title", "tool call"), outside), asked),
@@ -46,8 +53,9 @@ class Approving(CoreState):
             timeout=self.approval_timeout,
             request=event.request,
             paths=resolved,
+            **self._risk(asked),
         )
-        self._opened_approval(approval, asked)
+        self._opened_approval(approval, asked, scopes)
 
     def _write(self, event: ev.WriteAsked) -> None:
         if self._ruled_out(event.request, Request("edit", (event.path,))):
@@ -98,20 +106,41 @@ class Approving(CoreState):
         self, request: int, title: str, kind: str, paths: tuple[str, ...], asked: Request | None = None
     ) -> None:
         """A side effect no granted approval covers: the host asks on its own (rule 4)."""
+        options, scopes = self._scoped(list(policy.HOST_OPTIONS), asked)
         approval = self.approvals.open(
             tool_call_id=None,
             title=self._marked(title, asked),
             kind=kind,
-            options=list(policy.HOST_OPTIONS),
+            options=options,
             deadline=policy.deadline(self._now, self.approval_timeout),
             timeout=self.approval_timeout,
             request=request,
             source="host",
             paths=paths,
+            **self._risk(asked),
         )
-        self._opened_approval(approval, asked)
+        self._opened_approval(approval, asked, scopes)
 
-    def _opened_approval(self, approval: Approval, asked: Request | None = None) -> None:
+    def _scoped(self, options: list[Option], asked: Request | None) -> tuple[list[Option], dict[str, Scope]]:
+        """The options with tether's scoped "always allow" in place of the agent's own (policy.scoped_options)."""
+        if self.permission_policy is None or asked is None:
+            return options, {}
+        scopes = {grants.option_id(i): scope for i, scope in enumerate(grants.derive(self.permission_policy, asked))}
+        shown = [(oid, scope.text(self.root)) for oid, scope in scopes.items()]
+        return policy.scoped_options(options, shown, policed=True), scopes
+
+    def _risk(self, asked: Request | None) -> dict[str, Any]:
+        """The tier an approval shows, and for a risky one its cooldown (policy.too_soon)."""
+        if self.permission_policy is None or asked is None:
+            return {"opened": self._now}
+        tier = self.permission_policy.decide(asked).tier
+        name = {Tier.READ: "read", Tier.NORMAL: "normal"}.get(tier, "risky")
+        return {"opened": self._now, "tier": name, "cooldown": policy.RISKY_COOLDOWN if name == "risky" else None}
+
+    def _opened_approval(self, approval: Approval, asked: Request | None = None,
+                         scopes: dict[str, Scope] | None = None) -> None:  # fmt: skip
+        if scopes:
+            self._offered_scopes[approval.id] = scopes
         self._emit(self.transcript.put(approval.to_entry()))
         flagged = policy.auto_allow(approval.options, self.controls.remote, self.skip_permissions)
         if flagged is not None:
@@ -123,6 +152,47 @@ class Approving(CoreState):
             option = approval.option_of_kind(*kinds) if decision.action != "ask" else None
             if option is not None:
                 self._decide(approval.id, option.option_id, by="rule")
+                return
+            # An "always allow" of this session covers it (host/grants.py): decided "by always allow #N".
+            grant = grants.covering(self.permission_policy, self.allowed.values(), asked)
+            once = approval.option_of_kind("allow_once")
+            if grant is not None and once is not None:
+                self._decide(approval.id, once.option_id, by=f"{BY_GRANT}{grant.number}")
+
+    def _too_soon(self, approval_id: str, option_id: str) -> str | None:
+        """Why a device's approval comes too fast (policy.too_soon: the cooldown for risky ones), or None."""
+        approval = self.approvals.get(approval_id)
+        option = approval.option(option_id) if approval is not None else None
+        if approval is None or option is None or option.kind not in ALLOW_KINDS:
+            return None
+        return policy.too_soon(approval.tier, approval.opened, self._last_risky, self._now)
+
+    # -- "always allow" of this session (host/grants.py) ----------------------------------
+
+    def _allowed_changed(self) -> None:
+        listed = [g.entry(self.root) for g in self.allowed.values()]
+        self._emit(self.transcript.put({"id": "allowed", "type": "allowed", "grants": listed}))
+
+    def _grant(self, scope: Scope, by: str) -> None:
+        number = self._grant_numbers
+        self._grant_numbers += 1
+        grant = grants.Grant(number, scope, by, self._now)
+        self.allowed[number] = grant
+        self._allowed_changed()
+        self._notice(f"Always allowed for this session (#{number}): {scope.text(self.root)}. "
+                     f"/allowed lists them; /allowed revoke {number} ends it.")  # fmt: skip
+        self._out.append(fx.Audit({"grant": number, "title": f"always allow {scope.text(self.root)}",
+                                   "scope": scope.key(), "state": "granted", "by": by}))  # fmt: skip
+
+    def _revoke(self, number: int, by: str) -> None:
+        grant = self.allowed.pop(number, None)
+        if grant is None:
+            self._emit(self.transcript.message("system", f"There is no always-allow #{number} to revoke."), to=by)
+            return
+        self._allowed_changed()
+        self._notice(f"Always-allow #{number} revoked ({grant.scope.text(self.root)}): it asks again.")
+        self._out.append(fx.Audit({"grant": number, "title": f"always allow {grant.scope.text(self.root)}",
+                                   "scope": grant.scope.key(), "state": "revoked", "by": by}))  # fmt: skip
 
     def _decide(self, approval_id: str, option_id: str, by: str) -> None:
         self._settle(self.approvals.decide(approval_id, option_id, by))
@@ -140,13 +210,27 @@ class Approving(CoreState):
             "shown_sha256": signing.approval_digest(entry, tool_call).hex(),
         }))  # fmt: skip
         granted = approval.granted()
+        offered = self._offered_scopes.pop(approval.id, {})
+        scope = offered.get(approval.outcome or "") if granted else None
+        by = approval.decided_by or ""
+        by_device = by not in ("rule", "flag", ev.TERMINAL) and not by.startswith(BY_GRANT)
+        if granted and approval.tier == "risky" and by_device:
+            self._last_risky = self._now  # a device's approval (the viewer keeps the same pace on its side)
+        answer = approval.outcome
+        if scope is not None:  # tether's scoped "always": this request is allowed once, later ones by the grant
+            self._grant(scope, approval.decided_by or "?")
+            granted = "allow_once"
+            once = approval.option_of_kind("allow_once")
+            answer = once.option_id if once is not None else answer
         if approval.source == "host":
             reason = "" if granted else f"the person did not allow it ({approval.state})"
             self._out.append(fx.Permit(approval.request, granted is not None, reason))
             return
-        if granted is not None:
+        # Allowed by an "always allow" grant: the write or command that follows must match a grant itself
+        # (an agent could ask about `git status` and then send `rm -rf ~` to terminal/create).
+        if granted is not None and not (approval.decided_by or "").startswith(BY_GRANT):
             self.grants.append(policy.Grant(frozenset(approval.paths), approval.kind, granted == "allow_always"))
-        self._out.append(fx.Answer(approval.request, approval.outcome))
+        self._out.append(fx.Answer(approval.request, answer))
 
     def _settle_all(self) -> None:
         for approval in self.approvals.pending():

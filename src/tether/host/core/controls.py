@@ -36,6 +36,7 @@ class Controls:
         self.started = False  # the session opened once (the start-asking rule ran)
         self.chosen_mode: str | None = None  # the mode the person chose to start in (config agent.mode)
         self.sandboxed = False  # the agent runs under tether's own --sandbox: its commands are confined
+        self.sandbox_approves = False  # --sandbox with sandbox.auto_approve: what it confines runs unasked
 
     def load(self, modes: schema.SessionModeState | None, options: list[Any] | None) -> None:
         """Take what session/new (or session/load) returned."""
@@ -89,6 +90,9 @@ class Controls:
         if self.skip_permissions:
             return "--dangerously-skip-permissions: every request is approved without asking"
         offending = self.self_approving_now()
+        if offending is None and self.sandbox_approves:
+            return ("sandbox.auto_approve: edits and commands the sandbox confines run without asking "
+                    "(network, deletes and writes outside the project still ask)")  # fmt: skip
         if offending is None:
             return None
         option_id, value = offending

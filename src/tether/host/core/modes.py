@@ -94,6 +94,7 @@ class Modes(CoreState):
     def _show_banner(self) -> None:
         """Keep the ``banner`` entry in step with what approves by itself now (module doc)."""
         self.controls.skip_permissions = self.skip_permissions and not self.controls.remote
+        self.controls.sandbox_approves = self.permission_policy is not None and self.permission_policy.confined
         banner = self.controls.banner()
         shown = self.transcript.entries.get("banner")
         if banner is None and (shown is None or not shown.get("on")):

@@ -22,6 +22,14 @@ Rules:
   and every variable the agent added. A command that adds variables always asks.
 - **Variables that change what runs** (``LD_PRELOAD``, ``PATH``, ...) are flagged on the
   approval (:func:`risky_variables`).
+- **Cooldown for risky approvals** (against approval fatigue): a device's approval of a
+  request of the ``risky`` tier counts only once the request has been shown
+  ``RISKY_COOLDOWN`` seconds, and that long after the previous risky approval; a faster
+  one is refused and the request stays pending (:func:`too_soon`). The terminal, at the
+  machine itself, is not slowed.
+- **Scoped "always allow"**: the agent's own "allow always" is replaced by tether's
+  scoped ones under a permission policy (host/grants.py), never offered for the risky tier
+  (:func:`scoped_options`).
 """
 
 from __future__ import annotations
@@ -44,6 +52,37 @@ RISKY_VARIABLES = frozenset({
 RISKY_PREFIXES = ("LD_", "DYLD_", "PYTHON", "NODE_", "GIT_CONFIG_")
 WRITE_KINDS = frozenset({"edit", "delete", "move"})
 HOST_OPTIONS = (Option("allow", "Allow", "allow_once"), Option("deny", "Deny", "reject_once"))
+RISKY_COOLDOWN = 3.0  # seconds a risky request is shown before a device may approve it, and between two such
+
+
+def too_soon(tier: str | None, opened: float, last_risky: float | None, now: float,
+             cooldown: float = RISKY_COOLDOWN) -> str | None:  # fmt: skip
+    """Why a device's approval of a request of ``tier`` comes too fast (module doc), or None."""
+    if tier != "risky":
+        return None
+    if now - opened < cooldown:
+        return f"a risky request is approved only after it has been shown {cooldown:g} s: read it again, then approve"
+    if last_risky is not None and now - last_risky < cooldown:
+        return f"risky requests are approved one at a time, {cooldown:g} s apart: read it again, then approve"
+    return None
+
+
+def scoped_options(options: list[Option], scopes: list[tuple[str, str]], policed: bool) -> list[Option]:
+    """The options shown: under a policy (``policed``), the agent's own "allow always" gives way to tether's scopes.
+
+    ``scopes`` are (option id, words) of what host/grants.py derived, narrowest first;
+    they are offered only next to an "allow once" the agent offered (the host answers the
+    agent with it). With no scope (a risky or not-understood request) no "always" is left.
+    """
+    if not policed:
+        return options
+    once = any(o.kind == "allow_once" for o in options)
+    kept = [o for o in options if o.kind != "allow_always"]
+    added = [Option(oid, f"Always allow {words} (this session)", "allow_always", words) for oid, words in scopes]
+    if not once or not added:
+        return kept if kept else options
+    at = next((i for i, o in enumerate(kept) if o.kind == "allow_once"), 0) + 1
+    return [*kept[:at], *added, *kept[at:]]
 
 
 def deadline(now: float, timeout: float) -> float:

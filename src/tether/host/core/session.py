@@ -46,6 +46,7 @@ from tether.protocol.messages import (
     Hello,
     Prompt,
     Replay,
+    Revoke,
     SetMode,
     SetOption,
     Turn,
@@ -215,6 +216,8 @@ class SessionCore(Approving, Modes):
             self._set_option(message.option_id, message.value)
         elif isinstance(message, Authenticate):
             self._login(message.method_id)
+        elif isinstance(message, Revoke):
+            self._revoke(message.number, by)
         # Other kinds are host-to-viewer kinds: a screen sending one is ignored.
 
     def _join(self, hello: Hello, by: str) -> None:
@@ -247,7 +250,7 @@ class SessionCore(Approving, Modes):
             refusal = signing.check_approval(
                 public_key=device.public_key, session_id=device.session_id, approval=approval, tool_call=tool_call,
                 option_id=message.option_id, signature=message.signature, expires_ms=message.expires, now=at,
-            ) or ""  # fmt: skip
+            ) or self._too_soon(message.approval_id, message.option_id) or ""  # fmt: skip
         if refusal:
             self.refused_decisions += 1
             self._emit(self.transcript.message("system", f"A decision from {by} was refused: {refusal}."), to=by)

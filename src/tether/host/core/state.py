@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tether.host import grants
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core import policy
@@ -63,6 +64,11 @@ class CoreState:
         self.approvals = ApprovalBook()
         self.controls = Controls(agent.preset)
         self.grants: list[policy.Grant] = []
+        # "Always allow" of this session (host/grants.py), by number; the scopes each pending approval offers.
+        self.allowed: dict[int, grants.Grant] = {}
+        self._grant_numbers = 1
+        self._offered_scopes: dict[str, dict[str, grants.Scope]] = {}
+        self._last_risky: float | None = None  # when a person last approved a risky request (policy.too_soon)
         self.prompts: deque[tuple[str, str, tuple[Attachment, ...]]] = deque()  # (text, by, attachments)
         self.accepts: frozenset[str] = frozenset()  # what the agent takes with a prompt (SessionOpened)
         # outage_window: the seconds a viewer counts down while the host is away (remote.outage_window).

@@ -6,6 +6,7 @@ import { checkSupport, fromBase64url, toBase64url, ViewerHandshake } from "./e2e
 import { Channel, FrameError } from "./frames.js";
 import { appendText, h, observe, renderControls, renderEntry, setRoot } from "./render.js";
 import { showLive } from "./sessions.js";
+import { showAllowed } from "./queue.js";
 
 // The fragment carries the secrets (DESIGN.md, "Session URL"): browsers never send it to a
 // server, and it leaves the address bar (and history) before anything else. `j` is the
@@ -386,6 +387,7 @@ function apply(message) {
       state.entries.clear();
       ui.entries.replaceChildren();
       showControls(null);
+      showAllowed(null, actions);
       showSession(message.session ?? {});
       for (const entry of Array.isArray(message.entries) ? message.entries : []) upsert(entry);
       setRunning(message.running === true);
@@ -447,11 +449,13 @@ const actions = {
   setMode: (modeId) => send({ kind: "set_mode", mode_id: modeId }),
   setOption: (optionId, value) => send({ kind: "set_option", option_id: optionId, value }),
   authenticate: (methodId) => send({ kind: "authenticate", method_id: methodId }),
+  revoke: (number) => send({ kind: "revoke", number }), // end one "always allow" (queue.js, host/grants.py)
 };
 
 function upsert(entry) {
   if (!entry || typeof entry.id !== "string" || typeof entry.type !== "string") return;
   if (entry.type === "controls") return showControls(entry);
+  if (entry.type === "allowed") return showAllowed(entry, actions);
   if (entry.type === "approval" && entry.state !== "pending") {
     state.decisionsSent.delete(entry.id);
     state.decided.delete(entry.id);

@@ -3,6 +3,12 @@
 // left before it is denied, and what "always" covers. Also the awareness around it: the
 // tab title counts pending approvals, and a page in the background raises a system
 // notification (only with permission already granted; asked for on a tap, never on load).
+//
+// Against approval fatigue (issue 11): several requests are selected and answered together
+// (each still signed on its own by actions.decide; a risky one is never approved in bulk);
+// a risky request (the host's tier) can be approved only after it has been shown for its
+// cooldown, and with a second tap that says what makes it risky; tether's own "always
+// allow" names its exact scope, and what is always allowed is listed and revocable in a panel.
 
 import { h, label, list, motion, sessionRoot, str } from "./dom.js";
 import { renderToolContent } from "./tools.js";
@@ -31,9 +37,21 @@ function dock() {
   return el;
 }
 
-const cards = new Map(); // approval id -> {el, expires (ms, this clock) or null}
+const cards = new Map(); // approval id -> {el, expires (ms, this clock) or null, entry}
 const firstSeen = new Map(); // approval id -> Date.now() when first seen pending
+const selected = new Set(); // approval ids ticked for a bulk answer
+let lastRiskyApproval = 0; // Date.now() of this page's last approval of a risky request
+let bulkActions = null;
 let ticker = 0;
+
+// Answer several at once: approve skips the risky ones (each must be read and confirmed alone).
+const bulkApprove = h("button", { type: "button", class: "btn primary", testid: "bulk-approve" }, "Approve selected");
+const bulkDeny = h("button", { type: "button", class: "btn danger", testid: "bulk-deny" }, "Deny selected");
+const bulkNote = h("p", { class: "always-note bulk-note" });
+const bulkBar = h("div", { class: "bulk", hidden: true }, h("div", { class: "actions" }, bulkApprove, bulkDeny), bulkNote);
+head.after(bulkBar);
+bulkApprove.addEventListener("click", () => answerSelected(["allow_once"], false));
+bulkDeny.addEventListener("click", () => answerSelected(["reject_once", "reject_always"], true));
 
 // ACP option kinds -> the button's testid, default label and look; also its order.
 const OPTION_BUTTONS = [
@@ -45,10 +63,16 @@ const OPTION_BUTTONS = [
 
 const WRITES = new Set(["edit", "delete", "move"]);
 
-/** [level, what happens] for an approval: the worst of its kind and what its title says. */
+const isRisky = (entry) => entry?.tier === "risky";
+
+/** [level, what happens] for an approval: the host's tier if it gave one, else its kind and what its title says. */
 export function risk(entry) {
   const kind = str(entry.kind, "other");
   const title = str(entry.title);
+  if (isRisky(entry)) {
+    const why = /— RISKY: (.+)$/.exec(title)?.[1] ?? /OUTSIDE the project: (.+)$/.exec(title)?.[1];
+    return ["high", why ? `risky: ${why}` : "risky: network, installs, deletes or outside the project"];
+  }
   if (/OUTSIDE the project/.test(title)) return ["high", "touches files outside the project"];
   if (/\(changes what runs\)/.test(title)) return ["high", "runs a command with variables that change what runs"];
   if (kind === "execute") return ["high", "runs a command on your computer"];
@@ -59,8 +83,9 @@ export function risk(entry) {
   return ["medium", "does something the agent did not classify"];
 }
 
-/** What choosing "always" covers, in words (host/core/policy.py, Grant). */
-export function alwaysCovers(entry) {
+/** What choosing "always" covers, in words: tether's exact scope (host/grants.py), else the agent's own (policy.py, Grant). */
+export function alwaysCovers(entry, option) {
+  if (typeof option?.scope === "string") return `exactly ${option.scope}, in this session only (revocable under “Always allowed”)`;
   const kind = str(entry.kind, "other");
   const rest = "for the rest of this session, without asking again";
   if (WRITES.has(kind)) return `every later file change ${rest}, not only this one`;
@@ -94,7 +119,9 @@ function refresh() {
     queueEl.hidden = cards.size === 0;
     if (cards.size === 0) setCollapsed(false);
     head.firstChild.textContent = cards.size > 1 ? `${cards.size} approvals waiting` : "1 approval waiting";
+    queueEl.toggleAttribute("data-many", cards.size > 1);
   }
+  refreshBulk();
   const base = document.title.replace(/^\(\d+\) /, "");
   document.title = cards.size ? `(${cards.size}) ${base}` : base;
   clearInterval(ticker);
@@ -150,8 +177,12 @@ function card(entry, actions, tool) {
           { type: "button", class: `btn ${look}`, testid: index === 0 ? testid : undefined, disabled: sent },
           str(option.name) || fallback,
         );
+        const approving = option.kind === "allow_once" || option.kind === "allow_always";
+        if (approving && isRisky(entry)) guard(button, entry, level === "high" ? what : "");
         button.addEventListener("click", () => {
+          if (approving && isRisky(entry) && !confirmed(button)) return;
           if (!actions.decide(entry.id, option.option_id)) return;
+          if (approving && isRisky(entry)) lastRiskyApproval = Date.now();
           for (const b of buttons) b.disabled = true;
           button.classList.add("chosen");
         });
@@ -159,6 +190,13 @@ function card(entry, actions, tool) {
       });
   }
   const always = options.find((o) => o.kind === "allow_always");
+  const pick = h("input", { type: "checkbox", class: "q-pick", testid: "approval-select", "aria-label": "Select for a bulk answer", disabled: sent });
+  pick.checked = selected.has(entry.id);
+  pick.addEventListener("change", () => {
+    if (pick.checked) selected.add(entry.id);
+    else selected.delete(entry.id);
+    refreshBulk();
+  });
   const content = list(tool?.content);
   const command = content.find((c) => c?.type === "terminal");
   const paths = list(tool?.locations).filter((p) => typeof p === "string" && p !== sessionRoot());
@@ -168,6 +206,7 @@ function card(entry, actions, tool) {
     h(
       "header",
       { class: "q-top" },
+      h("label", { class: "q-select" }, pick),
       h("span", { class: "card-head" }, "Approval needed"),
       h("span", { class: "q-count" }),
       h("span", { class: "timer", role: "timer", "aria-live": "off" }),
@@ -181,7 +220,8 @@ function card(entry, actions, tool) {
     command ? h("div", { class: "approval-kind" }, `in ${sessionRoot() || "the project folder"}`) : null,
     h("div", { class: "q-detail" }, content.map((item, index) => detail(item, `${entry.id}/q${index}`))),
     h("div", { class: "actions" }, buttons),
-    always ? h("p", { class: "always-note" }, h("strong", {}, `“${str(always.name) || "Always approve"}”`), ` covers ${alwaysCovers(entry)}.`) : null,
+    always ? h("p", { class: "always-note" }, h("strong", {}, `“${str(always.name) || "Always approve"}”`), ` covers ${alwaysCovers(entry, always)}.`) : null,
+    isRisky(entry) ? h("p", { class: "always-note risky-note" }, "Risky: approve takes a second tap, after a short wait, and never in bulk.") : null,
     cards.size === 0 ? askToNotify() : null, // asked once, on the first card
   );
 }
@@ -202,7 +242,8 @@ export function enqueue(entry, actions, tool) {
   const old = cards.get(entry.id);
   if (old) old.el.replaceWith(el);
   else queueEl?.append(el);
-  cards.set(entry.id, { el, expires: timeout === null ? null : firstSeen.get(entry.id) + timeout });
+  cards.set(entry.id, { el, entry, expires: timeout === null ? null : firstSeen.get(entry.id) + timeout });
+  bulkActions = actions;
   if (fresh) setCollapsed(false); // a new request is always shown
   refresh();
   if (fresh) notify(entry);
@@ -214,6 +255,7 @@ export function dequeue(id) {
   if (!old) return;
   old.el.remove();
   cards.delete(id);
+  selected.delete(id);
   refresh();
 }
 
@@ -229,4 +271,85 @@ export function reveal(id) {
   setCollapsed(false);
   found?.el.scrollIntoView({ block: "nearest", behavior: motion() });
   found?.el.querySelector("button:not(:disabled)")?.focus({ preventScroll: true });
+}
+
+// ---- several at once ------------------------------------------------------------------
+
+function refreshBulk() {
+  const ticked = [...selected].filter((id) => cards.has(id) && !bulkActions?.sent(id));
+  const approvable = ticked.filter((id) => !isRisky(cards.get(id).entry));
+  bulkBar.hidden = cards.size < 2 || ticked.length === 0;
+  bulkApprove.textContent = `Approve ${approvable.length} selected`;
+  bulkApprove.disabled = approvable.length === 0;
+  bulkDeny.textContent = `Deny ${ticked.length} selected`;
+  bulkDeny.disabled = ticked.length === 0;
+  const risky = ticked.length - approvable.length;
+  bulkNote.textContent = risky ? `${risky} risky ${risky > 1 ? "requests are" : "request is"} left out of “Approve”: answer ${risky > 1 ? "each" : "it"} on its own.` : "";
+}
+
+/** Answer every ticked request with its first option of `kinds` (each decision signed on its own). */
+function answerSelected(kinds, riskyToo) {
+  if (!bulkActions) return;
+  for (const id of [...selected]) {
+    const found = cards.get(id);
+    if (!found || (!riskyToo && isRisky(found.entry)) || bulkActions.sent(id)) continue;
+    const options = list(found.entry.options);
+    const option = kinds.map((kind) => options.find((o) => o?.kind === kind)).find(Boolean);
+    if (!option || !bulkActions.decide(id, option.option_id)) continue;
+    selected.delete(id);
+    for (const b of found.el.querySelectorAll(".actions button, .q-pick")) b.disabled = true;
+  }
+  refreshBulk();
+}
+
+// ---- a risky request: wait, then confirm ------------------------------------------------
+
+/** Keep an approve button of a risky request disabled for its cooldown (and after the last risky approval). */
+function guard(button, entry, why) {
+  const cooldown = typeof entry.cooldown === "number" && entry.cooldown > 0 ? entry.cooldown * 1000 : 0;
+  const readyAt = Math.max((firstSeen.get(entry.id) ?? Date.now()) + cooldown, lastRiskyApproval + cooldown);
+  button.dataset.why = why;
+  const wait = readyAt - Date.now();
+  if (wait <= 0) return;
+  button.disabled = true;
+  button.dataset.cooling = "true";
+  setTimeout(() => {
+    delete button.dataset.cooling;
+    if (button.isConnected && !button.closest(".approval")?.querySelector(".chosen")) button.disabled = false;
+  }, wait + 50); // the host counts from when it asked, a little before this page showed it
+}
+
+/** The stronger confirmation: the first tap only arms the button and says what is risky; the second approves. */
+function confirmed(button) {
+  if (button.dataset.armed === "true") return true;
+  button.dataset.armed = "true";
+  const label = button.textContent;
+  button.textContent = `Tap again to approve: ${button.dataset.why || "risky"}`;
+  setTimeout(() => {
+    if (!button.isConnected) return;
+    delete button.dataset.armed;
+    button.textContent = label;
+  }, 8000);
+  return false;
+}
+
+// ---- what is always allowed (host/grants.py) -------------------------------------------
+
+const allowedEl = h("details", { id: "allowed", class: "allowed", testid: "allowed", hidden: true }, h("summary", {}, "Always allowed"), h("ul", { class: "allowed-list" }));
+queueEl?.before(allowedEl);
+
+/** Show the "always allow" grants of this session (the host's `allowed` entry; null clears), each revocable. */
+export function showAllowed(entry, actions) {
+  const grants = list(entry?.grants).filter((g) => Number.isInteger(g?.number));
+  allowedEl.hidden = grants.length === 0;
+  allowedEl.querySelector("summary").textContent = `Always allowed in this session (${grants.length})`;
+  allowedEl.querySelector("ul").replaceChildren(
+    ...grants.map((grant) => {
+      const revoke = h("button", { type: "button", class: "btn secondary", testid: "revoke-grant" }, "Revoke");
+      revoke.addEventListener("click", () => {
+        if (actions.revoke(grant.number)) revoke.disabled = true;
+      });
+      return h("li", { testid: "allowed-grant", data: { number: String(grant.number) } }, h("span", { class: "allowed-text" }, `#${grant.number} ${str(grant.text)}`), h("span", { class: "allowed-by" }, ` · ${str(grant.by)}`), revoke);
+    }),
+  );
 }
