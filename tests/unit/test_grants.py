@@ -315,3 +315,31 @@ def test_a_request_allowed_by_a_grant_lends_no_cover_to_the_next_command() -> No
     assert [] == of(fx.Permit, out)  # asked, not covered
     out = d(ev.CommandAsked(5, ("sh", "-c", "git status --short"), ROOT))
     assert [fx.Permit(5, True, "")] == of(fx.Permit, out)
+
+
+async def test_the_terminal_shows_the_scope_lists_and_revokes() -> None:
+    """At the terminal: the option names its exact scope, `a` picks it, /allowed lists, /allowed revoke N sends it."""
+    import io
+    from pathlib import Path
+
+    from rich.console import Console as RichConsole
+
+    from tether.host.console import Console
+
+    buffer, sent = io.StringIO(), []
+    console = Console(sent.append, Path(ROOT), RichConsole(file=buffer, width=200, color_system=None))
+    d = driver()
+    for message in shown([e for e in d.effects if isinstance(e, fx.Show)] + d(ev.CommandAsked(1, ("git", "status"),
+                                                                                                 ROOT))):  # fmt: skip
+        console.deliver(message)
+    assert "Always allow commands starting with `git status` (this session)" in buffer.getvalue()
+    assert console.answer("a")
+    assert "tether-always-0" == sent[-1].message.option_id
+    for message in shown(d(sent[-1])):
+        console.deliver(message)
+    await console.handle("/allowed", None)
+    assert "#1 commands starting with `git status`" in buffer.getvalue()
+    await console.handle("/allowed revoke 1", None)
+    assert Revoke(number=1) == sent[-1].message
+    await console.handle("/allowed revoke x", None)
+    assert "Usage: /allowed" in buffer.getvalue()
