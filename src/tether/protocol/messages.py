@@ -106,8 +106,9 @@ class Prompt(Message):
     text: str
     # Files and images that go with the prompt: [{"name", "mime", "data" (base64)}] (protocol/attachments.py).
     attachments: list[Any] | None = None
-    # Chosen by the viewer, unique per prompt: a prompt sent again after a reconnection runs once.
-    id: str | None = None
+    # Chosen by the viewer, unique per prompt: a prompt sent again after a reconnection runs once. Like a
+    # transcript message's ``n``, not part of what the prompt says.
+    id: str | None = field(default=None, compare=False)
 
     def check(self, error: type[Exception] = LocalProtocolError) -> None:
         """Also bound the id's length (the host remembers ids)."""
