@@ -10,6 +10,7 @@ the relay's heartbeat (5 s pings, 5 s to answer), and a new device joins.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -86,8 +87,8 @@ async def test_one_controlling_device(project: Path, tether_env: dict[str, str],
                 await intruder.wait_for(lambda v: v.closed, WAIT)
                 assert (4403, False, {}) == (intruder.close_code, intruder.admitted, intruder.entries)
                 assert intruder.ended is not None and "taking over was refused" in intruder.ended
-            new_link = Lines(run.process.stdout).next(WAIT, "the new URL")  # the link was used to ask: a new one
-            assert new_link is not None and "new_url" in new_link
+            printed = json.loads(Lines(run.process.stdout).next(WAIT, "the new URL") or "{}")
+            assert "a take-over was refused" == printed["new_url"]  # the link was used to ask: a new one
             await first.get_by_test_id("take-over").click()
             await expect(status).to_have_text("connected", timeout=WAIT_MS)
             assert 3 == "".join(terminal.seen).count("[y/N]")  # pair, take over, the refused one: never to take back
@@ -96,8 +97,7 @@ async def test_one_controlling_device(project: Path, tether_env: dict[str, str],
             proxy.blackhole()
             terminal.until(f"({first_id}) disconnected.", 15 * UNIT)
             laptop = DeviceKey("laptop")
-            async with ViewerClient(new_link.split('"url": "')[1].split('"')[0], device=laptop,
-                                    wait_admitted=False) as joined:  # fmt: skip
+            async with ViewerClient(printed["url"], device=laptop, wait_admitted=False) as joined:
                 question(terminal, await joined.wait_for(lambda v: v.pairing_code))
                 answer(run, "y")
                 await joined.wait_for(lambda v: v.admitted, WAIT)
