@@ -215,8 +215,10 @@ class ViewerClient:
         its transcript, and the prompts and decisions it is not sure the host got (see module doc)."""
         keys = self.secure.keys
         assert keys is not None, "only a viewer that made keys can come back"
-        return {"device": self.device, "resume": (resume_id(keys.resume_secret), keys.resume_secret),
-                "mirror": self.mirror, "unconfirmed": self.unconfirmed, "decided": self.decided}  # fmt: skip
+        resume = (resume_id(keys.resume_secret), keys.resume_secret)
+        mirror = copy.deepcopy(self.mirror)  # the transcript as of now
+        return {"device": self.device, "resume": resume, "mirror": mirror, "unconfirmed": self.unconfirmed,
+                "decided": self.decided}  # fmt: skip
 
     def _keys(self, data: bytes) -> None:
         """The host's first frame: make the keys, then say hello with this device's proof."""
