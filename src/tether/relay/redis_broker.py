@@ -296,6 +296,29 @@ class RedisBroker(Broker):
         elif peer.mailbox.closing is None:
             await self.evict(peer, CloseCode.TOO_SLOW)
 
+    def forward_now(self, attachment: Attachment, frame: bytes) -> bool:
+        assert isinstance(attachment, RemoteAttachment)
+        if self._ends.get(attachment.end) is not attachment:
+            return True  # evicted, or its session ended
+        target = attachment.peer
+        if target is None:
+            self.counters.count(Drop.NO_PEER)
+            return True
+        node, end = target
+        if node != self.node:
+            if self._outbox_bytes > OUTBOX_BYTES:
+                return False  # Redis is behind: forward waits
+            self._enqueue(node, FRAME + end.encode() + frame)
+            return True
+        peer = self._ends.get(end)
+        if peer is None:
+            self.counters.count(Drop.NO_PEER)
+            return True
+        if peer.mailbox.closing is not None or not peer.mailbox.has_room(len(frame)):
+            return False
+        peer.mailbox.push(frame)
+        return True
+
     async def detach(self, attachment: Attachment, clean: bool = True) -> None:
         assert isinstance(attachment, RemoteAttachment)
         await self._leave(attachment, clean)
@@ -480,25 +503,44 @@ class RedisBroker(Broker):
             await self._outbox_changed.wait()
 
     async def _writer(self) -> None:
-        """Publish what is queued, in order, through one connection, pipelined."""
-        while True:
-            while not self._outbox:
-                self._outbox_changed.clear()
-                await self._outbox_changed.wait()
-            batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for channel, message in batch:
-                        pipe.publish(channel, message)
-                    await pipe.execute()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Redis went away: what was in flight is lost, as on a dropped connection.
-                logger.warning("relay: publishing to Redis failed: %s", type(exc).__name__)
-                self.counters.count(Drop.NO_PEER, len(batch))
-            self._outbox_bytes -= sum(len(message) for _, message in batch)
-            self._outbox_changed.set()
+        """Publish what is queued, in order, through one connection of its own, pipelined.
+
+        The connection is taken from the pool once and kept (a pipeline object and a pool
+        checkout per batch cost more than the PUBLISH commands themselves); after an error
+        it is dropped and another one taken for the next batch.
+        """
+        pool = self.redis.connection_pool
+        connection: Any = None
+        try:
+            while True:
+                while not self._outbox:
+                    self._outbox_changed.clear()
+                    await self._outbox_changed.wait()
+                batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
+                try:
+                    if connection is None:
+                        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+                    commands = [(b"PUBLISH", channel, message) for channel, message in batch]
+                    await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+                    for _ in batch:
+                        await connection.read_response()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # Redis went away: what was in flight is lost, as on a dropped connection.
+                    logger.warning("relay: publishing to Redis failed: %s", type(exc).__name__)
+                    self.counters.count(Drop.NO_PEER, len(batch))
+                    if connection is not None:
+                        with contextlib.suppress(Exception):
+                            await connection.disconnect()
+                            await pool.release(connection)
+                        connection = None
+                self._outbox_bytes -= sum(len(message) for _, message in batch)
+                self._outbox_changed.set()
+        finally:
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await pool.release(connection)
 
     async def _subscriber(self, pubsub: Any) -> None:
         """Hand what arrives on this process's channel to its ends; ride out Redis going away."""

@@ -117,9 +117,14 @@ class FastPath:
         self.unacked = 0  # messages handed to the app through the queue and not yet processed
 
     def install(self, receiver: Callable[[bytes], bool]) -> None:
-        """Take binary messages directly from now on; what is already queued goes first."""
+        """Take binary messages directly from now on; what is already queued goes first.
+
+        The app is done with the handshake by then: the request's headers are dropped from
+        the connection's scope (about 1 KB a connection; Starlette's ``headers`` share the list).
+        """
         self.unacked = self._protocol.queue.qsize()
         self.receiver = receiver
+        self._protocol.scope["headers"].clear()  # type: ignore[attr-defined]
 
     def processed(self) -> None:
         """The app has finished with one message it received through the queue."""
