@@ -81,6 +81,21 @@ def test_a_viewer_that_comes_back_gets_only_what_it_missed() -> None:
     assert (1, [3]) == (mirror.snapshots, mirror.replays)
 
 
+def test_a_streamed_answer_missed_replays_as_one_append() -> None:
+    """Consecutive appends to one message come back as one, numbered as the last: the same text, fewer bytes."""
+    drive, mirror = joined()
+    for message in to_viewer(drive(chunk("start "))):
+        mirror.apply(message)
+    since = mirror.at
+    for word in range(50):
+        drive(chunk(f"w{word} "))
+    (answer,) = to_viewer(drive(hello(mirror)))
+    assert isinstance(answer, Replay) and 1 == len(answer.messages) and since is not None
+    assert {"kind": "append", "n": since + 50} == {k: answer.messages[0][k] for k in ("kind", "n")}
+    mirror.apply(answer)
+    assert host_entries(drive) == mirror.entries and drive.core.journal.head == mirror.at
+
+
 def test_a_viewer_with_everything_gets_an_empty_replay_and_live_messages_go_on_counting() -> None:
     """Nothing missed: an empty replay; later messages continue the numbering; a duplicate is ignored."""
     drive, mirror = joined()

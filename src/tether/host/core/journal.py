@@ -23,10 +23,11 @@ again after a reconnection (the viewer cannot know whether it arrived) runs once
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict, deque
 from dataclasses import replace
 
-from tether.protocol.messages import NUMBERED, Message
+from tether.protocol.messages import NUMBERED, Append, Message
 
 MAX_MESSAGES = 4096  # transcript messages kept for replay
 MAX_BYTES = 8 * 1024 * 1024  # of their payloads; past either bound the oldest go (a later viewer gets a snapshot)
@@ -69,7 +70,20 @@ class Journal:
             return "ahead"
         if since < self.base:
             return "behind"
-        return [message for message, _ in list(self._kept)[since - self.base :]]
+        return [message for message, _ in itertools.islice(self._kept, since - self.base, None)]
+
+
+def compact(messages: list[Message]) -> list[Message]:
+    """Consecutive appends to one message as one append, numbered as the last of them (a replay is applied whole,
+    so the numbers in between need not be seen): a long streamed answer replays in a fraction of its chunks."""
+    out: list[Message] = []
+    for message in messages:
+        last = out[-1] if out else None
+        if isinstance(message, Append) and isinstance(last, Append) and last.id == message.id:
+            out[-1] = replace(last, text=last.text + message.text, n=message.n)
+        else:
+            out.append(message)
+    return out
 
 
 class RecentIds:

@@ -33,6 +33,7 @@ from acp import schema
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core.approving import Approving
+from tether.host.core.journal import compact
 from tether.host.core.modes import LIVE, Modes
 from tether.host.core.phases import Phase, Step
 from tether.host.core.state import AgentInfo, Resolve
@@ -231,7 +232,7 @@ class SessionCore(Approving, Modes):
             self._out.append(fx.Show(self.snapshot(reset=missed), by))
             return
         replay = Replay(session=dict(self.info), since=hello.since, at=self.journal.head, run=self.journal.run,
-                        messages=[m.to_json() for m in missed], running=self.phase is Phase.TURN_RUNNING,
+                        messages=[m.to_json() for m in compact(missed)], running=self.phase is Phase.TURN_RUNNING,
                         received=self.prompt_ids.newest())  # fmt: skip
         self._out.append(fx.Show(replay, by))
 
