@@ -337,6 +337,8 @@ class ViewerClient:
         await asyncio.sleep(max(0.0, seen + cooldown - time.monotonic()))  # the host refuses a faster approval
 
     def _apply(self, message: Message) -> None:
+        if not self._joined and getattr(message, "n", None) is not None:
+            return  # before this connection's snapshot or replay: that snapshot or replay has it already
         self.mirror.apply(message)
         for entry in self.of_type("approval"):
             self._shown.setdefault(entry["id"], time.monotonic())

@@ -223,7 +223,10 @@ async function onFrame(data, handshake) {
     state.drops += 1;
     return console.warn("dropped a frame:", error.message);
   }
-  if (!message || !fresh(message)) return;
+  if (!message) return;
+  // A transcript message before this connection's snapshot or replay is in that snapshot or replay already.
+  if (!admitted && typeof message.n === "number") return;
+  if (!fresh(message)) return;
   keepScroll(() => apply(message));
   if (message.kind !== "replay") observe(message); // render.js: what spans entries (turn ends, stops, the approval queue)
   if ((message.kind === "snapshot" || message.kind === "replay") && !admitted) onAdmitted(message);
