@@ -11,6 +11,7 @@ through ``cryptography``'s generator.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,6 +37,19 @@ def _public_pem(private_pem: bytes) -> bytes:
     return private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+# Loading a key from its PEM costs about as much as the signature it then checks: a relay
+# checks and mints several tokens per session, so each key's objects are made once. A
+# PEM names one key for ever, so the caches hold nothing that could go stale.
+@functools.lru_cache(maxsize=64)
+def _signer(private_pem: bytes) -> KeyInterface:
+    return Key.new(4, "public", private_pem)
+
+
+@functools.lru_cache(maxsize=64)
+def _verifier(private_pem: bytes) -> KeyInterface:
+    return Key.new(4, "public", _public_pem(private_pem))
 
 
 def new_key(now: float) -> RelayKey:
@@ -67,12 +81,12 @@ class KeySet:
 
     def signing_key(self) -> tuple[str, KeyInterface]:
         key = self.keys[-1]
-        return key.kid, Key.new(4, "public", key.private_pem)
+        return key.kid, _signer(key.private_pem)
 
     def verifying_key(self, kid: str, now: float) -> KeyInterface | None:
         for key in self.keys:
             if key.kid == kid and (key.retired is None or now < key.retired):
-                return Key.new(4, "public", _public_pem(key.private_pem))
+                return _verifier(key.private_pem)
         return None
 
     def to_json(self) -> str:
