@@ -119,8 +119,10 @@ async def test_prompt_reaches_claude_and_an_approved_write_lands(claude: Claude,
             conversation = [r for r in fake.model_requests() if offers_tools(r)]
             assert PROMPT in json.dumps(conversation[0].body["messages"])
             assert ("edit", "Write hello.txt") == (approval["kind"], approval["title"])
-            # "Always allow" would switch Claude to acceptEdits silently: withheld under Remote Control.
-            assert ["allow_once", "reject_once"] == [o["kind"] for o in approval["options"]]
+            # Claude's own "Always allow" would switch it to acceptEdits silently: withheld under Remote Control.
+            # tether's scoped one (host/grants.py: this file, this session) answers Claude "allow once" instead.
+            assert ["allow_once", "reject_once"] == [o["kind"] for o in approval["options"] if "scope" not in o]
+            assert ["edits of hello.txt"] == [o["scope"] for o in approval["options"] if "scope" in o]
             assert any("'Always allow' is not offered" in t for t in viewer.texts("system"))
             diff = viewer.entries[approval["tool_call_id"]]["content"][0]
             assert ("diff", None, "hello from Claude\n") == (diff["type"], diff["old_text"], diff["new_text"])

@@ -37,7 +37,7 @@ class Approving(CoreState):
         options, withheld = policy.offered(list(event.options), self.controls.remote, unconfined)
         if withheld and not self._withheld_noticed:
             self._withheld_noticed = True
-            self._notice(f"'Always allow' is not offered under Remote Control: {unconfined}.")
+            self._notice(f"The agent's own 'Always allow' is not offered under Remote Control: {unconfined}.")
         paths = policy.tool_call_paths(tool_call)
         outside = policy.outside_paths(paths, lambda path: self.resolve(path) is not None)
         resolved = tuple(r for r in (self.resolve(p) for p in paths) if r is not None)
