@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # Two workers, one test file each at a time: most tests wait on processes (relay, agent, Chromium).
 TEST_WORKERS ?= 2
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-more clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,12 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# One table: every row of the relay beside its baseline, measured in the same run (a few minutes).
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/relay_scale.py
+
+# The other benchmarks, each with its own output.
+bench-more: $(TEST_STAMP)
 	$(BIN)/python benchmarks/relay_throughput.py
 	$(BIN)/python benchmarks/session_bench.py
 	$(BIN)/python benchmarks/reconnect.py
