@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from acp import schema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_core_session import Driver, of, shown
+from tether.errors import RemoteProtocolError
 from tether.host.core import effects as fx
 from tether.host.core import events as ev
 from tether.host.core.journal import Journal, RecentIds
@@ -227,3 +229,23 @@ def test_numbered_messages_keep_their_wire_form_and_older_peers_see_none_of_it()
     assert Turn(running=True) == Turn(running=True, n=7)
     numbered = parse(Entry(entry={"id": "m1", "type": "message"}, n=3).serialize())
     assert isinstance(numbered, Entry) and 3 == numbered.n
+
+
+def test_the_new_fields_round_trip_and_bad_ones_are_remote_errors() -> None:
+    """hello.since/run, prompt.id, a replay and a snapshot's at/run/received/reset survive the wire; a replay of
+    anything but numbered transcript messages, or an oversized prompt id, is refused as the peer's fault."""
+    replay = Replay(session={"title": "t"}, since=3, at=4, run="r", messages=[Append(id="m1", text="x", n=4).to_json()],
+                    running=True, received=["p-1"])  # fmt: skip
+    snapshot = Snapshot(session={}, at=4, run="r", received=["p-1"], reset="behind")
+    for message in (Hello(client="t", since=3, run="r"), Prompt(text="x", id="p-1"), replay, snapshot):
+        assert message.to_json() == parse(message.serialize()).to_json()  # type: ignore[union-attr]
+    assert [Append(id="m1", text="x")] == replay.parsed() and 4 == replay.parsed()[0].n  # type: ignore[attr-defined]
+    for bad in (
+        b'{"kind":"replay","session":{},"since":0,"at":1,"run":"r","messages":[{"kind":"ended","reason":"x"}],'
+        b'"running":false,"received":[]}',
+        b'{"kind":"replay","session":{},"since":0,"at":1,"run":"r","messages":[{"kind":"append","id":"m1",'
+        b'"text":"x"}],"running":false,"received":[]}',
+        b'{"kind":"prompt","text":"x","id":"' + b"p" * 65 + b'"}',
+    ):
+        with pytest.raises(RemoteProtocolError):
+            parse(bad)
