@@ -358,17 +358,22 @@ class RelayLink:
             self._writer = None
         if self._renewal is not None:
             self._renewal.cancel()
+        self._forget_viewer()
+        self._drained.set()
+        if self.pairing.phase is not pair.Phase.IDLE:
+            self._pair(pair.Left())
+        if self._admitted and not self._closing:
+            self._outage(ls.Lost(outage_clock(), reason))
+
+    def _forget_viewer(self) -> None:
+        """The viewer connection is over: each one starts new sequence spaces and new keys, and nothing queued
+        for the previous viewer may reach the next."""
         if self.viewer_ready:
             self.session.handle(DeviceGone(VIEWER))
         self.viewer_ready = False
         self.secure = SecureChannel()
         self._outbox.clear()
         self._outbox_bytes = 0
-        self._drained.set()
-        if self.pairing.phase is not pair.Phase.IDLE:
-            self._pair(pair.Left())
-        if self._admitted and not self._closing:
-            self._outage(ls.Lost(outage_clock(), reason))
 
     def _outage(self, event: ls.Event) -> None:
         """Carry out what the link's rules (host/link_state.py) say to ``event``."""
@@ -418,14 +423,7 @@ class RelayLink:
         if not isinstance(control, dict):
             log.warning("relay sent a malformed control message")
         elif control.get("type") == "peer" and control.get("role") == "viewer":
-            # Each viewer connection starts new sequence spaces and new keys; nothing queued
-            # for the previous viewer may reach the new one.
-            if self.viewer_ready:
-                self.session.handle(DeviceGone(VIEWER))
-            self.viewer_ready = False
-            self.secure = SecureChannel()
-            self._outbox.clear()
-            self._outbox_bytes = 0
+            self._forget_viewer()
             if control.get("state") == "joined":
                 self._pair(pair.Joined())
             else:  # `replaced`: the relay closed it for a viewer taking over (host/pairing.py decides)
