@@ -78,7 +78,10 @@ async def test_gemini_in_the_real_page(agents: AgentRuns, project: Path, tmp_pat
                 await page.get_by_test_id("prompt-send").click()
                 card = page.get_by_test_id("approval")
                 await expect(card).to_have_count(1, timeout=wait_ms)
-                await expect(card.get_by_test_id("approve-always")).to_have_count(0)  # withheld under Remote Control
+                # Gemini's own "always" is withheld under Remote Control; tether's scoped one stands in its place.
+                await expect(card.get_by_test_id("approve-always")).to_have_text(
+                    f"Always allow edits of {name} (this session)"
+                )
                 await card.get_by_test_id(button).click()
                 tool = page.get_by_test_id("tool-call").filter(has_text=name)
                 status = "completed" if button == "approve-once" else "failed"
