@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -24,12 +25,12 @@ import pytest
 import pytest_asyncio
 import websockets
 
-from tests.conftest import TETHER, UNIT, Lines, RcRun, free_port, log_in, start_rc, stop
+from tests.conftest import TETHER, UNIT, Lines, RcRun, free_port, log_in, require, start_rc, stop
 from tests.support.fault_proxy import FaultProxy
 from tether.auth.keys import KeySet
 from tether.auth.owner import owned_session_id
 from tether.auth.tokens import Purpose, mint
-from tether.host import relay_link
+from tether.host import link_state, relay_link
 from tether.host.paired import PairedDevices
 from tether.host.relay_link import RelayLink, Unattended
 from tether.relay.app import relay_state
@@ -335,3 +336,46 @@ async def test_a_lapsed_routing_token_comes_back_with_a_fresh_proof_and_keeps_th
     await linked.terminal.said("relay link back after")
     assert generation == admission.generations[linked.link.session_id]
     assert 1 <= state.refusals["expired"]  # the routing token was tried first, and refused
+
+
+def change_the_network() -> bool:
+    """An address added to lo and removed again (needs CAP_NET_ADMIN): what a network change looks like to
+    the link (host/netwatch.py). False where this test may not change it."""
+    if shutil.which("ip") is None:
+        return False
+    added = subprocess.run(["ip", "addr", "add", "127.0.0.77/32", "dev", "lo"], capture_output=True, check=False)
+    subprocess.run(["ip", "addr", "del", "127.0.0.77/32", "dev", "lo"], capture_output=True, check=False)
+    return added.returncode == 0
+
+
+async def test_a_network_change_checks_a_live_link_and_dials_at_once_when_away(
+    linked: Linked, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the machine's network changes, a live link that does not answer a ping within PROBE_TIMEOUT is
+    dropped at once (its heartbeat, 30 s here, would take a minute), and a link away dials at once (its
+    backoff, 15-30 s here, would wait)."""
+    monkeypatch.setattr(relay_link, "HEARTBEAT", 30.0)
+    monkeypatch.setattr(relay_link, "PROBE_TIMEOUT", 0.3)
+    linked.proxy.cut()  # the connection that comes back has the long heartbeat
+    await linked.terminal.said("relay link lost")
+    await linked.terminal.said("relay link back after")
+    linked.proxy.blackhole()
+    require(await asyncio.to_thread(change_the_network), "changing an address of lo (iproute2, CAP_NET_ADMIN)")
+    await linked.terminal.said("relay link lost", within=3 * UNIT)
+    monkeypatch.setattr(link_state, "BASE", 30.0)
+    monkeypatch.setattr(link_state, "CAP", 30.0)
+    failed = asyncio.Event()
+    rules = linked.link.outage.handle
+
+    def handle(event: link_state.Event) -> list[link_state.Effect]:
+        if isinstance(event, link_state.Failed):
+            failed.set()
+        return rules(event)
+
+    monkeypatch.setattr(linked.link.outage, "handle", handle)
+    linked.proxy.blackholed = False
+    linked.proxy.hold()  # the attempt under way (stuck in the blackhole) fails now; the next waits 15-30 s
+    await asyncio.wait_for(failed.wait(), 5 * UNIT)
+    linked.proxy.release()
+    assert await asyncio.to_thread(change_the_network)
+    await linked.terminal.said("relay link back after", within=3 * UNIT)

@@ -63,8 +63,8 @@ from websockets.asyncio.client import ClientConnection
 from tether.config import Config
 from tether.errors import RelayUnreachable, RemoteProtocolError, UserError
 from tether.host import link_state as ls
+from tether.host import netwatch, tls
 from tether.host import pairing as pair
-from tether.host import tls
 from tether.host.core.events import DeviceAdmitted, DeviceGone, FromScreen, ViewerBehind
 from tether.host.live import LiveSessions
 from tether.host.paired import PairedDevices, PairingRequests
@@ -88,6 +88,7 @@ WATCH_INTERVAL = 1.0  # seconds between looks at the pairing secret's age and th
 HEARTBEAT = 5.0  # seconds between pings to the relay, and for each answer: a dead link is noticed within 10 s
 REDIAL_TIMEOUT = 5.0  # seconds one attempt to come back may take to open
 ROUTING_MARGIN = 30.0  # seconds before its expiry a routing token is no longer tried to come back with
+PROBE_TIMEOUT = 2.0  # seconds a live connection has to answer a ping once the network under it changed
 DROP_VIEWER = '{"type":"drop","role":"viewer"}'  # the relay closes a viewer this host refused (4403): no seat held
 
 
@@ -176,6 +177,9 @@ class RelayLink:
         self._admitted = False  # the first connection was admitted (later losses are outages)
         self._writer: asyncio.Task[None] | None = None
         self._redial: asyncio.Task[None] | None = None
+        self._dialing = False  # an attempt to come back is connecting (a new Dial waits for its outcome)
+        self._netwatch: netwatch.NetWatch | None = None
+        self._probing = False
         self.relay = relay
         # The relay as browsers reach it (a tunnel's https address); the link itself dials ``relay``.
         self.public_url = public_url or relay
@@ -229,6 +233,7 @@ class RelayLink:
             await self.close()
             raise RelayUnreachable(f"the relay at {self.relay} did not admit this session: {failure}")
         self._admitted = True
+        self._netwatch = netwatch.watch(self._network_changed)
         self._start(self._watch())
 
     def _start(self, work: Any) -> asyncio.Task[Any]:
@@ -381,6 +386,8 @@ class RelayLink:
             if isinstance(effect, ls.Say):
                 self.questions.say(effect.text)
             elif isinstance(effect, ls.Dial):
+                if self._dialing:
+                    continue  # the attempt under way says soon enough whether the relay is back
                 if self._redial is not None:
                     self._redial.cancel()
                 self._redial = self._start(self._come_back(effect.delay))
@@ -391,10 +398,13 @@ class RelayLink:
     async def _come_back(self, delay: float) -> None:
         """One attempt to take the session back at the relay, after ``delay`` seconds."""
         await asyncio.sleep(delay)
+        self._dialing = True
         try:
             failure = await self._open(await self._comeback_headers(), REDIAL_TIMEOUT)
         except UserError as exc:  # unreachable, or the relay refused this device: tried again until the window ends
             failure = str(exc)
+        finally:
+            self._dialing = False
         self._redial = None
         if self._closing or self.lost.done():
             return
@@ -405,6 +415,29 @@ class RelayLink:
             self._fresh_proof = True
         log.info("the relay link is still away: %s", failure)
         self._outage(ls.Failed(outage_clock(), random.random()))
+
+    def _network_changed(self) -> None:
+        """The machine's network changed (host/netwatch.py): away, dial now; live, make sure the link still answers."""
+        if self._closing or self.lost.done():
+            return
+        if self.outage.phase is ls.Phase.AWAY:
+            self._outage(ls.NetworkBack(outage_clock()))
+        elif self._ws is not None and not self._probing:
+            self._start(self._probe(self._ws))
+
+    async def _probe(self, ws: ClientConnection) -> None:
+        """A ping that must be answered within PROBE_TIMEOUT, else the connection is dropped (and the link away)."""
+        self._probing = True
+        try:
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, PROBE_TIMEOUT)
+        except TimeoutError:
+            log.info("the relay link did not answer after a network change")
+            ws.transport.abort()
+        except websockets.ConnectionClosed:
+            pass  # the reader sees it too
+        finally:
+            self._probing = False
 
     async def _comeback_headers(self) -> dict[str, str]:
         """The routing token while it is good; else a fresh initiation token, the routing token naming the session."""
@@ -594,6 +627,8 @@ class RelayLink:
     async def close(self) -> None:
         """Flush what is queued (the ``ended`` message), then close the connection."""
         self._closing = True
+        if self._netwatch is not None:
+            self._netwatch.close()
         self.live.withdraw(self.session_id)
         if self._renewal is not None:
             self._renewal.cancel()
