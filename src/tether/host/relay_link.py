@@ -278,11 +278,11 @@ class RelayLink:
         waiting.cancel()
         if self._credentials.is_set() and not gone.done():
             self._fresh_proof = False
+            self._publish()
             return None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(), FLUSH_TIMEOUT)
         return gone.result() if gone.done() else "no credentials in time"
-        self._publish()
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
