@@ -9,6 +9,7 @@ device, in order: each starts from the live session the one before left.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -379,3 +380,32 @@ async def test_a_network_change_checks_a_live_link_and_dials_at_once_when_away(
     linked.proxy.release()
     assert await asyncio.to_thread(change_the_network)
     await linked.terminal.said("relay link back after", within=3 * UNIT)
+
+
+async def test_a_host_coming_back_replaces_its_old_connection_that_still_hangs_on() -> None:
+    """The relay has not noticed the host's old connection is dead (a network switch) when the host comes back
+    with its routing token: no 4409, the old connection is closed 4410, its viewer 4503; the new one holds the
+    session and its credentials (a renewal works: nothing of the session was dropped with the old one)."""
+    async with EmbeddedRelay(RelayConfig(port=0)) as relay:
+        base = relay.url.replace("http://", "ws://")
+        session_id = owned_session_id("test-device", os.urandom)
+        first = {"Authorization": f"Bearer {initiation_token(relay.admission)}"}
+        old = await websockets.connect(f"{base}/v1/host/{session_id}", additional_headers=first)
+        given = json.loads(await old.recv())
+        viewer = await websockets.connect(f"{base}/v1/viewer/{session_id}")
+        await viewer.send(json.dumps({"type": "join", "token": given["join"]}))
+        new = await websockets.connect(f"{base}/v1/host/{session_id}",
+                                       additional_headers={"Authorization": f"Bearer {given['routing']}"})  # fmt: skip
+        assert "credentials" == json.loads(await new.recv())["type"]
+        for ws, code in ((old, 4410), (viewer, 4503)):
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5 * UNIT)
+            assert code == ws.close_code
+        await new.send(json.dumps({"type": "renew"}))
+        assert "credentials" == json.loads(await asyncio.wait_for(new.recv(), 5 * UNIT))["type"]
+        back = await websockets.connect(f"{base}/v1/viewer/{session_id}")
+        await back.send(json.dumps({"type": "join", "token": given["join"]}))
+        assert {"type": "peer", "role": "viewer", "state": "joined"} == json.loads(await new.recv())
+        await back.close()
+        await new.close()

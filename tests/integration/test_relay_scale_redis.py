@@ -285,7 +285,9 @@ async def test_a_session_carries_on_through_another_relay_when_its_relay_dies(
 async def _come_back_split(held: Held, host_relay: RelayProcess, viewer_relay: RelayProcess) -> None:
     waiting = asyncio.create_task(closed(held.viewer, 30 * UNIT))
     await _come_back(held, host_relay, viewer_relay)
-    assert 1001 == await waiting
+    # 4503 when the host came back while its dead relay's ends still counted (it replaces its old end:
+    # routing's RETURN); 1001 once they no longer did. Either way the viewer rejoins.
+    assert await waiting in (1001, 4503)
 
 
 async def _ready(relay: RelayProcess) -> int:

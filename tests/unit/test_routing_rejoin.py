@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,7 +16,7 @@ from tether.errors import CredentialRefused
 from tether.relay import routing
 from tether.relay.admission import HOST, VIEWER, Admission, Credentials
 from tether.relay.broker import MemoryBroker
-from tether.relay.routing import Close, CloseCode, Event, Notify, Outcome, PeerState, Role, SessionState
+from tether.relay.routing import Close, CloseCode, Dismiss, Event, Notify, Outcome, PeerState, Role, SessionState
 
 NOW = 2_000_000.0
 ORIGIN = "https://relay.example"
@@ -59,6 +60,22 @@ def test_only_1000_and_4000_are_deliberate(code: int | None, deliberate: bool) -
     assert deliberate == routing.deliberate(code)
 
 
+def test_a_host_coming_back_replaces_its_old_connection() -> None:
+    """Coming back while the relay still holds its old (dead) connection: that one is dismissed 4410, its viewer
+    told the host is away (4503) so it comes back to the new one; a host coming back to nothing just joins."""
+    both = Outcome(
+        SessionState.HOSTED,
+        (Dismiss(Role.VIEWER, CloseCode.HOST_AWAY), Dismiss(Role.HOST, CloseCode.REPLACED, discard=True)),
+    )
+    assert both == routing.join(SID, Role.HOST, SessionState.PAIRED, returning=True)
+    alone = Outcome(SessionState.HOSTED, (Dismiss(Role.HOST, CloseCode.REPLACED, discard=True),))
+    assert alone == routing.join(SID, Role.HOST, SessionState.HOSTED, returning=True)
+    assert Outcome(SessionState.HOSTED) == routing.join(SID, Role.HOST, SessionState.ABSENT, returning=True)
+    assert (
+        CloseCode.SESSION_BUSY == routing.join(SID, Role.HOST, SessionState.HOSTED).refusal
+    )  # a plain join still is not
+
+
 # The memory broker
 
 
@@ -70,6 +87,29 @@ async def drain(broker: MemoryBroker, clean: bool) -> list[object]:
     while (item := await viewer.mailbox.get()) not in list(CloseCode):
         items.append(item)
     return [*items, item]
+
+
+async def test_broker_lets_a_returning_host_replace_its_old_connection() -> None:
+    """The old host's queue ends 4410, its viewer's 4503; the new host holds the session, a new viewer joins it."""
+    broker = MemoryBroker()
+    old = await broker.attach(SID, Role.HOST)
+    viewer = await broker.attach(SID, Role.VIEWER)
+    new = await broker.attach(SID, Role.HOST, returning=True)
+    assert CloseCode.REPLACED == await old.mailbox.get()
+    assert CloseCode.HOST_AWAY == [item async for item in _until_close(viewer)][-1]
+    await broker.detach(old, clean=False)  # the old connection's late leave changes nothing
+    assert 1 == await broker.session_count()
+    again = await broker.attach(SID, Role.VIEWER)
+    assert routing.peer_message(Role.VIEWER, PeerState.JOINED) == await new.mailbox.get()
+    await broker.detach(new)
+    assert CloseCode.SESSION_ENDED == [item async for item in _until_close(again)][-1]
+
+
+async def _until_close(attachment: object) -> AsyncIterator[object]:
+    mailbox = attachment.mailbox  # type: ignore[attr-defined]
+    while (item := await mailbox.get()) not in list(CloseCode):
+        yield item
+    yield item
 
 
 async def test_broker_closes_the_viewer_of_a_lost_host_4503_and_keeps_nothing() -> None:

@@ -44,6 +44,11 @@ HOST, VIEWER = "host", "viewer"
 RESUME_GRACE = 86400.0  # seconds past its expiry a host's routing token still names the session it held
 
 
+def coming_back(claims: Claims) -> bool:
+    """Whether a host's credential is one to come back with: its routing token, or a fresh proof naming the session."""
+    return claims.purpose == Purpose.ROUTING or (claims.purpose == Purpose.INITIATE and bool(claims.generation))
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """What an end is given once attached (sent as a ``credentials`` control message)."""

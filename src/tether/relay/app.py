@@ -42,7 +42,7 @@ from tether.auth.tokens import Claims, Purpose
 from tether.errors import Refused
 from tether.relay import gate, origin, routing
 from tether.relay.accounts import AccountStore
-from tether.relay.admission import Admission
+from tether.relay.admission import Admission, coming_back
 from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
 from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
 from tether.relay.ledger import Ledger
@@ -232,7 +232,9 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     try:
         # A viewer may ask to take over the seat (`?takeover=1`); the host decides whether it sees anything.
         take_over = role is Role.VIEWER and websocket.query_params.get("takeover") == "1"
-        attachment = await relay.broker.attach(session, role, take_over)
+        # A host coming back with its own credential replaces its old connection, if that still hangs on.
+        returning = role is Role.HOST and claims is not None and coming_back(claims)
+        attachment = await relay.broker.attach(session, role, take_over, returning)
     except Refused as refused:
         relay.counters.count(refused.drop)
         await websocket.close(refused.code, refused.code.reason)
@@ -253,8 +255,8 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
         clean = await _read(websocket, attachment, relay, given.claims)
     finally:
         await relay.broker.detach(attachment, clean)
-        if role is Role.HOST:
-            await gate.end(relay, session)  # the session dies with its host: so do its tokens
+        if role is Role.HOST and attachment.mailbox.closing is not CloseCode.REPLACED:
+            await gate.end(relay, session)  # the session dies with its host (not one that came back anew)
         if attachment.mailbox.closing is not None:
             # The relay closed this connection (oversized, too slow, session ended,
             # shutdown): let the writer send the close frame, within a bound.

@@ -265,12 +265,14 @@ class Broker(abc.ABC):
         return True
 
     @abc.abstractmethod
-    async def attach(self, session_id: str, role: Role, take_over: bool = False) -> Attachment:
+    async def attach(self, session_id: str, role: Role, take_over: bool = False, returning: bool = False) -> Attachment:
         """Take the end ``role`` of ``session_id``; raises Refused when routing says no.
 
         A viewer's ``peer joined`` messages are queued for both ends before this returns,
         hence before any of the viewer's frames can be forwarded. ``take_over``: a viewer
         replaces the one in place, which is closed 4410 first (routing's TAKE_OVER).
+        ``returning``: a host coming back with its own credential replaces its old connection
+        (closed 4410; its viewer 4503), as routing's RETURN says.
         """
 
     @abc.abstractmethod
@@ -328,9 +330,9 @@ class MemoryBroker(Broker):
         super().__init__(counters, limits)
         self._sessions: dict[str, dict[Role, Attachment]] = {}
 
-    async def attach(self, session_id: str, role: Role, take_over: bool = False) -> Attachment:
+    async def attach(self, session_id: str, role: Role, take_over: bool = False, returning: bool = False) -> Attachment:
         ends = self._sessions.get(session_id, {})
-        outcome = routing.join(session_id, role, SessionState.of(set(ends)), take_over)
+        outcome = routing.join(session_id, role, SessionState.of(set(ends)), take_over, returning)
         if outcome.refusal is not None:
             raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
         attachment = Attachment(session_id, role, Mailbox(self.limits, self.budget))

@@ -182,7 +182,7 @@ class RedisBroker(Broker):
 
     # -- the Broker interface ------------------------------------------------------------
 
-    async def attach(self, session_id: str, role: Role, take_over: bool = False) -> Attachment:
+    async def attach(self, session_id: str, role: Role, take_over: bool = False, returning: bool = False) -> Attachment:
         if not routing.valid_session_id(session_id):
             outcome = routing.join(session_id, role, SessionState.ABSENT)
             assert outcome.refusal is not None
@@ -213,14 +213,19 @@ class RedisBroker(Broker):
                         stale.append(keys[1])
                         viewer = None
                     present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
-                    outcome = routing.join(session_id, role, SessionState.of(present), take_over)
-                    # A take-over: the viewer in place (wherever it is) is dismissed, its key overwritten.
-                    replaced = _ref(viewer) if role is Role.VIEWER else None
+                    outcome = routing.join(session_id, role, SessionState.of(present), take_over, returning)
+                    # A take-over: the viewer in place (wherever it is) is dismissed, its key overwritten;
+                    # a host coming back dismisses its old connection and, with it, their viewer.
+                    dismissed = {Role.HOST: _ref(host), Role.VIEWER: _ref(viewer)}
                     if outcome.refusal is not None:
                         raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    if stale:
-                        pipe.delete(*stale)
+                    gone = [
+                        keys[1] for effect in outcome.effects
+                        if isinstance(effect, routing.Dismiss) and effect.role is Role.VIEWER and role is Role.HOST
+                    ]  # fmt: skip
+                    if stale or gone:
+                        pipe.delete(*stale, *gone)
                     pipe.set(_presence(session_id, role), me, px=int(self.ttl * 1000))
                     await pipe.execute()
                     break
@@ -234,8 +239,8 @@ class RedisBroker(Broker):
             attachment.peer = _ref(host)
         for effect in outcome.effects:
             if isinstance(effect, routing.Dismiss):
-                if replaced is not None:
-                    self._send_effect(session_id, replaced, effect)
+                if (target := dismissed[effect.role]) is not None:
+                    self._send_effect(session_id, target, effect)
             else:
                 self._carry_out(attachment, effect)
         return attachment

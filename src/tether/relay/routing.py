@@ -145,6 +145,7 @@ class Event(enum.Enum):
 
     JOIN = "join"
     TAKE_OVER = "take_over"  # a viewer joins asking to replace the viewer in place
+    RETURN = "return"  # a host comes back with its own credential; its old connection may still hang on
     LEAVE = "leave"  # closed on purpose by the end (close code 1000 or 4000)
     LOST = "lost"  # gone without a deliberate end: no close frame, a timeout, evicted, the relay stopping
     DROP = "drop"  # the host asks the relay to close its viewer (a device it refused)
@@ -248,6 +249,14 @@ TRANSITIONS: dict[tuple[SessionState, Role, Event], Outcome] = {
     (_S.PAIRED, _H, Event.DROP): Outcome(
         _S.HOSTED, (Dismiss(_V, CloseCode.REFUSED_BY_HOST), Notify(_H, _V, PeerState.LEFT))
     ),
+    # A host coming back (its routing token, or a fresh proof naming the session: admission.py)
+    # while the relay still holds its old connection (not yet noticed dead: a network switch):
+    # the old one is dismissed, and its viewer told the host is away, so it comes back to the new one.
+    (_S.ABSENT, _H, Event.RETURN): Outcome(_S.HOSTED),
+    (_S.HOSTED, _H, Event.RETURN): Outcome(_S.HOSTED, (Dismiss(_H, CloseCode.REPLACED, discard=True),)),
+    (_S.PAIRED, _H, Event.RETURN): Outcome(
+        _S.HOSTED, (Dismiss(_V, CloseCode.HOST_AWAY), Dismiss(_H, CloseCode.REPLACED, discard=True))
+    ),
     # The session dies with its host (DESIGN.md rule 8): its viewer is closed at once.
     (_S.HOSTED, _H, Event.LEAVE): Outcome(_S.ABSENT),
     (_S.PAIRED, _H, Event.LEAVE): Outcome(_S.ABSENT, (Close(_V, CloseCode.SESSION_ENDED),)),
@@ -263,15 +272,18 @@ TRANSITIONS: dict[tuple[SessionState, Role, Event], Outcome] = {
 attached) changes nothing: a connection already evicted may still report its own leave."""
 
 
-def join(session_id: str, role: Role, state: SessionState, take_over: bool = False) -> Outcome:
+def join(session_id: str, role: Role, state: SessionState, take_over: bool = False, returning: bool = False) -> Outcome:
     """What happens when a connection asks for end ``role`` of ``session_id`` in ``state``.
 
     The session id is checked first, so a malformed id is refused whatever the state.
     ``take_over``: a viewer asks to replace the viewer in place (a host cannot).
+    ``returning``: a host comes back with its own credential (Event.RETURN; a viewer cannot).
     """
     if not valid_session_id(session_id):
         return Outcome(state, refusal=CloseCode.BAD_SESSION_ID)
     event = Event.TAKE_OVER if take_over and role is Role.VIEWER else Event.JOIN
+    if returning and role is Role.HOST:
+        event = Event.RETURN
     return TRANSITIONS[state, role, event]
 
 
