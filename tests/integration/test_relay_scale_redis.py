@@ -100,6 +100,18 @@ async def test_a_host_on_one_relay_and_its_viewer_on_another_talk(relays: tuple[
     assert 4000 == await closed(viewer)
 
 
+async def test_a_host_lost_on_one_relay_closes_its_viewer_on_another_host_away(
+    relays: tuple[RelayProcess, RelayProcess],
+) -> None:
+    """A host gone without a close frame (its TCP reset) is not an end: its viewer on the other relay hears 4503."""
+    first, second = relays
+    session_id, host, join = await open_host(first)
+    viewer = await open_viewer(second, session_id, join)
+    assert {"type": "peer", "role": "host", "state": "joined"} == await control(viewer, "peer")
+    host.transport.abort()
+    assert 4503 == await closed(viewer)
+
+
 async def test_a_viewer_leaving_frees_the_seat_across_processes(relays: tuple[RelayProcess, RelayProcess]) -> None:
     """A second viewer is refused busy (on the other process too); once the first left, the host hears `left`."""
     first, second = relays
