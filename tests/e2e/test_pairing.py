@@ -72,6 +72,8 @@ async def test_n_refuses_the_device_and_prints_a_new_url(asking: tuple[RcRun, Li
     line = json.loads(Lines(run.process.stdout).next(10 * UNIT, "the new URL") or "{}")
     assert "refused" in line["new_url"] and line["url"] != run.url
     assert urlsplit(line["url"]).path == urlsplit(run.url).path  # the same session, a new secret
+    # ... and a join token fresh from the relay, so the link works its whole 10 minutes however old the session.
+    assert urlsplit(line["url"]).fragment.split("&")[0] != urlsplit(run.url).fragment.split("&")[0]
     # The new URL works (and asks again).
     async with ViewerClient(line["url"], wait_admitted=False) as second:
         code = await second.wait_for(lambda v: v.pairing_code, 10 * UNIT)

@@ -144,6 +144,25 @@ async def test_renewed_in_band_a_session_outlives_its_routing_tokens(relay: Embe
     await ws.close()
 
 
+async def test_each_renewal_gives_the_host_a_fresh_join_token_for_the_links_it_shows_later(
+    relay: EmbeddedRelay, clock: Clock
+) -> None:
+    """Past the first join token's 10 minutes a viewer can still join, with the one the host's last renewal
+    brought (the URL printed when the pairing secret rotates); the first one is refused."""
+    session_id = secrets.token_urlsafe(16)
+    ws, given = await host(relay, session_id)
+    clock.now += 400
+    await ws.send(json.dumps({"type": "renew"}))
+    renewed = await text(ws)
+    assert isinstance(renewed.get("join"), str) and renewed["join"] != given["join"]
+    clock.now += 400  # the first join token (600 s) has lapsed; the renewed one has 200 s left
+    assert 4401 == await close_code(await viewer(relay, session_id, given["join"]))
+    late = await viewer(relay, session_id, renewed["join"])
+    assert "credentials" == (await text(late))["type"]
+    await late.close()
+    await ws.close()
+
+
 async def test_a_lapsed_routing_token_closes_the_connection_4401(clock: Clock) -> None:
     """An end that does not renew is closed 4401 when its routing token expires."""
     config = RelayConfig(port=0, routing_lifetime=1.0 * UNIT)

@@ -85,6 +85,7 @@ OUTBOX_BYTES = 8 * 1024 * 1024  # what may wait for a slow viewer; past it the v
 OUTBOX_MESSAGES = 4096
 VIEWER = "viewer"  # the screen name of the (one) viewer in the session core
 WATCH_INTERVAL = 1.0  # seconds between looks at the pairing secret's age and the paired-devices file
+ROTATE_WAIT = 2.0  # seconds a new URL waits for the fresh join token it should carry, at most
 HEARTBEAT = 5.0  # seconds between pings to the relay, and for each answer: a dead link is noticed within 10 s
 REDIAL_TIMEOUT = 5.0  # seconds one attempt to come back may take to open
 ROUTING_MARGIN = 30.0  # seconds before its expiry a routing token is no longer tried to come back with
@@ -189,6 +190,8 @@ class RelayLink:
         self.join: str | None = None
         self._credentials = asyncio.Event()
         self._renewal: asyncio.TimerHandle | None = None
+        # A new URL waits for a fresh viewer-join token (asked for with a renewal): (why, fallback timer).
+        self._rotating: tuple[str, asyncio.TimerHandle] | None = None
         self.questions: Questions = questions or Unattended()
         self.devices = devices or PairedDevices()
         self.requests = PairingRequests(self.devices.path.parent)
@@ -278,7 +281,6 @@ class RelayLink:
         waiting.cancel()
         if self._credentials.is_set() and not gone.done():
             self._fresh_proof = False
-            self._publish()
             return None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(), FLUSH_TIMEOUT)
@@ -470,8 +472,12 @@ class RelayLink:
         self.routing = control["routing"]
         if isinstance(control.get("expires_in"), int | float):
             self._routing_until = time.time() + control["expires_in"]
-        if isinstance(control.get("join"), str) and self.join is None:
+        if isinstance(control.get("join"), str) and control["join"] != self.join:
+            # Each credential brings a fresh viewer-join token: the links shown from now on carry it.
             self.join = control["join"]
+            self._publish()
+        if self._rotating is not None:
+            self._announce()
         lifetime = control.get("expires_in")
         if isinstance(lifetime, int | float) and lifetime > 0:
             if self._renewal is not None:
@@ -551,8 +557,7 @@ class RelayLink:
             self._push(DROP_VIEWER, sealed=False)  # after its reason: a refused device holds no seat
             self.questions.say(f"A device was not admitted: {effect.reason}.")
         elif isinstance(effect, pair.Rotate):
-            self._publish()
-            self.questions.new_url(self.url, effect.why)
+            self._rotate(effect.why)
         elif isinstance(effect, pair.Say):
             self.questions.say(effect.text)
 
@@ -605,6 +610,28 @@ class RelayLink:
                 device = self.pairing.device
                 if device is not None and self.devices.key(device.id) is None:
                     self._pair(pair.Revoked(device.id))
+
+    def _rotate(self, why: str) -> None:
+        """A new pairing secret: show the new URL once the relay sent a fresh join token (at once if offline)."""
+        if self._rotating is not None:
+            self._rotating[1].cancel()
+        if self._ws is None or self.outage.phase is not ls.Phase.LIVE or self._closing:
+            self._rotating = None
+            self._publish()
+            self.questions.new_url(self.url, why)
+            return
+        self._rotating = (why, asyncio.get_running_loop().call_later(ROTATE_WAIT, self._announce))
+        self._renew()
+
+    def _announce(self) -> None:
+        """Show the URL of the rotation under way (with the freshest join token the link has)."""
+        if self._rotating is None:
+            return
+        why, fallback = self._rotating
+        self._rotating = None
+        fallback.cancel()
+        self._publish()
+        self.questions.new_url(self.url, why)
 
     def _publish(self) -> None:
         """Record this session's current URL among the user's live sessions (host/live.py)."""

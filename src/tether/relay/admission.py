@@ -150,7 +150,6 @@ class Admission:
 
     def commit(self, role: str, presented: Claims, session: str, now: float) -> Credentials:
         """The end holds its slot now: record it and mint its credentials."""
-        join = None
         if presented.purpose == Purpose.INITIATE:
             if not self.nonces.use(presented.nonce, presented.expires, now):
                 raise CredentialRefused(Refusal.REPLAYED, "initiation token used before")
@@ -159,15 +158,20 @@ class Admission:
             else:
                 self.generations[session] = new_nonce(self.random_bytes)
                 self.current.pop((session, VIEWER), None)
-            join, _ = mint(self.keys, Purpose.VIEWER_JOIN, VIEWER, now, self.random_bytes, session=session,
-                           role=VIEWER, generation=self.generations[session],
-                           lifetime=self.lifetimes[Purpose.VIEWER_JOIN])  # fmt: skip
         else:
             # A token of a session this relay had forgotten (its host was away, the relay restarted).
             self.generations.setdefault(session, presented.generation)
         subject = presented.subject
         credentials = self._route(session, role, subject, now)
-        return Credentials(credentials.routing, credentials.expires, credentials.claims, join)
+        return dataclasses.replace(credentials, join=self._join(session, now) if role == HOST else None)
+
+    def _join(self, session: str, now: float) -> str:
+        """A viewer-join token for ``session``'s current generation: the host gets a fresh one with each
+        credential, so the link it shows (the URL it prints when its pairing secret rotates) never carries
+        a lapsed one, however long the session has run."""
+        join, _ = mint(self.keys, Purpose.VIEWER_JOIN, VIEWER, now, self.random_bytes, session=session, role=VIEWER,
+                       generation=self.generations[session], lifetime=self.lifetimes[Purpose.VIEWER_JOIN])  # fmt: skip
+        return join
 
     def _route(self, session: str, role: str, subject: str, now: float) -> Credentials:
         token, claims = mint(self.keys, Purpose.ROUTING, subject, now, self.random_bytes, session=session, role=role,
@@ -184,7 +188,8 @@ class Admission:
             raise CredentialRefused(Refusal.FENCED)
         if self.generations.get(held.session) != held.generation:
             raise CredentialRefused(Refusal.REVOKED)
-        return self._route(held.session, held.role, held.subject, now)
+        credentials = self._route(held.session, held.role, held.subject, now)
+        return dataclasses.replace(credentials, join=self._join(held.session, now) if held.role == HOST else None)
 
     def end(self, session: str) -> None:
         """The session is over: every token made for it dies with its generation."""
