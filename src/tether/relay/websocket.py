@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import inspect
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -107,14 +108,22 @@ def frame_header(size: int) -> bytes:
 
 
 class FastPath:
-    """The direct path of one connection (see the module doc); ``app.py`` sets ``receiver``."""
+    """The direct path of one connection (see the module doc); ``app.py`` sets ``receiver``.
 
-    __slots__ = ("_protocol", "receiver", "unacked")
+    Small frames forwarded while one connection's incoming data is handled (one read from
+    its socket may hold many frames) are written to each peer's socket in one ``write`` at
+    the end of it (``RelayWebSocketProtocol.handle_events``), still within the same call,
+    so nothing waits for a later turn of the event loop: a host that sends many frames at
+    once costs its viewer's socket one system call, not one per frame.
+    """
+
+    __slots__ = ("_pending", "_protocol", "receiver", "unacked")
 
     def __init__(self, protocol: RelayWebSocketProtocol) -> None:
         self._protocol = protocol
         self.receiver: Callable[[bytes], bool] | None = None
         self.unacked = 0  # messages handed to the app through the queue and not yet processed
+        self._pending: list[bytes] | None = None  # frames written this turn, not yet on the socket
 
     def install(self, receiver: Callable[[bytes], bool]) -> None:
         """Take binary messages directly from now on; what is already queued goes first.
@@ -139,16 +148,45 @@ class FastPath:
         if protocol.conn.state is not OPEN:
             return False
         header = frame_header(len(data))
-        if len(data) <= WRITE_JOIN_LIMIT:
+        batch: list[FastPath] | None = getattr(_handling, "batch", None)
+        if len(data) <= WRITE_JOIN_LIMIT and batch is not None:
+            if self._pending is None:
+                self._pending = []
+                batch.append(self)
+            self._pending += (header, data)
+        elif len(data) <= WRITE_JOIN_LIMIT:
             protocol.transport.write(header + data)
         else:  # a large frame: no copy of it just to put its header in front
+            self.flush()
             protocol.transport.write(header)
             protocol.transport.write(data)
         return True
 
+    def flush(self) -> None:
+        """Write out the frames held back (nothing, if the connection closed meanwhile)."""
+        pending, self._pending = self._pending, None
+        if pending and not self._protocol.transport.is_closing():
+            self._protocol.transport.write(b"".join(pending))
+
+
+# The connections whose frames wait for the end of the data being handled now (FastPath's
+# doc). Per thread: relays in several threads each have their own event loop.
+_handling = threading.local()
+
 
 class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with the relay's :class:`FastPath` (module doc)."""
+
+    def handle_events(self) -> None:
+        outer = getattr(_handling, "batch", None)
+        batch: list[FastPath] = []
+        _handling.batch = batch
+        try:
+            super().handle_events()
+        finally:
+            _handling.batch = outer
+            for fast in batch:
+                fast.flush()
 
     fast: FastPath | None = None
 
