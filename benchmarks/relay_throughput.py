@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/relay_throughput.py`` (``--quick`` for a smok
 
 Setup, all on 127.0.0.1 and in this one process and event loop (so one CPU core carries
 the relay and both clients, as in the embedded default): an EmbeddedRelay with the
-shipped settings (uvicorn websockets-sansio, no permessage-deflate, 1 MiB + 64 frame
+shipped settings (uvicorn with the relay's WebSocket protocol, no permessage-deflate, 1 MiB + 64 frame
 limit, memory broker), a host client and a viewer client using `websockets` with
 ``compression=None``. The host sends a fixed number of frames of random bytes, the viewer
 reads them; time runs from the first send to the last frame read. Each size is measured
