@@ -409,3 +409,34 @@ async def test_a_host_coming_back_replaces_its_old_connection_that_still_hangs_o
         assert {"type": "peer", "role": "viewer", "state": "joined"} == json.loads(await new.recv())
         await back.close()
         await new.close()
+
+
+async def test_past_the_window_the_interactive_session_goes_on_locally_and_remote_starts_anew(
+    world: World, tmp_path: Path
+) -> None:
+    """In `tether` (a real terminal), an outage past the window ends Remote Control only: the local session
+    answers the next prompt, and /remote starts a new remote session once the relay is reachable."""
+    from tests.conftest import SCRIPTED_AGENT
+    from tests.e2e.test_trust import Pty
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.toml").write_text("[remote]\noutage_window = 1\n")
+    env = {**world.env, "TETHER_CONFIG_DIR": str(config)}
+    async with FaultProxy("127.0.0.1", world.relay.port) as proxy:
+        host_side = f"http://127.0.0.1:{proxy.port}"
+        await asyncio.to_thread(log_in, host_side, env)
+        run = Pty(["--remote", "--relay", host_side, "--agent", SCRIPTED_AGENT], world.project, env)
+        try:
+            await asyncio.to_thread(run.expect, "Remote Control is on.")
+            proxy.hold()  # cut, and refuse every new connection past the 1 s window
+            await asyncio.to_thread(run.expect, "The local session goes on; /remote starts a new remote session.")
+            assert "relay link lost; reconnecting" in run.seen and run.process.poll() is None
+            run.type("say still here locally")
+            await asyncio.to_thread(run.expect, "still here locally", 10 * UNIT, 3)  # typed, shown, answered
+            assert run.seen.count("still here locally") > run.seen.count("say still here locally"), run.seen
+            proxy.release()
+            run.type("/remote")
+            await asyncio.to_thread(run.expect, "Remote Control is on.", 30 * UNIT, 2)
+        finally:
+            run.close()

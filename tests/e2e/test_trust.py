@@ -34,10 +34,10 @@ class Pty:
         os.close(slave)
         self.seen = ""
 
-    def expect(self, marker: str, timeout: float = 30 * UNIT) -> str:
-        """Read until ``marker`` shows; fails with everything seen after ``timeout`` seconds."""
+    def expect(self, marker: str, timeout: float = 30 * UNIT, times: int = 1) -> str:
+        """Read until ``marker`` shows (``times`` times in all); fails with all seen after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while marker not in self.seen:
+        while self.seen.count(marker) < times:
             ready, _, _ = select.select([self.master], [], [], max(deadline - time.monotonic(), 0))
             if not ready:
                 raise AssertionError(f"no {marker!r} in time; seen:\n{self.seen}")
