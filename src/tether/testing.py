@@ -43,6 +43,7 @@ from tether.protocol.messages import (
     Message,
     Output,
     Prompt,
+    Refused,
     Replay,
     Sessions,
     Snapshot,
@@ -95,6 +96,7 @@ class Mirror:
     snapshots: int = 0  # whole transcripts received
     replays: list[int] = field(default_factory=list)  # the number of messages of each replay
     duplicates: int = 0  # numbered messages ignored as already applied
+    remaining: dict[str, float] = field(default_factory=dict)  # approval id -> seconds left, as of the last join
 
     def apply(self, message: Message) -> None:
         """Fold one message from the host in."""
@@ -104,6 +106,7 @@ class Mirror:
                 self.session, self.running = session, running
                 self.entries = {e["id"]: e for e in entries}
                 self.at, self.run, self.received = message.at, message.run, list(message.received or [])
+                self.remaining = dict(message.remaining or {})
                 return
             case Replay(session=session, running=running):
                 self.session = session
@@ -111,6 +114,7 @@ class Mirror:
                 for replayed in message.parsed():
                     self.apply(replayed)
                 self.running, self.at, self.received = running, message.at, list(message.received)
+                self.remaining = dict(message.remaining or {})
                 return
         n = getattr(message, "n", None)
         if n is not None and self.at is not None:
@@ -178,6 +182,7 @@ class ViewerClient:
         self.sessions: list[JSON] | None = None  # the other live sessions the host told of (host/live.py)
         self.close_code: int | None = None
         self.controls: list[JSON] = []
+        self.refusals: list[Refused] = []  # decisions the host refused (the page re-enables their card)
         self._shown: dict[str, float] = {}  # approval id -> when this client first had it (monotonic)
         self._changed = asyncio.Condition()
         self._ws: ClientConnection | None = None
@@ -328,7 +333,7 @@ class ViewerClient:
 
     async def _cool_down(self, approval: JSON, option_id: str) -> None:
         """Approving a risky request waits out its cooldown from when it was first seen, as the page's button does."""
-        option = next((o for o in approval.get("options", []) if o.get("option_id") == option_id), {})
+        option: JSON = next((o for o in approval.get("options", []) if o.get("option_id") == option_id), {})
         cooldown = approval.get("cooldown")
         if approval.get("tier") != "risky" or not isinstance(cooldown, int | float) or option.get("kind") not in (
                 "allow_once", "allow_always"):  # fmt: skip
@@ -348,6 +353,9 @@ class ViewerClient:
                 self.ended = reason
             case Sessions(sessions=sessions):
                 self.sessions = sessions
+            case Refused(approval_id=approval_id):
+                self.refusals.append(message)
+                self.decided.pop(approval_id, None)  # not decided: it may be answered again
 
     @property
     def closed(self) -> bool:

@@ -43,6 +43,7 @@ class Kind(enum.StrEnum):
     REPLAY = "replay"  # host -> viewer: what a returning viewer missed, instead of the whole transcript
     ENDED = "ended"  # host -> viewer: the session is over
     SESSIONS = "sessions"  # host -> viewer: the user's other live sessions on this machine (host/live.py)
+    REFUSED = "refused"  # host -> one viewer: its decision of an approval was refused, why, and when to try again
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +179,9 @@ class Snapshot(Message):
     KIND: ClassVar[Kind] = Kind.SNAPSHOT
     FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
         "session": (dict,), "entries": (list,), "running": (bool,), "at": N, "run": (str, type(None)),
-        "received": (list, type(None)), "reset": (str, type(None)),
+        "received": (list, type(None)), "reset": (str, type(None)), "remaining": (dict, type(None)),
     }  # fmt: skip
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"at", "run", "received", "reset"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"at", "run", "received", "reset", "remaining"})
     session: JSON
     entries: list[JSON] = field(default_factory=list)
     running: bool = False
@@ -188,6 +189,13 @@ class Snapshot(Message):
     run: str | None = None  # this host run's id: a ``since`` is only good within the same run
     received: list[str] | None = None  # ids of the newest prompts the host took (a viewer resends the others)
     reset: str | None = None  # why a viewer that asked ``since`` gets the whole transcript: behind, ahead, run
+    # Approval id -> seconds each pending approval still waits, as of when the host sent this (its clock is not
+    # the viewer's): the viewer counts down from that. Computed at send time, so never part of an entry.
+    remaining: JSON | None = None
+
+    def check(self, error: type[Exception] = LocalProtocolError) -> None:
+        Message.check(self, error)
+        check_remaining(self.remaining, error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +205,9 @@ class Replay(Message):
     KIND: ClassVar[Kind] = Kind.REPLAY
     FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
         "session": (dict,), "since": (int,), "at": (int,), "run": (str,), "messages": (list,), "running": (bool,),
-        "received": (list,),
+        "received": (list,), "remaining": (dict, type(None)),
     }  # fmt: skip
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"remaining"})
     session: JSON
     since: int
     at: int
@@ -206,10 +215,12 @@ class Replay(Message):
     messages: list[JSON] = field(default_factory=list)  # entry, append, output and turn messages, each with its n
     running: bool = False
     received: list[str] = field(default_factory=list)
+    remaining: JSON | None = None  # as in Snapshot: the replayed entries are as old as the journal's
 
     def check(self, error: type[Exception] = LocalProtocolError) -> None:
         """Also require every replayed message to be a numbered transcript message."""
         Message.check(self, error)
+        check_remaining(self.remaining, error)
         for item in self.messages:
             if not isinstance(item, dict) or item.get("kind") not in NUMBERED or not isinstance(item.get("n"), int):
                 raise error("a replay carries only numbered entry, append, output and turn messages")
@@ -289,6 +300,27 @@ class Sessions(Message):
                 raise error("each session needs an id and a url")
 
 
+@dataclass(frozen=True, slots=True)
+class Refused(Message):
+    """Sent to the one viewer whose decision was refused (never numbered: not a transcript change)."""
+
+    KIND: ClassVar[Kind] = Kind.REFUSED
+    FIELDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "approval_id": (str,), "reason": (str,), "retry": (int, float, type(None)),
+    }  # fmt: skip
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"retry"})
+    approval_id: str
+    reason: str
+    retry: float | None = None  # seconds until the same answer would count (a cooldown); None: waiting will not help
+
+
+def check_remaining(remaining: JSON | None, error: type[Exception]) -> None:
+    """``remaining`` maps approval ids to seconds (a number, not negative)."""
+    for seconds in (remaining or {}).values():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+            raise error("remaining maps approval ids to seconds left")
+
+
 BY_KIND: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
@@ -308,6 +340,7 @@ BY_KIND: dict[str, type[Message]] = {
         Ended,
         Sessions,
         Replay,
+        Refused,
     )
 }
 # Kinds that change the transcript (or the turn) every screen mirrors: numbered by the host, replayable.

@@ -167,6 +167,14 @@ class Approving(CoreState):
             return None
         return policy.too_soon(approval.tier, approval.opened, self._last_risky, self._now)
 
+    def _cooldown_left(self, approval_id: str, option_id: str) -> float | None:
+        """The seconds until that approval would count (policy.cooldown_left), or None (waiting will not help)."""
+        approval = self.approvals.get(approval_id)
+        option = approval.option(option_id) if approval is not None else None
+        if approval is None or option is None or option.kind not in ALLOW_KINDS:
+            return None
+        return policy.cooldown_left(approval.tier, approval.opened, self._last_risky, self._now)
+
     # -- "always allow" of this session (host/grants.py) ----------------------------------
 
     def _allowed_changed(self) -> None:

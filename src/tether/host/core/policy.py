@@ -67,6 +67,15 @@ def too_soon(tier: str | None, opened: float, last_risky: float | None, now: flo
     return None
 
 
+def cooldown_left(tier: str | None, opened: float, last_risky: float | None, now: float,
+                  cooldown: float = RISKY_COOLDOWN) -> float | None:  # fmt: skip
+    """The seconds until a device's approval of a request of ``tier`` counts (:func:`too_soon`), or None if it does."""
+    if tier != "risky":
+        return None
+    ready = max(opened, last_risky if last_risky is not None else opened) + cooldown
+    return ready - now if ready > now else None
+
+
 def scoped_options(options: list[Option], scopes: list[tuple[str, str]], policed: bool) -> list[Option]:
     """The options shown: under a policy (``policed``), the agent's own "allow always" gives way to tether's scopes.
 

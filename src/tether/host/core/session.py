@@ -46,6 +46,7 @@ from tether.protocol.messages import (
     Ended,
     Hello,
     Prompt,
+    Refused,
     Replay,
     Revoke,
     SetMode,
@@ -233,7 +234,7 @@ class SessionCore(Approving, Modes):
             return
         replay = Replay(session=dict(self.info), since=hello.since, at=self.journal.head, run=self.journal.run,
                         messages=[m.to_json() for m in compact(missed)], running=self.phase is Phase.TURN_RUNNING,
-                        received=self.prompt_ids.newest())  # fmt: skip
+                        received=self.prompt_ids.newest(), remaining=self._remaining())  # fmt: skip
         self._out.append(fx.Show(replay, by))
 
     def _screen_decides(self, message: Decide, by: str, at: float) -> None:
@@ -245,16 +246,21 @@ class SessionCore(Approving, Modes):
         approval = self.transcript.entries.get(message.approval_id)
         if approval is None or approval.get("type") != "approval" or approval.get("state") != "pending":
             return  # answered already (or never asked): a late or replayed decision changes nothing
-        refusal = "no paired device is connected on this screen"
+        refusal, retry = "no paired device is connected on this screen", None
         if device is not None:
             tool_call = self.transcript.entries.get(approval.get("tool_call_id") or "")
             refusal = signing.check_approval(
                 public_key=device.public_key, session_id=device.session_id, approval=approval, tool_call=tool_call,
                 option_id=message.option_id, signature=message.signature, expires_ms=message.expires, now=at,
-            ) or self._too_soon(message.approval_id, message.option_id) or ""  # fmt: skip
+            ) or ""  # fmt: skip
+            if not refusal and (refusal := self._too_soon(message.approval_id, message.option_id) or ""):
+                retry = self._cooldown_left(message.approval_id, message.option_id)
         if refusal:
             self.refused_decisions += 1
             self._emit(self.transcript.message("system", f"A decision from {by} was refused: {refusal}."), to=by)
+            # The device alone hears which approval, why and when to tap again: its page re-enables the card.
+            self._out.append(fx.Show(Refused(approval_id=message.approval_id, reason=refusal,
+                                             retry=None if retry is None else round(retry, 3)), by))  # fmt: skip
             return
         self._decide(message.approval_id, message.option_id, f"{device.name} ({device.device_id})" if device else by)
 

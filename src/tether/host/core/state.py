@@ -107,7 +107,13 @@ class CoreState:
         entries = self.transcript.snapshot()
         return Snapshot(session=dict(self.info), entries=entries, running=self.phase is Phase.TURN_RUNNING,
                         at=self.journal.head, run=self.journal.run, received=self.prompt_ids.newest(),
-                        reset=reset)  # fmt: skip
+                        reset=reset, remaining=self._remaining())  # fmt: skip
+
+    def _remaining(self) -> dict[str, float] | None:
+        """Seconds each pending approval still waits, now: sent with a snapshot or replay, never in an entry
+        (what a device signs, and what the journal keeps, must not change with the time it is sent)."""
+        left = {a.id: round(max(0.0, a.deadline - self._now), 3) for a in self.approvals.pending()}
+        return left or None
 
     def _controls_changed(self) -> None:
         self._emit(self.transcript.put(self.controls.entry()))
