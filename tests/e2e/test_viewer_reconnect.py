@@ -73,6 +73,14 @@ async def test_the_page_reconnects_as_the_same_device_and_sends_a_queued_prompt_
         assert "approved after the drop" == (project / "notes.txt").read_text()
         assert proxy.accepted >= 2
 
+        proxy.blackhole()  # the network goes silent: no reset, nothing arrives (a phone's dead Wi-Fi)
+        await page.clock.fast_forward("00:20")  # the page's pings to the relay go unanswered
+        await expect(status).to_have_text(COUNTDOWN, timeout=WAIT_MS)  # it noticed by itself, no close came
+        proxy.blackholed = False
+        await page.evaluate("dispatchEvent(new Event('online'))")  # back: at once, not after the next backoff
+        # Admitted again once the relay let the silent connection go (its own heartbeat: within 10 s).
+        await expect(status).to_have_text("connected", timeout=2 * WAIT_MS)
+
         rc.process.kill()  # the host is gone without a word: the relay says "host away" (4503), not "ended"
         await expect(status).to_have_text(COUNTDOWN, timeout=WAIT_MS)
         await box.fill("say to nobody")

@@ -163,6 +163,22 @@ async def test_each_renewal_gives_the_host_a_fresh_join_token_for_the_links_it_s
     await ws.close()
 
 
+async def test_a_ping_is_answered_pong_at_once_and_anything_else_is_still_refused(relay: EmbeddedRelay) -> None:
+    """The page's heartbeat (browsers cannot send WebSocket pings): each end gets its pong; near misses are not."""
+    session_id = secrets.token_urlsafe(16)
+    ws, given = await host(relay, session_id)
+    view = await viewer(relay, session_id, given["join"])
+    await text(view)  # its credentials
+    await text(view)  # peer joined
+    await text(ws)  # peer joined
+    for end in (view, ws):
+        await end.send(json.dumps({"type": "ping"}))
+        assert {"type": "pong"} == await text(end)
+    await view.send(json.dumps({"type": "ping", "x": 1}))
+    assert "error" == (await text(view))["type"]
+    await ws.close()
+
+
 async def test_a_lapsed_routing_token_closes_the_connection_4401(clock: Clock) -> None:
     """An end that does not renew is closed 4401 when its routing token expires."""
     config = RelayConfig(port=0, routing_lifetime=1.0 * UNIT)

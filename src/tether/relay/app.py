@@ -311,7 +311,12 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
             started = time.perf_counter()
             await relay.broker.forward(attachment, data)
             relay.metrics.forwarded(len(data), time.perf_counter() - started)
-        elif _is_renewal(message.get("text")):
+        elif (asked := _relay_request(message.get("text"))) == "ping":
+            # The page's heartbeat (a browser cannot send WebSocket pings): answered at once, so a
+            # page that hears nothing for a while knows its connection is dead, not quiet.
+            if not attachment.mailbox.push_control(PONG):
+                await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
+        elif asked == "renew":
             renewed = await gate.renew(relay, held)
             if renewed is None:
                 relay.counters.count(Drop.UNAUTHORIZED)
@@ -323,7 +328,7 @@ async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState,
         elif attachment.role is Role.HOST and routing.is_drop_request(message.get("text")):
             await relay.broker.drop(attachment)  # a device the host refused must not hold the seat
         else:
-            # Only `renew` (and a host's `drop`) go to the relay once attached: answer, count, keep the connection.
+            # Only `renew`, `ping` (and a host's `drop`) go to the relay once attached: answer, count, keep it.
             relay.counters.count(Drop.MALFORMED)
             reply = error_message(Drop.MALFORMED, "the relay accepts only binary frames")
             if not attachment.mailbox.push_control(reply):
@@ -355,13 +360,20 @@ def _fast_path(websocket: WebSocket, attachment: Attachment, relay: RelayState) 
     return fast
 
 
-def _is_renewal(text: object) -> bool:
+PONG = json.dumps({"type": "pong"})
+
+
+def _relay_request(text: object) -> str | None:
+    """``renew`` or ``ping`` for exactly ``{"type":"renew"}`` or ``{"type":"ping"}``, else None."""
     if not isinstance(text, str) or len(text) > 256:
-        return False
+        return None
     try:
-        return bool(json.loads(text) == {"type": "renew"})
+        request = json.loads(text)
     except ValueError:
-        return False
+        return None
+    if isinstance(request, dict) and len(request) == 1 and request.get("type") in ("renew", "ping"):
+        return str(request["type"])
+    return None
 
 
 def load_keys(path: str | None, now: float) -> KeySet:

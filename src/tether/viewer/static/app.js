@@ -6,7 +6,7 @@ import { checkSupport, fromBase64url, toBase64url, ViewerHandshake } from "./e2e
 import { Channel, FrameError } from "./frames.js";
 import { appendText, h, observe, renderControls, renderEntry, setRoot } from "./render.js";
 import { showLive } from "./sessions.js";
-import { showAllowed } from "./queue.js";
+import { refused, showAllowed, timeLeft } from "./queue.js";
 
 // The fragment carries the secrets (DESIGN.md, "Session URL"): browsers never send it to a
 // server, and it leaves the address bar (and history) before anything else. `j` is the
@@ -154,6 +154,19 @@ async function connect() {
   const ws = new WebSocket(socketUrl());
   ws.binaryType = "arraybuffer";
   socket = ws;
+  // A browser cannot send WebSocket pings: the page pings the relay itself, and a connection that
+  // has said nothing (not even a pong) for SILENT ms is dead, however open it looks (a half-open link
+  // after a network change or sleep): dropped, and the page reconnects.
+  let heard = Date.now();
+  const beat = setInterval(() => {
+    if (socket !== ws) return clearInterval(beat);
+    if (Date.now() - heard > SILENT) {
+      clearInterval(beat);
+      drop(ws, "no answer from the relay");
+    } else if (ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: "ping" }));
+    }
+  }, PING_EVERY);
   ws.addEventListener("open", () => {
     // The relay admits this connection only with the session's credential, sent first; the
     // host hears from this page first the key offer, in the clear (its only plaintext frame).
@@ -164,15 +177,33 @@ async function connect() {
     if (!retry.lostAt) setStatus("securing");
   });
   ws.addEventListener("message", (event) => {
+    heard = Date.now();
     if (typeof event.data === "string") return onControl(event.data);
     inbound = inbound.then(() => (ws === socket ? onFrame(event.data, handshake) : undefined));
   });
   ws.addEventListener("close", (event) => {
+    clearInterval(beat);
     if (socket !== ws) return;
     socket = null;
     state.connected = false;
     onClose(event.code, event.reason);
   });
+}
+
+const PING_EVERY = 5_000; // ms between the page's pings to the relay (docs/protocol.md, relay control messages)
+const SILENT = 12_000; // ms without a word from the relay after which the connection counts as dead
+
+/** Give up on ``ws`` now (its close may never come on a dead link) and go on as if it had closed. */
+function drop(ws, why) {
+  if (socket !== ws) return;
+  socket = null;
+  state.connected = false;
+  try {
+    ws.close();
+  } catch {
+    // closing a socket that never opened: nothing to do
+  }
+  onClose(1006, why);
 }
 
 function send(message) {
@@ -265,6 +296,7 @@ async function onAdmitted(joined) {
   admitted = true;
   retry.everAdmitted = true;
   retry.attempt = 0;
+  retry.busySince = 0;
   retry.useRouting = true;
   retry.lostAt = 0;
   clearInterval(retry.ticker);
@@ -306,6 +338,15 @@ function onClose(code, reason) {
   }
   // Our own earlier connection may still hold the slot until the relay notices it is dead; 4503: the host is
   // away and may come back within its outage window; 4404 once admitted: the host has not come back yet.
+  // Busy for longer than the relay takes to notice a dead connection (10 s) is not our own: another device
+  // took the seat while this page was away (it never heard its 4410).
+  if (code === 4409 && retry.everAdmitted) {
+    retry.busySince ||= Date.now();
+    if (Date.now() - retry.busySince > BUSY_NOT_OURS) {
+      retry.busySince = 0;
+      return offerTakeOver("replaced", "Another device controls this session now: it took over while this browser was away.", "Take back control");
+    }
+  }
   if ((code === 4409 || code === 4503 || code === 4404) && retry.everAdmitted) return onDisconnected(code, reason);
   if (code === 4404) return end("unknown session", "This session does not exist (any more). Start a new one on your computer.");
   if (code === 4409) {
@@ -324,7 +365,8 @@ function onClose(code, reason) {
 // with the transcript it has (hello.since): the host replays what came after, so nothing is
 // lost or shown twice. The host may be away for its outage window: the status counts it down
 // from when this page lost it, and past it the session is over here too (no more retries).
-const retry = { attempt: 0, timer: 0, everAdmitted: false, useRouting: true, triedRouting: false, lostAt: 0, ticker: 0 };
+const retry = { attempt: 0, timer: 0, everAdmitted: false, useRouting: true, triedRouting: false, lostAt: 0, ticker: 0, busySince: 0 };
+const BUSY_NOT_OURS = 15_000; // ms of 4409 after which the seat is another device's, not our own dead connection
 
 function onDisconnected(code, reason) {
   if (!retry.everAdmitted) {
@@ -366,7 +408,10 @@ function reconnectSoon(delay) {
 }
 
 addEventListener("online", () => {
-  if (!state.ended && !socket && retry.everAdmitted) reconnectSoon(0);
+  // The network is back: dial at once, also instead of a connection attempt made while it was away.
+  if (state.ended || !retry.everAdmitted) return;
+  if (socket && !admitted) drop(socket, "the network changed");
+  if (!socket) reconnectSoon(0);
 });
 
 // ---- messages (protocol.md section 3) ----------------------------------------------
@@ -376,6 +421,7 @@ function apply(message) {
     case "replay":
       // What this page missed since its hello.since, in order: the rest of the transcript it has stays.
       showSession(message.session ?? {});
+      timeLeft(message.remaining); // the replayed entries are as old as the journal's: count from the host's figure
       for (const missed of Array.isArray(message.messages) ? message.messages : []) {
         if (missed?.kind === "replay" || missed?.kind === "snapshot" || !fresh(missed)) continue;
         apply(missed);
@@ -392,6 +438,7 @@ function apply(message) {
       showControls(null);
       showAllowed(null, actions);
       showSession(message.session ?? {});
+      timeLeft(message.remaining); // each pending approval's seconds left, as the host counted (queue.js)
       for (const entry of Array.isArray(message.entries) ? message.entries : []) upsert(entry);
       setRunning(message.running === true);
       return;
@@ -423,6 +470,11 @@ function apply(message) {
       return end(typeof message.reason === "string" && message.reason ? message.reason : "the session is over");
     case "sessions":
       return showLive(message.sessions);
+    case "refused":
+      // The host did not take this page's answer (too soon, or a signature it refused): answer it again.
+      state.decisionsSent.delete(message.approval_id);
+      state.decided.delete(message.approval_id);
+      return refused(message.approval_id, message.reason, message.retry, actions);
     default:
       console.info("ignored a message of unknown kind", message.kind);
   }
