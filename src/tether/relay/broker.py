@@ -27,8 +27,9 @@ may ask to take over the seat), then ``forward`` for every binary frame the conn
 sends (or first ``forward_now``, which does the same without awaiting when no wait is
 needed and says whether it did; ``drop`` when a host asks to have its viewer dropped), and
 ``detach`` exactly once at the end (also after the relay closed the connection; a second
-detach is a no-op). The connection's writer reads ``attachment.mailbox.get()`` and sends what it returns until it
-returns a :class:`~tether.relay.routing.CloseCode`, then closes with that code.
+detach is a no-op). The connection's writer reads ``attachment.mailbox.get()`` and sends
+what it returns until it returns a :class:`~tether.relay.routing.CloseCode`, then closes
+with that code.
 """
 
 from __future__ import annotations
