@@ -20,7 +20,7 @@ from tests.conftest import UNIT, chromium, start_rc, stop
 from tests.e2e.test_viewer_mobile import approval, phone, relay_url  # noqa: F401 (fixtures)
 from tests.e2e.test_viewer_page import FakeHost, message, open_session
 from tether.protocol import signing
-from tether.protocol.messages import Decide
+from tether.protocol.messages import Decide, Refused
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 WAIT_MS = 15_000 * UNIT
@@ -118,3 +118,15 @@ async def test_bulk_approve_signs_each_and_leaves_the_risky_one(browser: Any, re
         await approve.click()
         last = await host.wait_for_kind(Decide, 3)
         assert isinstance(last, Decide) and "approval-3" == last.approval_id
+
+        # The host refuses it (here: too soon after the last risky approval): the card says why and when, and
+        # takes a tap again once that time has passed (issue 12; before, it stayed disabled until it expired).
+        await host.send(Refused(approval_id="approval-3", reason="risky requests are approved one at a time", retry=1))
+        await expect(risky.get_by_test_id("approval-refused")).to_have_text(
+            "Not accepted: risky requests are approved one at a time. Tap again in 1 s."
+        )
+        await expect(approve).to_be_enabled(timeout=WAIT_MS)
+        await approve.click()
+        await approve.click()
+        again = await host.wait_for_kind(Decide, 4)
+        assert isinstance(again, Decide) and "approval-3" == again.approval_id

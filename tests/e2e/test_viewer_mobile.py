@@ -580,6 +580,9 @@ async def test_everything_the_page_loads_fits_the_budget(relay_url: str) -> None
     assert sent < 150 * 1024, f"{sent} bytes over the wire"
 
 
+TIMER = '[data-testid="approval"] .timer'
+
+
 def trusted(folder: Path, env: dict[str, str]) -> Path:
     """A new project folder, trusted (as the ``project`` fixture's)."""
     folder.mkdir()
@@ -601,6 +604,12 @@ async def test_a_real_session_on_a_phone(
         await box.press("Enter")
         card = page.get_by_test_id("approval")
         await expect(card.locator(".timer")).to_have_text(re.compile(r"^(10:00|9:5\d) left$"), timeout=WAIT_MS)
+        # Reloaded after a second or more, the countdown goes on from the host's time left, never the whole again.
+        await expect(card.locator(".timer")).to_have_text(re.compile(r"^9:5\d left$"), timeout=WAIT_MS)
+        await page.reload()
+        shown = await page.wait_for_function(f"() => document.querySelector('{TIMER}')?.textContent", timeout=WAIT_MS)
+        first = await shown.json_value()
+        assert re.fullmatch(r"9:5\d left", first), first  # its first text, before any tick (it was 10:00 again)
         await expect(card).to_contain_text("High risk")
         await expect(page.locator('[data-role="user"]')).to_have_attribute("data-by", "viewer")
         await card.get_by_test_id("approve-once").click()

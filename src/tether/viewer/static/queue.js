@@ -37,10 +37,15 @@ function dock() {
   return el;
 }
 
-const cards = new Map(); // approval id -> {el, expires (ms, this clock) or null, entry}
+const cards = new Map(); // approval id -> {el, expires (ms, this clock) or null, entry, tool}
 const firstSeen = new Map(); // approval id -> Date.now() when first seen pending
+// approval id -> Date.now() by which the host denies it, from the seconds it said were left when this page
+// joined (a snapshot's or replay's `remaining`): a reload or a new device goes on counting, never restarts.
+const deadlines = new Map();
+const refusals = new Map(); // approval id -> {reason, retryAt (Date.now() ms or 0)}: the host refused our answer
 const selected = new Set(); // approval ids ticked for a bulk answer
 let lastRiskyApproval = 0; // Date.now() of this page's last approval of a risky request
+let riskyBefore = { id: null, at: 0 }; // which request set it, and its value before (a refused one undoes it)
 let bulkActions = null;
 let ticker = 0;
 
@@ -178,13 +183,18 @@ function card(entry, actions, tool) {
           str(option.name) || fallback,
         );
         const approving = option.kind === "allow_once" || option.kind === "allow_always";
-        if (approving && isRisky(entry)) guard(button, entry, level === "high" ? what : "");
+        if (approving && (isRisky(entry) || refusals.has(entry.id))) guard(button, entry, level === "high" ? what : "");
         button.addEventListener("click", () => {
           if (approving && isRisky(entry) && !confirmed(button)) return;
           if (!actions.decide(entry.id, option.option_id)) return;
-          if (approving && isRisky(entry)) lastRiskyApproval = Date.now();
+          if (approving && isRisky(entry)) {
+            riskyBefore = { id: entry.id, at: lastRiskyApproval };
+            lastRiskyApproval = Date.now();
+          }
           for (const b of buttons) b.disabled = true;
           button.classList.add("chosen");
+          refusals.delete(entry.id);
+          button.closest(".approval")?.querySelector(".refused")?.remove();
         });
         buttons.push(button);
       });
@@ -219,6 +229,7 @@ function card(entry, actions, tool) {
     entry.kind === "execute" && entry.source !== "host" && sessionRoot() && !command ? h("div", { class: "approval-kind" }, `in ${sessionRoot()}`) : null,
     command ? h("div", { class: "approval-kind" }, `in ${sessionRoot() || "the project folder"}`) : null,
     h("div", { class: "q-detail" }, content.map((item, index) => detail(item, `${entry.id}/q${index}`))),
+    refusalNote(entry.id),
     h("div", { class: "actions" }, buttons),
     always ? h("p", { class: "always-note" }, h("strong", {}, `“${str(always.name) || "Always approve"}”`), ` covers ${alwaysCovers(entry, always)}.`) : null,
     isRisky(entry) ? h("p", { class: "always-note risky-note" }, "Risky: approve takes a second tap, after a short wait, and never in bulk.") : null,
@@ -232,26 +243,67 @@ function detail(item, key) {
   return h("div", { class: "terminal" }, h("div", { class: "term-cmd" }, h("span", { class: "prompt-mark", "aria-hidden": "true" }, "$ "), str(item.command)));
 }
 
+/** Why the host did not accept this page's answer, and when to tap again (the host's `refused`). */
+function refusalNote(id) {
+  const refused = refusals.get(id);
+  if (!refused) return null;
+  const wait = Math.ceil((refused.retryAt - Date.now()) / 1000);
+  const when = wait > 0 ? ` Tap again in ${wait} s.` : "";
+  return h("p", { class: "always-note refused", role: "alert", testid: "approval-refused" }, `Not accepted: ${refused.reason}.${when}`);
+}
+
+/** When the host denies it, by this page's clock: from what the host said was left, else from when first seen. */
+function expiresAt(entry) {
+  if (deadlines.has(entry.id)) return deadlines.get(entry.id);
+  const timeout = typeof entry.timeout === "number" && entry.timeout > 0 ? entry.timeout * 1000 : null;
+  return timeout === null ? null : firstSeen.get(entry.id) + timeout;
+}
+
 /** Show (or update) a pending approval in the queue; `tool` is its tool call entry, if any. */
 export function enqueue(entry, actions, tool) {
   const fresh = !firstSeen.has(entry.id);
   if (fresh) firstSeen.set(entry.id, Date.now());
-  const timeout = typeof entry.timeout === "number" && entry.timeout > 0 ? entry.timeout * 1000 : null;
   const el = card(entry, actions, tool);
   el.addEventListener("unfold", () => enqueue(entry, actions, tool));
   const old = cards.get(entry.id);
   if (old) old.el.replaceWith(el);
   else queueEl?.append(el);
-  cards.set(entry.id, { el, entry, expires: timeout === null ? null : firstSeen.get(entry.id) + timeout });
+  cards.set(entry.id, { el, entry, tool, expires: expiresAt(entry) });
   bulkActions = actions;
   if (fresh) setCollapsed(false); // a new request is always shown
   refresh();
   if (fresh) notify(entry);
 }
 
+/** The seconds each pending approval still waits, as the host counted when it sent a snapshot or replay. */
+export function timeLeft(remaining) {
+  if (!remaining || typeof remaining !== "object") return;
+  const now = Date.now();
+  for (const [id, seconds] of Object.entries(remaining)) {
+    if (typeof seconds !== "number" || !(seconds >= 0)) continue;
+    deadlines.set(id, now + seconds * 1000);
+    const shown = cards.get(id);
+    if (shown) shown.expires = deadlines.get(id);
+  }
+  tick();
+}
+
+/** The host refused this page's answer to `id` (`retry`: seconds until it would count): the card takes a tap again. */
+export function refused(id, reason, retry, actions) {
+  const shown = cards.get(id);
+  if (!shown) return;
+  const wait = typeof retry === "number" && retry > 0 ? retry * 1000 : 0;
+  refusals.set(id, { reason: str(reason, "refused by the computer"), retryAt: wait ? Date.now() + wait : 0 });
+  if (riskyBefore.id === id) lastRiskyApproval = riskyBefore.at; // it did not count: the host's pace is its own
+  riskyBefore = { id: null, at: 0 };
+  enqueue(shown.entry, actions, shown.tool);
+}
+
 /** Take an approval out of the queue (decided, expired, cancelled, or gone from a snapshot). */
 export function dequeue(id) {
   const old = cards.get(id);
+  deadlines.delete(id);
+  refusals.delete(id);
   if (!old) return;
   old.el.remove();
   cards.delete(id);
@@ -304,10 +356,12 @@ function answerSelected(kinds, riskyToo) {
 
 // ---- a risky request: wait, then confirm ------------------------------------------------
 
-/** Keep an approve button of a risky request disabled for its cooldown (and after the last risky approval). */
+/** Keep an approve button of a risky request disabled for its cooldown (and after the last risky approval),
+ * and any approve button the host refused for a while until the time it named. */
 function guard(button, entry, why) {
-  const cooldown = typeof entry.cooldown === "number" && entry.cooldown > 0 ? entry.cooldown * 1000 : 0;
-  const readyAt = Math.max((firstSeen.get(entry.id) ?? Date.now()) + cooldown, lastRiskyApproval + cooldown);
+  const cooldown = isRisky(entry) && typeof entry.cooldown === "number" && entry.cooldown > 0 ? entry.cooldown * 1000 : 0;
+  const since = isRisky(entry) ? Math.max(firstSeen.get(entry.id) ?? Date.now(), lastRiskyApproval) : 0;
+  const readyAt = Math.max(since + cooldown, refusals.get(entry.id)?.retryAt ?? 0);
   button.dataset.why = why;
   const wait = readyAt - Date.now();
   if (wait <= 0) return;
