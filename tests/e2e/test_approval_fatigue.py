@@ -9,6 +9,7 @@ on its own, and the risky one is left out of the bulk approval and waits for its
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tests.e2e.test_viewer_mobile import approval, phone, relay_url  # noqa: F40
 from tests.e2e.test_viewer_page import FakeHost, message, open_session
 from tether.protocol import signing
 from tether.protocol.messages import Decide, Refused
+from tether.testing import ViewerClient, option_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 WAIT_MS = 15_000 * UNIT
@@ -74,6 +76,35 @@ async def test_always_allow_scoped_then_revoked(browser: Any, project: Path, tet
             await expect(card).to_have_count(1, timeout=WAIT_MS)  # asked again
             await card.get_by_test_id("deny").click()
             await expect(agent.filter(has_text="failed:")).to_have_count(1, timeout=WAIT_MS)
+    finally:
+        stop(run.process)
+
+
+async def test_a_device_is_told_why_its_answer_was_refused_and_the_time_left(
+    project: Path, tether_env: dict[str, str]
+) -> None:
+    """Through a real host (issue 12): a risky approval sent within its cooldown is answered to that device with a
+    refusal naming the approval, why and when; a device that comes back is told the seconds each pending approval
+    has left, fewer than its whole timeout (the core's unit tests: the same answer later counts)."""
+    run = start_rc(project, tether_env, "")
+    try:
+        async with ViewerClient(run.url) as viewer:
+            await viewer.prompt("sneakrun rm -rf build")
+            asked = await viewer.wait_for(lambda v: v.pending_approval(), WAIT_MS / 1000)
+            assert "risky" == asked["tier"]
+            allow = option_id(asked, "allow_once")
+            expires = int(time.time() * 1000) + 60_000  # signed as the page signs, sent at once: too soon
+            signature = viewer.device.sign(viewer.session_id, asked, None, allow, expires)
+            await viewer.send(Decide(approval_id=asked["id"], option_id=allow, signature=signature, expires=expires))
+            (refused,) = await viewer.wait_for(lambda v: v.refusals, WAIT_MS / 1000)
+            assert asked["id"] == refused.approval_id and "shown 3 s" in refused.reason
+            assert refused.retry is not None and 0 < refused.retry <= 3
+            await viewer.wait_for(lambda v: v.mirror.at is not None and v.mirror.at > 0)
+            comeback = viewer.rejoin()
+        async with ViewerClient(run.url, **comeback) as back:  # the same device, coming back (hello.since: a replay)
+            assert back.mirror.replays and asked["id"] in back.mirror.remaining
+            assert 0 < back.mirror.remaining[asked["id"]] < asked["timeout"]
+            assert "pending" == back.entries[asked["id"]]["state"]
     finally:
         stop(run.process)
 
