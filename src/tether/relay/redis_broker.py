@@ -71,7 +71,6 @@ NODE_TTL = 5.0  # seconds a process's own liveness key outlives it: its ends cou
 POOL_SIZE = 32  # Redis connections per process for transactions and credential keys
 POOL_TIMEOUT = 10.0  # seconds a call waits for a free connection
 OUTBOX_BYTES = 16 * 1024 * 1024  # published bytes waiting for Redis before senders wait
-PUBLISH_BATCH = 256  # messages per pipelined round trip
 RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after Redis went away
 ROUTING_KEY_SLACK = 60.0  # seconds a credential key outlives the routing token it names
 
@@ -121,8 +120,11 @@ class RedisBroker(Broker):
         self.ledger: Ledger = RedisLedger(self)
         self._ends: dict[str, RemoteAttachment] = {}  # this process's ends by id
         self._outbox: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._outbox_bytes = 0
+        self._outbox_bytes = 0  # queued here or sent and not yet answered by Redis
         self._outbox_changed = asyncio.Event()
+        self._link: Any = None  # the publishing connection, while it is up (the writer's)
+        self._in_flight: collections.deque[int] = collections.deque()  # sizes of PUBLISHes not yet answered
+        self._send_scheduled = False
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._started: asyncio.Future[None] | None = None
@@ -494,7 +496,28 @@ class RedisBroker(Broker):
     def _enqueue(self, node: str, message: bytes) -> None:
         self._outbox.append((self._channel(node), message))
         self._outbox_bytes += len(message)
+        if self._writable():
+            if len(self._outbox) == 1 and not self._in_flight:
+                self._send_outbox()  # Redis is idle: at once, no wait for another turn
+            elif not self._send_scheduled:
+                # Busy: what is forwarded in this turn of the event loop goes in one write.
+                self._send_scheduled = True
+                asyncio.get_running_loop().call_soon(self._send_outbox)
         self._outbox_changed.set()
+
+    def _writable(self) -> bool:
+        """Whether the publishing connection is up (redis-py drops its writer when it closes)."""
+        return self._link is not None and self._link._writer is not None
+
+    def _send_outbox(self) -> None:
+        """Write every queued PUBLISH to the publishing connection; the writer task reads the answers."""
+        self._send_scheduled = False
+        if not self._outbox or not self._writable():
+            return
+        batch, self._outbox = self._outbox, collections.deque()
+        link = self._link
+        link._writer.writelines(link.pack_commands([(b"PUBLISH", channel, message) for channel, message in batch]))
+        self._in_flight.extend(len(message) for _, message in batch)
 
     async def _publish(self, node: str, message: bytes) -> None:
         while self._outbox_bytes > OUTBOX_BYTES:
@@ -503,7 +526,7 @@ class RedisBroker(Broker):
         self._enqueue(node, message)
 
     async def _flush(self) -> None:
-        while self._outbox:
+        while self._outbox or self._in_flight:
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
 
@@ -511,41 +534,66 @@ class RedisBroker(Broker):
         """Publish what is queued, in order, through one connection of its own, pipelined.
 
         The connection is taken from the pool once and kept (a pipeline object and a pool
-        checkout per batch cost more than the PUBLISH commands themselves); after an error
-        it is dropped and another one taken for the next batch.
+        checkout per message cost more than the PUBLISH itself). While it is up, a frame is
+        written to it as it is forwarded when Redis is idle, else with the others of the
+        same turn of the event loop in one write (``_enqueue``); this task reads Redis's
+        answers, and sends what was queued while there was no connection.
+        After an error, what was in flight is lost (as on a dropped connection) and another
+        connection is taken.
         """
         pool = self.redis.connection_pool
-        connection: Any = None
         try:
             while True:
-                while not self._outbox:
+                if self._link is None:
+                    while not self._outbox:
+                        self._outbox_changed.clear()
+                        await self._outbox_changed.wait()
+                    try:
+                        link = await pool.get_connection()  # type: ignore[no-untyped-call]
+                        if not link.is_connected:
+                            await link.connect()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        self._lost(exc, [len(message) for _, message in self._outbox])
+                        self._outbox.clear()
+                        continue
+                    self._link = link
+                if self._outbox and self._writable():
+                    self._send_outbox()
+                    continue
+                if not self._in_flight and self._writable():
                     self._outbox_changed.clear()
                     await self._outbox_changed.wait()
-                batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
+                    continue
                 try:
-                    if connection is None:
-                        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-                    commands = [(b"PUBLISH", channel, message) for channel, message in batch]
-                    await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-                    for _ in batch:
-                        await connection.read_response()
+                    if self._link._writer is None:  # redis-py dropped the connection
+                        raise ConnectionError("the publishing connection closed")
+                    await self._link.read_response()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    # Redis went away: what was in flight is lost, as on a dropped connection.
-                    logger.warning("relay: publishing to Redis failed: %s", type(exc).__name__)
-                    self.counters.count(Drop.NO_PEER, len(batch))
-                    if connection is not None:
-                        with contextlib.suppress(Exception):
-                            await connection.disconnect()
-                            await pool.release(connection)
-                        connection = None
-                self._outbox_bytes -= sum(len(message) for _, message in batch)
+                    link, self._link = self._link, None
+                    self._lost(exc, list(self._in_flight))
+                    self._in_flight.clear()
+                    with contextlib.suppress(Exception):
+                        await link.disconnect()
+                        await pool.release(link)
+                    continue
+                self._outbox_bytes -= self._in_flight.popleft()
                 self._outbox_changed.set()
         finally:
-            if connection is not None:
+            link, self._link = self._link, None
+            if link is not None:
                 with contextlib.suppress(Exception):
-                    await pool.release(connection)
+                    await pool.release(link)
+
+    def _lost(self, exc: Exception, sizes: list[int]) -> None:
+        # Redis went away: what was in flight is lost, as on a dropped connection.
+        logger.warning("relay: publishing to Redis failed: %s", type(exc).__name__)
+        self.counters.count(Drop.NO_PEER, len(sizes))
+        self._outbox_bytes -= sum(sizes)
+        self._outbox_changed.set()
 
     async def _subscriber(self, pubsub: Any) -> None:
         """Hand what arrives on this process's channel to its ends; ride out Redis going away."""
