@@ -157,7 +157,11 @@ async def test_bulk_approve_signs_each_and_leaves_the_risky_one(browser: Any, re
             "Not accepted: risky requests are approved one at a time. Tap again in 1 s."
         )
         await expect(approve).to_be_enabled(timeout=WAIT_MS)
+        await expect(risky.get_by_test_id("approval-refused")).to_have_text(
+            "Not accepted: risky requests are approved one at a time. Tap again."
+        )
         await approve.click()
         await approve.click()
+        await expect(risky.get_by_test_id("approval-refused")).to_have_count(0)  # answered again: the note goes
         again = await host.wait_for_kind(Decide, 4)
         assert isinstance(again, Decide) and "approval-3" == again.approval_id

@@ -159,21 +159,16 @@ class Approving(CoreState):
             if grant is not None and once is not None:
                 self._decide(approval.id, once.option_id, by=f"{BY_GRANT}{grant.number}")
 
-    def _too_soon(self, approval_id: str, option_id: str) -> str | None:
-        """Why a device's approval comes too fast (policy.too_soon: the cooldown for risky ones), or None."""
+    def _too_soon(self, approval_id: str, option_id: str) -> tuple[str, float | None] | None:
+        """Why a device's approval comes too fast (policy.too_soon: the cooldown for risky ones) and in how many
+        seconds the same answer would count (policy.cooldown_left); None if it is not too soon."""
         approval = self.approvals.get(approval_id)
         option = approval.option(option_id) if approval is not None else None
         if approval is None or option is None or option.kind not in ALLOW_KINDS:
             return None
-        return policy.too_soon(approval.tier, approval.opened, self._last_risky, self._now)
-
-    def _cooldown_left(self, approval_id: str, option_id: str) -> float | None:
-        """The seconds until that approval would count (policy.cooldown_left), or None (waiting will not help)."""
-        approval = self.approvals.get(approval_id)
-        option = approval.option(option_id) if approval is not None else None
-        if approval is None or option is None or option.kind not in ALLOW_KINDS:
-            return None
-        return policy.cooldown_left(approval.tier, approval.opened, self._last_risky, self._now)
+        why = policy.too_soon(approval.tier, approval.opened, self._last_risky, self._now)
+        return None if why is None else (why, policy.cooldown_left(approval.tier, approval.opened, self._last_risky,
+                                                                   self._now))  # fmt: skip
 
     # -- "always allow" of this session (host/grants.py) ----------------------------------
 

@@ -253,8 +253,8 @@ class SessionCore(Approving, Modes):
                 public_key=device.public_key, session_id=device.session_id, approval=approval, tool_call=tool_call,
                 option_id=message.option_id, signature=message.signature, expires_ms=message.expires, now=at,
             ) or ""  # fmt: skip
-            if not refusal and (refusal := self._too_soon(message.approval_id, message.option_id) or ""):
-                retry = self._cooldown_left(message.approval_id, message.option_id)
+            if not refusal and (soon := self._too_soon(message.approval_id, message.option_id)):
+                refusal, retry = soon
         if refusal:
             self.refused_decisions += 1
             self._emit(self.transcript.message("system", f"A decision from {by} was refused: {refusal}."), to=by)

@@ -105,7 +105,9 @@ function countdown(ms) {
 
 function tick() {
   const now = Date.now();
-  for (const { el, expires } of cards.values()) {
+  for (const [id, { el, expires }] of cards) {
+    const note = el.querySelector(".refused");
+    if (note && refusals.has(id)) note.textContent = refusalText(refusals.get(id), now);
     const timer = el.querySelector(".timer");
     if (!timer || expires === null) continue;
     const left = expires - now;
@@ -247,9 +249,12 @@ function detail(item, key) {
 function refusalNote(id) {
   const refused = refusals.get(id);
   if (!refused) return null;
-  const wait = Math.ceil((refused.retryAt - Date.now()) / 1000);
-  const when = wait > 0 ? ` Tap again in ${wait} s.` : "";
-  return h("p", { class: "always-note refused", role: "alert", testid: "approval-refused" }, `Not accepted: ${refused.reason}.${when}`);
+  return h("p", { class: "always-note refused", role: "alert", testid: "approval-refused" }, refusalText(refused, Date.now()));
+}
+
+function refusalText({ reason, retryAt }, now) {
+  const wait = Math.ceil((retryAt - now) / 1000);
+  return `Not accepted: ${reason}. ${wait > 0 ? `Tap again in ${wait} s.` : "Tap again."}`;
 }
 
 /** When the host denies it, by this page's clock: from what the host said was left, else from when first seen. */
