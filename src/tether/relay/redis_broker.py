@@ -20,7 +20,7 @@ Decisions are ``routing.join`` / ``routing.leave`` on the state read from the pr
 keys, exactly as ``MemoryBroker`` makes them; effects for an end on another process are
 published to that process, which carries them out.
 
-Order: every process publishes through one connection (one writer task, pipelined), and
+Order: every process publishes through one connection, in order and pipelined, and
 Redis delivers a channel's messages in the order one connection published them, so the
 ``peer joined`` a viewer's process sends reaches the host before any frame of that
 viewer. redis-py's pool is sized explicitly and blocks when all its connections are busy
