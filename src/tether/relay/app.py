@@ -249,10 +249,14 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     logger.info("attached", extra={"event": "attached", "role": str(role), "session": session[:4]})
     # Sent before the writer starts, so an end hears its credentials before anything else.
     await websocket.send_text(gate.credentials_message(relay, given))
+    # The tokens presented and given are not kept for the connection's life (memory per
+    # idle session, issue 13): only the claims that _read checks.
+    held = given.claims
+    del presented, claims, given
     writer = asyncio.create_task(_write(websocket, attachment))
     clean = False  # lost (no close frame, an error, cancelled) unless the end closed on purpose
     try:
-        clean = await _read(websocket, attachment, relay, given.claims)
+        clean = await _read(websocket, attachment, relay, held)
     finally:
         await relay.broker.detach(attachment, clean)
         if role is Role.HOST and attachment.mailbox.closing is not CloseCode.REPLACED:
