@@ -352,7 +352,7 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-ROWS = ("rtt", "throughput", "big", "memory", "open", "redis")
+ROWS = ("rtt", "throughput", "big", "memory", "open", "redis", "e2e")
 
 
 async def run(quick: bool, idle: int, wanted: tuple[str, ...] = ROWS) -> None:
@@ -423,6 +423,25 @@ async def run(quick: bool, idle: int, wanted: tuple[str, ...] = ROWS) -> None:
                     latency, rate = await redis_pubsub(redis_url, 200, 20_000 // scale, 256)
                     rows.append(("redis pub/sub alone (redis-py): p50 / msg/s", f"{latency * 1e6:,.0f} us",
                                  f"{rate:,.0f} msg/s", "", "floor for the Redis path"))  # fmt: skip
+    if "e2e" in wanted:
+        # The cost of end-to-end encryption (issue 9): the same relay, messages plain against sealed
+        # (benchmarks/e2e_cost.py has more rows), in this one table.
+        import e2e_cost
+
+        from tether.relay.server import EmbeddedRelay, RelayConfig
+
+        async with EmbeddedRelay(RelayConfig(host="127.0.0.1", port=0)) as embedded:
+
+            async def sealed_rt(sealed: bool) -> float:
+                return p(await e2e_cost.round_trips(embedded, sealed, 1000 // scale), 0.5) * 1e6
+
+            async def sealed_rate(sealed: bool) -> float:
+                return await e2e_cost.throughput(embedded, sealed, 10_000 // scale)
+
+            b, r = await alternate(lambda: sealed_rt(False), lambda: sealed_rt(True))
+            row("end to end: round trip 1 KiB message p50 (plain vs sealed)", b, r, "us", "")
+            b, r = await alternate(lambda: sealed_rate(False), lambda: sealed_rate(True))
+            row("end to end: 8 KiB messages host to viewer (plain vs sealed)", b, r, "msg/s", "")
     print(f"\nrelay vs baselines, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"rounds alternate, median of {ROUNDS}{' (quick)' if quick else ''}\n")  # fmt: skip
     print("| figure | baseline | tether relay | ratio | target |")
