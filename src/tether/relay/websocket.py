@@ -177,6 +177,16 @@ _handling = threading.local()
 class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with the relay's :class:`FastPath` (module doc)."""
 
+    # uvicorn's protocol sets 37 attributes: past the 30 keys a shared instance dict may
+    # hold, so each connection had a dict of its own (about 1.5 KB). As slots they take 8
+    # bytes each; an attribute a later uvicorn adds still lands in the (then small) dict.
+    __slots__ = ("app", "app_state", "asgi_version", "client", "close_sent", "close_timeout", "close_timer",
+                 "config", "conn", "connections", "curr_msg_data_type", "default_headers", "disconnected", "fast",
+                 "frames", "handshake_complete", "handshake_initiated", "initial_response", "last_ping_rtt",
+                 "logger", "loop", "pending_ping_payload", "ping_interval", "ping_sent_at", "ping_timeout",
+                 "ping_timer", "pong_timer", "queue", "read_paused", "request", "response", "root_path", "scheme",
+                 "scope", "server", "tasks", "transport", "writable")  # fmt: skip
+
     def handle_events(self) -> None:
         outer = getattr(_handling, "batch", None)
         batch: list[FastPath] = []
@@ -188,9 +198,8 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
             for fast in batch:
                 fast.flush()
 
-    fast: FastPath | None = None
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.fast: FastPath | None = None
         super().__init__(*args, **kwargs)
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
