@@ -43,7 +43,7 @@ from tether.errors import Refused
 from tether.relay import gate, origin, routing
 from tether.relay.accounts import AccountStore
 from tether.relay.admission import Admission, coming_back
-from tether.relay.broker import Attachment, Broker, QueueLimits, create_broker
+from tether.relay.broker import Attachment, Broker, Mailbox, QueueLimits, create_broker
 from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
 from tether.relay.ledger import Ledger
 from tether.relay.metrics import Figures, RelayMetrics, wants_prometheus
@@ -253,7 +253,7 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     # idle session, issue 13): only the claims that _read checks.
     held = given.claims
     del presented, claims, given
-    writer = asyncio.create_task(_write(websocket, attachment))
+    writer = _Writer(websocket, attachment.mailbox)
     clean = False  # lost (no close frame, an error, cancelled) unless the end closed on purpose
     try:
         clean = await _read(websocket, attachment, relay, held)
@@ -261,13 +261,7 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
         await relay.broker.detach(attachment, clean)
         if role is Role.HOST and attachment.mailbox.closing is not CloseCode.REPLACED:
             await gate.end(relay, session)  # the session dies with its host (not one that came back anew)
-        if attachment.mailbox.closing is not None:
-            # The relay closed this connection (oversized, too slow, session ended,
-            # shutdown): let the writer send the close frame, within a bound.
-            await asyncio.wait({writer}, timeout=WRITER_GRACE)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
-            await writer
+        await writer.finish()
         code = attachment.mailbox.closing
         logger.info(
             "detached",
@@ -343,7 +337,7 @@ def _fast_path(websocket: WebSocket, attachment: Attachment, relay: RelayState) 
     """Forward this connection's frames as they arrive and write its peer's out at once, where the server can.
 
     The relay's own WebSocket protocol (``websocket.py``) offers it; under any other server
-    every frame goes through ``_read`` and ``_write``.
+    every frame goes through ``_read`` and the ``_Writer``.
     """
     fast = websocket.scope.get("extensions", {}).get(FAST_PATH)
     if not isinstance(fast, FastPath):
@@ -406,25 +400,64 @@ def load_keys(path: str | None, now: float) -> KeySet:
     return keys
 
 
-async def _write(websocket: WebSocket, attachment: Attachment) -> None:
-    """Send what the broker queued for this connection, then close with the code it ends with.
+class _Writer:
+    """Sends what the broker queued for one connection, then closes with the code it ends with.
 
-    However it ends (closed, cancelled, the client gone), what is still queued is dropped
-    and its bytes go back to the relay's budget.
+    Its task runs only while there is something to send: an idle connection holds no task
+    and no suspended coroutine for it (memory per idle session, issue 13). The mailbox
+    ``wake``s it when something is queued or it closes; it ends when the mailbox is empty,
+    or for good once it has sent the close, or the client is gone. Then, or however it
+    ends (``finish``), what is still queued is dropped and its bytes go back to the relay's
+    budget.
     """
-    mailbox = attachment.mailbox
-    try:
-        while True:
-            item = await mailbox.get()
-            if isinstance(item, bytes):
-                await websocket.send_bytes(item)
-            elif isinstance(item, str):
-                await websocket.send_text(item)
-            else:
-                await websocket.close(item, item.reason)
-                return
-    finally:
-        mailbox.drop()
+
+    __slots__ = ("mailbox", "task", "websocket")
+
+    def __init__(self, websocket: WebSocket, mailbox: Mailbox) -> None:
+        self.websocket = websocket
+        self.mailbox = mailbox
+        self.task: asyncio.Task[None] | None = None
+        mailbox.wake = self.wake
+        if len(mailbox) or mailbox.closing is not None:
+            self.wake()
+
+    def wake(self) -> None:
+        """Start the task, unless it runs (or has ended for good)."""
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        mailbox, websocket = self.mailbox, self.websocket
+        try:
+            while True:
+                item = mailbox.take()
+                if item is None:
+                    self.task = None  # nothing to send: the next item queued starts a task again
+                    return
+                if isinstance(item, bytes):
+                    await websocket.send_bytes(item)
+                elif isinstance(item, str):
+                    await websocket.send_text(item)
+                else:
+                    await websocket.close(item, item.reason)
+                    mailbox.drop()
+                    return
+        except BaseException:
+            mailbox.drop()
+            raise
+
+    async def finish(self) -> None:
+        """The connection ends: a close the relay asked for goes out (within ``WRITER_GRACE``), then stop."""
+        task = self.task
+        if task is not None and self.mailbox.closing is not None:
+            # The relay closed this connection (oversized, too slow, session ended,
+            # shutdown): let the writer send the close frame, within a bound.
+            await asyncio.wait({task}, timeout=WRITER_GRACE)
+        self.mailbox.drop()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
+                await task
 
 
 async def _viewer_page(request: Request) -> Response:

@@ -27,9 +27,9 @@ may ask to take over the seat), then ``forward`` for every binary frame the conn
 sends (or first ``forward_now``, which does the same without awaiting when no wait is
 needed and says whether it did; ``drop`` when a host asks to have its viewer dropped), and
 ``detach`` exactly once at the end (also after the relay closed the connection; a second
-detach is a no-op). The connection's writer reads ``attachment.mailbox.get()`` and sends
-what it returns until it returns a :class:`~tether.relay.routing.CloseCode`, then closes
-with that code.
+detach is a no-op). The connection's writer reads ``attachment.mailbox.get()`` (or
+``take``) and sends what it returns until it returns a
+:class:`~tether.relay.routing.CloseCode`, then closes with that code.
 """
 
 from __future__ import annotations
@@ -109,11 +109,13 @@ class Mailbox:
     ``direct``, when the connection has one (``websocket.FastPath.send_binary``), writes a
     frame out at once: ``push`` uses it when nothing is queued and the writer holds nothing
     (``sending``), so a frame skips the queue only when it would have been next anyway.
-    The queue and its event are made on demand: an idle connection holds neither.
+    The queue and its event are made on demand: an idle connection holds neither. So can
+    the writer be: ``wake``, when set, is called whenever something is queued or the
+    mailbox closes, and a writer that finds nothing to ``take`` may end (``app.py``).
     """
 
     __slots__ = ("_bytes", "_changed", "_dropped", "_items", "budget", "closing", "direct", "limits", "sending",
-                 "stalled_since")  # fmt: skip
+                 "stalled_since", "wake")  # fmt: skip
 
     def __init__(self, limits: QueueLimits, budget: Budget | None = None) -> None:
         self.limits = limits
@@ -127,6 +129,7 @@ class Mailbox:
         self.stalled_since: float | None = None
         self.direct: Callable[[bytes], bool] | None = None
         self.sending = False  # the writer took an item and has not finished sending it
+        self.wake: Callable[[], None] | None = None  # starts the connection's writer if none runs
 
     def __len__(self) -> int:
         return len(self._items) if self._items else 0
@@ -194,11 +197,14 @@ class Mailbox:
             self._clear()
         if self._changed is not None:
             self._changed.set()  # wakes both the reader and blocked senders
+        if self.wake is not None:
+            self.wake()
 
     def drop(self) -> None:
         """The connection's writer is gone: forget what is queued, give its bytes back, take nothing more."""
         self._dropped = True
         self.direct = None
+        self.wake = None
         self._clear()
         if self._changed is not None:
             self._changed.set()
@@ -211,13 +217,17 @@ class Mailbox:
 
     async def get(self) -> Item:
         """The next item, waiting for one; the close code once closed and drained."""
-        self.sending = False  # the writer is back: what it took before has been sent
-        while not self._items:
-            if self.closing is not None:
-                return self.closing
+        while (item := self.take()) is None:
             changed = self._event()
             changed.clear()
             await changed.wait()
+        return item
+
+    def take(self) -> Item | None:
+        """The next item, or the close code once closed and drained; None when nothing is to be sent now."""
+        self.sending = False  # the writer is back: what it took before has been sent
+        if not self._items:
+            return self.closing
         item = self._items.popleft()
         if not self._items:
             self._items = None
@@ -239,6 +249,8 @@ class Mailbox:
         self.budget.take(len(item))
         if self._changed is not None:
             self._changed.set()
+        if self.wake is not None:
+            self.wake()
 
 
 @dataclass(eq=False, slots=True)
