@@ -136,8 +136,9 @@ def create_app(
         broker = create_broker(config.broker, Counters(), limits)
     app = Starlette(
         routes=[
-            WebSocketRoute("/v1/host/{session_id}", _host_endpoint),
-            WebSocketRoute("/v1/viewer/{session_id}", _viewer_endpoint),
+            # Partials, not wrappers: no coroutine frame of its own per connection (issue 13).
+            WebSocketRoute("/v1/host/{session_id}", functools.partial(_endpoint, role=Role.HOST), name="host"),
+            WebSocketRoute("/v1/viewer/{session_id}", functools.partial(_endpoint, role=Role.VIEWER), name="viewer"),
             Route("/s/{session_id}", _viewer_page),
             Route("/assets/{file}", _asset),
             Route("/healthz", _healthz),
@@ -163,14 +164,6 @@ def create_app(
     app.state.relay.sessions_per_address = config.sessions_per_address
     app.state.relay.operator_token = config.operator_token
     return app
-
-
-async def _host_endpoint(websocket: WebSocket) -> None:
-    await _endpoint(websocket, Role.HOST)
-
-
-async def _viewer_endpoint(websocket: WebSocket) -> None:
-    await _endpoint(websocket, Role.VIEWER)
 
 
 async def _endpoint(websocket: WebSocket, role: Role) -> None:

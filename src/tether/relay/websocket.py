@@ -74,27 +74,28 @@ def route_endpoint(app: Any, scope: Any) -> Any | None:
     found = _matching_endpoint(starlette, scope)
     if found is None:
         return None
-    endpoint, child = found
-    scope.update(child, app=starlette, router=starlette.router)
-
-    async def run(scope: Any, receive: Any, send: Any) -> None:
-        await endpoint(WebSocket(scope, receive, send))
-
+    scope.update(found, app=starlette, router=starlette.router)
     if proxy is None:
-        return run
+        return _run_endpoint
     lean = copy.copy(proxy)
-    lean.app = run
+    lean.app = _run_endpoint
     return lean
 
 
-def _matching_endpoint(starlette: Starlette, scope: Any) -> tuple[Any, Any] | None:
+async def _run_endpoint(scope: Any, receive: Any, send: Any) -> None:
+    """The matched route's endpoint (``scope["endpoint"]``, as Starlette's router sets it), on its WebSocket."""
+    await scope["endpoint"](WebSocket(scope, receive, send))
+
+
+def _matching_endpoint(starlette: Starlette, scope: Any) -> Any | None:
+    """The child scope of the matching route (with its ``endpoint``), or None."""
     for route in starlette.router.routes:
         if not isinstance(route, (Route, WebSocketRoute)):
             return None  # a mount or a host: leave the routing to Starlette
         if isinstance(route, WebSocketRoute) and inspect.iscoroutinefunction(route.endpoint):
             match, child = route.matches(scope)
             if match is Match.FULL:
-                return route.endpoint, child
+                return child
     return None
 
 
