@@ -41,7 +41,7 @@ import copy
 import inspect
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -82,9 +82,13 @@ def route_endpoint(app: Any, scope: Any) -> Any | None:
     return lean
 
 
-async def _run_endpoint(scope: Any, receive: Any, send: Any) -> None:
-    """The matched route's endpoint (``scope["endpoint"]``, as Starlette's router sets it), on its WebSocket."""
-    await scope["endpoint"](WebSocket(scope, receive, send))
+def _run_endpoint(scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+    """The matched route's endpoint (``scope["endpoint"]``, as Starlette's router sets it), on its WebSocket.
+
+    Not a coroutine function: the endpoint's own coroutine is what the connection's task
+    awaits, with no frame of this one suspended above it.
+    """
+    return scope["endpoint"](WebSocket(scope, receive, send))  # type: ignore[no-any-return]
 
 
 def _matching_endpoint(starlette: Starlette, scope: Any) -> Any | None:
