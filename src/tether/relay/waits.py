@@ -10,19 +10,24 @@ users call (uvicorn's WebSocket protocol, ``broker.Mailbox``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class Inbox(Generic[T]):
-    """What uvicorn's protocol uses of ``asyncio.Queue`` (one reader), without its three deques."""
+    """What uvicorn's protocol uses of ``asyncio.Queue`` (one reader), without its three deques.
 
-    __slots__ = ("_items", "_waiter")
+    ``taken``, if given, is called each time ``get`` hands out an item (before it returns).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_items", "_taken", "_waiter")
+
+    def __init__(self, taken: Callable[[], None] | None = None) -> None:
         self._items: list[T] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._taken = taken
 
     def put_nowait(self, item: T) -> None:
         self._items.append(item)
@@ -36,7 +41,10 @@ class Inbox(Generic[T]):
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.pop(0)  # short: reading pauses after each message the app has not taken
+        item = self._items.pop(0)  # short: reading pauses after each message the app has not taken
+        if self._taken is not None:
+            self._taken()
+        return item
 
     def empty(self) -> bool:
         return not self._items

@@ -206,7 +206,7 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.fast: FastPath | None = None
         super().__init__(*args, **kwargs)
-        self.queue = Inbox()  # type: ignore[assignment]
+        self.queue = Inbox(self._taken)  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
 
@@ -238,6 +238,19 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.fast is not None and self.fast.receiver is not None and not self.close_sent:
             self.fast.unacked += 1
         super().send_receive_event_to_app()
+
+    def receive(self) -> Awaitable[Any]:  # type: ignore[override]
+        """uvicorn's ``receive``, but the queue's own coroutine: no frame of this one suspended above it.
+
+        What uvicorn does after each message taken (resume reading once the queue is empty)
+        is ``_taken``, which the queue calls.
+        """
+        return self.queue.get()
+
+    def _taken(self) -> None:
+        if self.read_paused and self.queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
 
     async def send(self, message: Any) -> None:
         await super().send(message)
