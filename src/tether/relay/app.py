@@ -335,20 +335,28 @@ def _fast_path(websocket: WebSocket, attachment: Attachment, relay: RelayState) 
     fast = websocket.scope.get("extensions", {}).get(FAST_PATH)
     if not isinstance(fast, FastPath):
         return None
-    broker, metrics, limit = relay.broker, relay.metrics, relay.max_frame_bytes
+    attachment.mailbox.direct = fast.send_binary
+    fast.install(_Forwarder(attachment, relay).receive)
+    return fast
 
-    def receive(frame: bytes) -> bool:
-        if len(frame) > limit:
+
+class _Forwarder:
+    """What ``_fast_path`` installs: a slotted object, not a closure (4 cells and a function: 380 B a connection)."""
+
+    __slots__ = ("attachment", "broker", "limit", "metrics")
+
+    def __init__(self, attachment: Attachment, relay: RelayState) -> None:
+        self.attachment = attachment
+        self.broker, self.metrics, self.limit = relay.broker, relay.metrics, relay.max_frame_bytes
+
+    def receive(self, frame: bytes) -> bool:
+        if len(frame) > self.limit:
             return False  # _read counts it and closes the connection
         started = time.perf_counter()
-        if not broker.forward_now(attachment, frame):
+        if not self.broker.forward_now(self.attachment, frame):
             return False  # it has to wait for room: _read does that
-        metrics.forwarded(len(frame), time.perf_counter() - started)
+        self.metrics.forwarded(len(frame), time.perf_counter() - started)
         return True
-
-    attachment.mailbox.direct = fast.send_binary
-    fast.install(receive)
-    return fast
 
 
 PONG = json.dumps({"type": "pong"})
