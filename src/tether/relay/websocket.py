@@ -174,6 +174,9 @@ class FastPath:
             self._protocol.transport.write(b"".join(pending))
 
 
+# The scope's "asgi" dicts, by version: shared by every connection (read-only, per the ASGI spec).
+_ASGI: dict[tuple[str, str], Any] = {}
+
 # The connections whose frames wait for the end of the data being handled now (FastPath's
 # doc). Per thread: relays in several threads each have their own event loop.
 _handling = threading.local()
@@ -216,6 +219,9 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         self.fast = FastPath(self)
         self.scope["extensions"][FAST_PATH] = self.fast  # type: ignore[assignment]
+        # The same for every connection: one dict shared, not one each (about 200 B).
+        asgi = self.scope["asgi"]
+        self.scope["asgi"] = _ASGI.setdefault((asgi["version"], asgi.get("spec_version", "")), asgi)
         self.app = route_endpoint(self.app, self.scope) or self.app
         conn = self.conn
         if not conn.reader.buffer:
