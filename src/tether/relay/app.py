@@ -189,14 +189,17 @@ async def _endpoint(websocket: WebSocket, role: Role) -> None:
         if address is not None:
             relay.by_address[address] += 1
         try:
-            await _connection(websocket, role, relay)
+            attached = await _connection(websocket, role, relay)
+            if attached is not None:
+                # Awaited here, not from _connection: one suspended frame fewer per idle connection.
+                await _read(websocket, role, relay, *attached)
         finally:
             if address is not None:
                 relay.by_address[address] -= 1
                 if not relay.by_address[address]:
                     del relay.by_address[address]  # nothing of a client stays after its sessions
     except (WebSocketDisconnect, OSError):
-        pass  # the client went away mid-send; the broker has been told in _connection
+        pass  # the client went away mid-send; the broker has been told in _read
     except Exception:
         # A bug, not bad input: keep it to this connection, make it visible, close cleanly.
         logger.exception("relay endpoint failed (%s %s)", role, websocket.url.path)
@@ -209,8 +212,11 @@ async def _endpoint(websocket: WebSocket, role: Role) -> None:
             relay.idle.set()
 
 
-async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> None:
-    """One connection from accept to close: credential, attach, pump both ways, detach."""
+async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> tuple[Attachment, Claims] | None:
+    """One connection from accept to attached: credential, attach, credentials sent; None if refused (and closed).
+
+    Then ``_read`` pumps both ways and detaches.
+    """
     await websocket.accept()
     session = websocket.path_params["session_id"]
     claims = None
@@ -221,7 +227,7 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
         if claims is None:
             relay.counters.count(Drop.UNAUTHORIZED)
             await websocket.close(CloseCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED.reason)
-            return
+            return None
     try:
         # A viewer may ask to take over the seat (`?takeover=1`); the host decides whether it sees anything.
         take_over = role is Role.VIEWER and websocket.query_params.get("takeover") == "1"
@@ -231,14 +237,14 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     except Refused as refused:
         relay.counters.count(refused.drop)
         await websocket.close(refused.code, refused.code.reason)
-        return
+        return None
     assert claims is not None  # attach refuses a malformed session id
     given = await gate.commit(relay, str(role), claims, session)
     if given is None:
         await relay.broker.detach(attachment)
         relay.counters.count(Drop.UNAUTHORIZED)
         await websocket.close(CloseCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED.reason)
-        return
+        return None
     logger.info("attached", extra={"event": "attached", "role": str(role), "session": session[:4]})
     # Sent before the writer starts, so an end hears its credentials before anything else.
     await websocket.send_text(gate.credentials_message(relay, given))
@@ -246,10 +252,77 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
     # idle session, issue 13): only the claims that _read checks.
     held = given.claims
     del presented, claims, given
+    return attachment, held
+
+
+async def _read(websocket: WebSocket, role: Role, relay: RelayState, attachment: Attachment, held: Claims) -> None:
+    """Forward the connection's binary frames until it ends (disconnected, credential lapsed, closed); then detach.
+
+    The end closed on purpose (1000 or 4000: a host's deliberate end) or was lost: its
+    peer hears which (``broker.detach``). Binary frames that need no wait do not come this
+    way: ``_fast_path`` forwards them as they arrive.
+    """
+    session = attachment.session_id
     writer = _Writer(websocket, attachment.mailbox)
     clean = False  # lost (no close frame, an error, cancelled) unless the end closed on purpose
     try:
-        clean = await _read(websocket, attachment, relay, held)
+        fast = _fast_path(websocket, attachment, relay)
+        taken = False
+        while True:
+            if taken and fast is not None:
+                fast.processed()  # done with the last message: frames may take the direct path again
+            taken = True
+            try:
+                async with asyncio.timeout(max(0.0, held.expires - relay.clock())):
+                    message = await websocket.receive()
+            except TimeoutError:
+                # Not renewed in time: the routing credential lapsed (docs/protocol.md, "Credentials").
+                relay.refusals["expired"] += 1
+                relay.counters.count(Drop.UNAUTHORIZED)
+                await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
+                return
+            if message["type"] == "websocket.disconnect":
+                # The WebSocket layer closes on its own for a frame over its size limit
+                # (uvicorn's ws_max_size) or a text frame that is not UTF-8: count those here.
+                code = message.get("code")
+                if code == CloseCode.FRAME_TOO_LARGE and attachment.mailbox.closing is None:
+                    relay.counters.count(Drop.OVERSIZED)
+                elif code == 1007:
+                    relay.counters.count(Drop.MALFORMED)
+                clean = deliberate(code)
+                return
+            data = message.get("bytes")
+            if data is not None:
+                if len(data) > relay.max_frame_bytes:
+                    # Only reached when the server's own limit is looser than the config's.
+                    relay.counters.count(Drop.OVERSIZED)
+                    await relay.broker.evict(attachment, CloseCode.FRAME_TOO_LARGE)
+                    return
+                started = time.perf_counter()
+                await relay.broker.forward(attachment, data)
+                relay.metrics.forwarded(len(data), time.perf_counter() - started)
+            elif (asked := _relay_request(message.get("text"))) == "ping":
+                # The page's heartbeat (a browser cannot send WebSocket pings): answered at once, so a
+                # page that hears nothing for a while knows its connection is dead, not quiet.
+                if not attachment.mailbox.push_control(PONG):
+                    await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
+            elif asked == "renew":
+                renewed = await gate.renew(relay, held)
+                if renewed is None:
+                    relay.counters.count(Drop.UNAUTHORIZED)
+                    await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
+                    return
+                held = renewed.claims
+                if not attachment.mailbox.push_control(gate.credentials_message(relay, renewed)):
+                    await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
+            elif attachment.role is Role.HOST and routing.is_drop_request(message.get("text")):
+                await relay.broker.drop(attachment)  # a device the host refused must not hold the seat
+            else:
+                # Only `renew`, `ping` (and a host's `drop`) go to the relay once attached: answer, count, keep it.
+                relay.counters.count(Drop.MALFORMED)
+                reply = error_message(Drop.MALFORMED, "the relay accepts only binary frames")
+                if not attachment.mailbox.push_control(reply):
+                    await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
     finally:
         await relay.broker.detach(attachment, clean)
         if role is Role.HOST and attachment.mailbox.closing is not CloseCode.REPLACED:
@@ -260,70 +333,6 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> No
             "detached",
             extra={"event": "detached", "role": str(role), "session": session[:4], "code": int(code) if code else None},
         )
-
-
-async def _read(websocket: WebSocket, attachment: Attachment, relay: RelayState, held: Claims) -> bool:
-    """Forward the connection's binary frames until it disconnects, its credential lapses or the relay closes it.
-
-    True when the end closed on purpose (1000 or 4000: a host's deliberate end), False when it was lost.
-    Binary frames that need no wait do not come this way: ``_fast_path`` forwards them as they arrive.
-    """
-    fast = _fast_path(websocket, attachment, relay)
-    taken = False
-    while True:
-        if taken and fast is not None:
-            fast.processed()  # done with the last message: frames may take the direct path again
-        taken = True
-        try:
-            async with asyncio.timeout(max(0.0, held.expires - relay.clock())):
-                message = await websocket.receive()
-        except TimeoutError:
-            # Not renewed in time: the routing credential lapsed (docs/protocol.md, "Credentials").
-            relay.refusals["expired"] += 1
-            relay.counters.count(Drop.UNAUTHORIZED)
-            await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
-            return False
-        if message["type"] == "websocket.disconnect":
-            # The WebSocket layer closes on its own for a frame over its size limit
-            # (uvicorn's ws_max_size) or a text frame that is not UTF-8: count those here.
-            code = message.get("code")
-            if code == CloseCode.FRAME_TOO_LARGE and attachment.mailbox.closing is None:
-                relay.counters.count(Drop.OVERSIZED)
-            elif code == 1007:
-                relay.counters.count(Drop.MALFORMED)
-            return deliberate(code)
-        data = message.get("bytes")
-        if data is not None:
-            if len(data) > relay.max_frame_bytes:
-                # Only reached when the server's own limit is looser than the config's.
-                relay.counters.count(Drop.OVERSIZED)
-                await relay.broker.evict(attachment, CloseCode.FRAME_TOO_LARGE)
-                return False
-            started = time.perf_counter()
-            await relay.broker.forward(attachment, data)
-            relay.metrics.forwarded(len(data), time.perf_counter() - started)
-        elif (asked := _relay_request(message.get("text"))) == "ping":
-            # The page's heartbeat (a browser cannot send WebSocket pings): answered at once, so a
-            # page that hears nothing for a while knows its connection is dead, not quiet.
-            if not attachment.mailbox.push_control(PONG):
-                await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
-        elif asked == "renew":
-            renewed = await gate.renew(relay, held)
-            if renewed is None:
-                relay.counters.count(Drop.UNAUTHORIZED)
-                await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
-                return False
-            held = renewed.claims
-            if not attachment.mailbox.push_control(gate.credentials_message(relay, renewed)):
-                await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
-        elif attachment.role is Role.HOST and routing.is_drop_request(message.get("text")):
-            await relay.broker.drop(attachment)  # a device the host refused must not hold the seat
-        else:
-            # Only `renew`, `ping` (and a host's `drop`) go to the relay once attached: answer, count, keep it.
-            relay.counters.count(Drop.MALFORMED)
-            reply = error_message(Drop.MALFORMED, "the relay accepts only binary frames")
-            if not attachment.mailbox.push_control(reply):
-                await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
 
 
 def _fast_path(websocket: WebSocket, attachment: Attachment, relay: RelayState) -> FastPath | None:
