@@ -9,7 +9,7 @@ from websockets.frames import Frame, Opcode
 
 from tether.relay.broker import Attachment, Mailbox, MemoryBroker, QueueLimits
 from tether.relay.metrics import RelayMetrics
-from tether.relay.routing import Drop, Role
+from tether.relay.routing import CloseCode, Drop, Role
 from tether.relay.waits import Flag, Inbox
 from tether.relay.websocket import frame_header
 
@@ -41,6 +41,21 @@ async def test_a_frame_goes_out_at_once_only_when_nothing_waits_before_it() -> N
     mailbox.push(b"3")  # the transport took writes again, but "2" is still queued
     assert ([b"1"], 2) == (written, len(mailbox))
     assert (b"2", b"3") == (await mailbox.get(), await mailbox.get())
+
+
+async def test_the_writer_is_woken_only_for_what_it_must_send() -> None:
+    """A frame written out at once wakes no writer; a queued item or the close does, and take() empties to None."""
+    mailbox, written, _ = wire()
+    woken: list[int] = []
+    mailbox.wake = lambda: woken.append(len(mailbox))
+    mailbox.push(b"direct")
+    assert ([b"direct"], []) == (written, woken)
+    mailbox.push_control("control")
+    assert ([1], "control", None) == (woken, mailbox.take(), mailbox.take())
+    mailbox.close(CloseCode.SESSION_ENDED)
+    assert ([1, 0], CloseCode.SESSION_ENDED) == (woken, mailbox.take())
+    mailbox.drop()
+    assert mailbox.wake is None
 
 
 async def test_a_frame_waits_while_the_writer_is_sending_the_previous_one() -> None:
