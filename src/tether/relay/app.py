@@ -274,7 +274,7 @@ async def _read(websocket: WebSocket, role: Role, relay: RelayState, attachment:
             taken = True
             try:
                 async with asyncio.timeout(max(0.0, held.expires - relay.clock())):
-                    message = await websocket.receive()
+                    message = await (websocket.receive() if fast is None else fast.receive())
             except TimeoutError:
                 # Not renewed in time: the routing credential lapsed (docs/protocol.md, "Credentials").
                 relay.refusals["expired"] += 1

@@ -140,6 +140,14 @@ class FastPath:
         self.receiver = receiver
         self._protocol.scope["headers"].clear()  # type: ignore[attr-defined]
 
+    def receive(self) -> Awaitable[Any]:
+        """The connection's next ASGI message, as Starlette's ``WebSocket.receive`` would return it once connected.
+
+        Without Starlette's coroutine suspended above the wait (memory per idle connection):
+        this protocol hands out only ``websocket.receive`` and ``websocket.disconnect``.
+        """
+        return self._protocol.receive()
+
     def processed(self) -> None:
         """The app has finished with one message it received through the queue."""
         if self.unacked:
