@@ -49,7 +49,7 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -596,27 +596,37 @@ class RedisBroker(Broker):
         self._outbox_changed.set()
 
     async def _subscriber(self, pubsub: Any) -> None:
-        """Hand what arrives on this process's channel to its ends; ride out Redis going away."""
+        """Hand what arrives on this process's channel to its ends; ride out Redis going away.
+
+        redis-py connects and subscribes; then the subscription's socket is read by a
+        :class:`_Feed`, which hands each message over as it is read (no task wakes, nothing
+        parsed twice). When the connection is lost, a new subscription is made.
+        """
         try:
             while True:
-                try:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    # redis-py reconnects and subscribes again on the next call; what was
-                    # published meanwhile is lost, as on a dropped connection.
-                    self.subscribed = False
-                    logger.warning("relay: the Redis subscription failed: %s", type(exc).__name__)
+                lost = _Feed.install(pubsub, self._dispatch)
+                await lost
+                # What was published while there was no subscription is lost, as on a dropped connection.
+                self.subscribed = False
+                logger.warning("relay: the Redis subscription was lost")
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                while True:
                     await asyncio.sleep(RESUBSCRIBE_DELAY)
-                    continue
-                if not self.subscribed:
-                    # Subscribed again after Redis went away: a restarted Redis has lost this
-                    # process's liveness and presence keys; put them back (unless taken).
-                    self.subscribed = True
-                    self._spawn(self._register_again())
-                if message is not None and message.get("type") == "message":
-                    self._dispatch(message["data"])
+                    pubsub = self.redis.pubsub()
+                    try:
+                        await pubsub.subscribe(self._channel(self.node))
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        logger.warning("relay: subscribing to Redis again failed: %s", type(exc).__name__)
+                        with contextlib.suppress(Exception):
+                            await pubsub.aclose()
+                # Subscribed again: a restarted Redis has lost this process's liveness and
+                # presence keys; put them back (unless taken).
+                self.subscribed = True
+                self._spawn(self._register_again())
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -653,6 +663,65 @@ class RedisBroker(Broker):
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+try:  # what redis-py's hiredis reader returns when a reply is incomplete
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+except ImportError:  # pragma: no cover - redis is a dependency of tether
+    _NOT_ENOUGH_DATA = False
+
+
+class _Feed(asyncio.Protocol):
+    """The subscription's socket, read here: each message published to this process is handed on as it is read.
+
+    redis-py's ``get_message`` wakes a task per read and builds a dictionary per message;
+    the relay needs only the message's bytes. ``install`` takes over the transport of a
+    subscribed redis-py ``PubSub`` (its hiredis reader too, with what it holds) and returns
+    a future that is done when the connection is lost; the original protocol is told of the
+    loss, so redis-py closes the connection as it always does.
+    """
+
+    def __init__(self, reader: Any, handle: Callable[[bytes], None], stream: Any, lost: asyncio.Future[None]) -> None:
+        self._reader = reader  # the connection's hiredis reader
+        self._handle = handle
+        self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
+        self._lost = lost
+
+    @classmethod
+    def install(cls, pubsub: Any, handle: Callable[[bytes], None]) -> asyncio.Future[None]:
+        connection = pubsub.connection
+        transport = connection._writer.transport
+        lost = asyncio.get_running_loop().create_future()
+        feed = cls(connection._parser._reader, handle, transport.get_protocol(), lost)
+        transport.set_protocol(feed)
+        buffered = connection._reader._buffer  # read from the socket, not yet parsed
+        data = bytes(buffered)
+        buffered.clear()
+        feed.data_received(data)  # and what the reader already holds
+        if transport.is_closing():
+            feed.connection_lost(None)
+        else:
+            with contextlib.suppress(Exception):
+                transport.resume_reading()  # the stream may have paused it
+        return lost
+
+    def data_received(self, data: bytes) -> None:
+        reader, nothing = self._reader, _NOT_ENOUGH_DATA
+        reader.feed(data)
+        while (reply := reader.gets()) is not nothing:
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                try:
+                    self._handle(reply[2])
+                except Exception:
+                    logger.exception("relay: a message from Redis could not be delivered")
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._stream.connection_lost(exc)
 
 
 def _ref(value: bytes | None) -> tuple[str, str] | None:
