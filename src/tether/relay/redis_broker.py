@@ -181,6 +181,8 @@ class RedisBroker(Broker):
         self._started = None
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+        with contextlib.suppress(Exception):
+            await self.redis.connection_pool.disconnect()  # the broker made the pool: Redis.aclose leaves it
 
     # -- the Broker interface ------------------------------------------------------------
 
