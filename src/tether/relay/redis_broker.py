@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import secrets
@@ -119,10 +120,10 @@ class RedisBroker(Broker):
         self.ttl = presence_ttl
         self.ledger: Ledger = RedisLedger(self)
         self._ends: dict[str, RemoteAttachment] = {}  # this process's ends by id
-        self._outbox: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()  # (command head, message)
         self._outbox_bytes = 0  # queued here or sent and not yet answered by Redis
         self._outbox_changed = asyncio.Event()
-        self._link: Any = None  # the publishing connection, while it is up (the writer's)
+        self._link: asyncio.WriteTransport | None = None  # the publishing connection, while it is up
         self._in_flight: collections.deque[int] = collections.deque()  # sizes of PUBLISHes not yet answered
         self._send_scheduled = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -496,7 +497,7 @@ class RedisBroker(Broker):
         return f"{PREFIX}alive:{node}"
 
     def _enqueue(self, node: str, message: bytes) -> None:
-        self._outbox.append((self._channel(node), message))
+        self._outbox.append((_publish_head(self._channel(node)), message))
         self._outbox_bytes += len(message)
         if self._writable():
             if len(self._outbox) == 1 and not self._in_flight:
@@ -508,8 +509,8 @@ class RedisBroker(Broker):
         self._outbox_changed.set()
 
     def _writable(self) -> bool:
-        """Whether the publishing connection is up (redis-py drops its writer when it closes)."""
-        return self._link is not None and self._link._writer is not None
+        """Whether the publishing connection is up."""
+        return self._link is not None and not self._link.is_closing()
 
     def _send_outbox(self) -> None:
         """Write every queued PUBLISH to the publishing connection; the writer task reads the answers."""
@@ -517,9 +518,12 @@ class RedisBroker(Broker):
         if not self._outbox or not self._writable():
             return
         batch, self._outbox = self._outbox, collections.deque()
-        link = self._link
-        link._writer.writelines(link.pack_commands([(b"PUBLISH", channel, message) for channel, message in batch]))
-        self._in_flight.extend(len(message) for _, message in batch)
+        assert self._link is not None
+        parts: list[bytes] = []
+        for head, message in batch:
+            parts += (head, b"$%d\r\n" % len(message), message, b"\r\n")
+            self._in_flight.append(len(message))
+        self._link.write(b"".join(parts))
 
     async def _publish(self, node: str, message: bytes) -> None:
         while self._outbox_bytes > OUTBOX_BYTES:
@@ -538,57 +542,44 @@ class RedisBroker(Broker):
         The connection is taken from the pool once and kept (a pipeline object and a pool
         checkout per message cost more than the PUBLISH itself). While it is up, a frame is
         written to it as it is forwarded when Redis is idle, else with the others of the
-        same turn of the event loop in one write (``_enqueue``); this task reads Redis's
-        answers, and sends what was queued while there was no connection.
-        After an error, what was in flight is lost (as on a dropped connection) and another
-        connection is taken.
+        same turn of the event loop in one write (``_enqueue``); Redis's answers are counted
+        as they are read (``_Replies``), and this task sends what was queued while there was
+        no connection. When the connection is lost, what was in flight is lost (as on a
+        dropped connection) and another connection is taken.
         """
         pool = self.redis.connection_pool
-        try:
-            while True:
-                if self._link is None:
-                    while not self._outbox:
-                        self._outbox_changed.clear()
-                        await self._outbox_changed.wait()
-                    try:
-                        link = await pool.get_connection()  # type: ignore[no-untyped-call]
-                        if not link.is_connected:
-                            await link.connect()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        self._lost(exc, [len(message) for _, message in self._outbox])
-                        self._outbox.clear()
-                        continue
-                    self._link = link
-                if self._outbox and self._writable():
-                    self._send_outbox()
-                    continue
-                if not self._in_flight and self._writable():
-                    self._outbox_changed.clear()
-                    await self._outbox_changed.wait()
-                    continue
-                try:
-                    if self._link._writer is None:  # redis-py dropped the connection
-                        raise ConnectionError("the publishing connection closed")
-                    await self._link.read_response()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    link, self._link = self._link, None
-                    self._lost(exc, list(self._in_flight))
-                    self._in_flight.clear()
-                    with contextlib.suppress(Exception):
-                        await link.disconnect()
-                        await pool.release(link)
-                    continue
-                self._outbox_bytes -= self._in_flight.popleft()
-                self._outbox_changed.set()
-        finally:
-            link, self._link = self._link, None
-            if link is not None:
+        while True:
+            while not self._outbox:
+                self._outbox_changed.clear()
+                await self._outbox_changed.wait()
+            try:
+                link = await pool.get_connection()  # type: ignore[no-untyped-call]
+                if not link.is_connected:
+                    await link.connect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._lost(exc, [len(message) for _, message in self._outbox])
+                self._outbox.clear()
+                continue
+            try:
+                self._link, lost = _Replies.install(link, self._answered)
+                self._send_outbox()
+                await lost
+                self._lost(ConnectionError("the publishing connection closed"), list(self._in_flight))
+                self._in_flight.clear()
+            finally:
+                self._link = None
+                with contextlib.suppress(Exception):
+                    await link.disconnect()  # the connection goes back to the pool closed: it has our protocol
                 with contextlib.suppress(Exception):
                     await pool.release(link)
+
+    def _answered(self, count: int) -> None:
+        """Redis answered the ``count`` oldest PUBLISHes in flight."""
+        for _ in range(min(count, len(self._in_flight))):
+            self._outbox_bytes -= self._in_flight.popleft()
+        self._outbox_changed.set()
 
     def _lost(self, exc: Exception, sizes: list[int]) -> None:
         # Redis went away: what was in flight is lost, as on a dropped connection.
@@ -671,6 +662,52 @@ try:  # what redis-py's hiredis reader returns when a reply is incomplete
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 except ImportError:  # pragma: no cover - redis is a dependency of tether
     _NOT_ENOUGH_DATA = False
+
+
+@functools.lru_cache(maxsize=1024)
+def _publish_head(channel: str) -> bytes:
+    """The start of a ``PUBLISH channel message`` command in RESP, up to the message's length."""
+    name = channel.encode()
+    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
+
+
+class _Replies(asyncio.Protocol):
+    """The publishing connection's socket, read here: Redis's answers are counted as they are read."""
+
+    def __init__(self, reader: Any, answered: Callable[[int], None], stream: Any, lost: asyncio.Future[None]) -> None:
+        self._reader = reader  # the connection's hiredis reader
+        self._answered = answered
+        self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
+        self._lost = lost
+
+    @classmethod
+    def install(
+        cls, connection: Any, answered: Callable[[int], None]
+    ) -> tuple[asyncio.WriteTransport, asyncio.Future[None]]:
+        """Take over a connected redis-py connection's socket: its transport, and a future done when it is lost."""
+        transport = connection._writer.transport
+        lost = asyncio.get_running_loop().create_future()
+        replies = cls(connection._parser._reader, answered, transport.get_protocol(), lost)
+        transport.set_protocol(replies)
+        if transport.is_closing():
+            replies.connection_lost(None)
+        return transport, lost
+
+    def data_received(self, data: bytes) -> None:
+        reader, nothing, count = self._reader, _NOT_ENOUGH_DATA, 0
+        reader.feed(data)
+        while reader.gets() is not nothing:
+            count += 1
+        if count:
+            self._answered(count)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._stream.connection_lost(exc)
 
 
 class _Feed(asyncio.Protocol):
