@@ -73,6 +73,7 @@ NODE_TTL = 5.0  # seconds a process's own liveness key outlives it: its ends cou
 POOL_SIZE = 32  # Redis connections per process for transactions and credential keys
 POOL_TIMEOUT = 10.0  # seconds a call waits for a free connection
 OUTBOX_BYTES = 16 * 1024 * 1024  # published bytes waiting for Redis before senders wait
+CLIENT_REPLY_OFF = b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
 RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after Redis went away
 ROUTING_KEY_SLACK = 60.0  # seconds a credential key outlives the routing token it names
 
@@ -122,10 +123,12 @@ class RedisBroker(Broker):
         self.ledger: Ledger = RedisLedger(self)
         self._ends: dict[str, RemoteAttachment] = {}  # this process's ends by id
         self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()  # (command head, message)
-        self._outbox_bytes = 0  # queued here or sent and not yet answered by Redis
+        self._outbox_bytes = 0  # queued here, not yet written to the publishing connection
         self._outbox_changed = asyncio.Event()
         self._link: asyncio.WriteTransport | None = None  # the publishing connection, while it is up
-        self._in_flight: collections.deque[int] = collections.deque()  # sizes of PUBLISHes not yet answered
+        self._written: collections.deque[int] = collections.deque()  # sizes of PUBLISHes maybe still in its buffer
+        self._written_bytes = 0
+        self._wrote_this_turn = False
         self._send_scheduled = False
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -317,7 +320,7 @@ class RedisBroker(Broker):
             return True
         node, end = target
         if node != self.node:
-            if self._outbox_bytes > OUTBOX_BYTES:
+            if self._waiting() > OUTBOX_BYTES:
                 return False  # Redis is behind: forward waits
             self._enqueue(node, FRAME + end.encode() + frame)
             return True
@@ -501,20 +504,30 @@ class RedisBroker(Broker):
         self._outbox.append((_publish_head(self._channel(node)), message))
         self._outbox_bytes += len(message)
         if self._writable():
-            if len(self._outbox) == 1 and not self._in_flight:
-                self._send_outbox()  # Redis is idle: at once, no wait for another turn
+            if len(self._outbox) == 1 and not self._wrote_this_turn:
+                # The first of this turn of the event loop: at once, no wait for another turn.
+                self._send_outbox()
+                self._wrote_this_turn = True
+                asyncio.get_running_loop().call_soon(self._next_turn)
             elif not self._send_scheduled:
-                # Busy: what is forwarded in this turn of the event loop goes in one write.
+                # The others forwarded in this turn of the event loop go in one write.
                 self._send_scheduled = True
                 asyncio.get_running_loop().call_soon(self._send_outbox)
         self._outbox_changed.set()
+
+    def _next_turn(self) -> None:
+        self._wrote_this_turn = False
+
+    def _waiting(self) -> int:
+        """Bytes published here and not yet taken by the system: queued, or in the connection's buffer."""
+        return self._outbox_bytes + (self._link.get_write_buffer_size() if self._link is not None else 0)
 
     def _writable(self) -> bool:
         """Whether the publishing connection is up."""
         return self._link is not None and not self._link.is_closing()
 
     def _send_outbox(self) -> None:
-        """Write every queued PUBLISH to the publishing connection; the writer task reads the answers."""
+        """Write every queued PUBLISH to the publishing connection (which Redis does not answer)."""
         self._send_scheduled = False
         if not self._outbox or not self._writable():
             return
@@ -523,17 +536,26 @@ class RedisBroker(Broker):
         parts: list[bytes] = []
         for head, message in batch:
             parts += (head, b"$%d\r\n" % len(message), message, b"\r\n")
-            self._in_flight.append(len(message))
+            self._outbox_bytes -= len(message)
+            self._written.append(len(message))
+            self._written_bytes += len(message)
         self._link.write(b"".join(parts))
+        # Remember only what may still be in the connection's buffer (lost, and counted, if it closes).
+        buffered = self._link.get_write_buffer_size()
+        while self._written and self._written_bytes - self._written[0] >= buffered:
+            self._written_bytes -= self._written.popleft()
+        self._outbox_changed.set()
 
     async def _publish(self, node: str, message: bytes) -> None:
-        while self._outbox_bytes > OUTBOX_BYTES:
+        while self._waiting() > OUTBOX_BYTES:
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
         self._enqueue(node, message)
 
     async def _flush(self) -> None:
-        while self._outbox or self._in_flight:
+        if self._link is not None:
+            self._link.set_write_buffer_limits(0)  # the relay stops: be told when the buffer is empty
+        while self._waiting():
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
 
@@ -543,9 +565,10 @@ class RedisBroker(Broker):
         The connection is taken from the pool once and kept (a pipeline object and a pool
         checkout per message cost more than the PUBLISH itself). While it is up, a frame is
         written to it as it is forwarded when Redis is idle, else with the others of the
-        same turn of the event loop in one write (``_enqueue``); Redis's answers are counted
-        as they are read (``_Replies``), and this task sends what was queued while there was
-        no connection. When the connection is lost, what was in flight is lost (as on a
+        same turn of the event loop in one write (``_enqueue``). Redis is asked not to answer
+        (``CLIENT REPLY OFF``: no answer to write, read and wake for); what waits is what the
+        system has not taken yet (``_waiting``). This task sends what was queued while there
+        was no connection. When the connection is lost, what it still held is lost (as on a
         dropped connection) and another connection is taken.
         """
         pool = self.redis.connection_pool
@@ -560,15 +583,17 @@ class RedisBroker(Broker):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._lost(exc, [len(message) for _, message in self._outbox])
+                self._lost(exc, len(self._outbox))
                 self._outbox.clear()
+                self._outbox_bytes = 0
                 continue
             try:
-                self._link, lost = _Replies.install(link, self._answered)
+                self._link, lost = _Replies.install(link, self._outbox_changed.set)
                 self._send_outbox()
                 await lost
-                self._lost(ConnectionError("the publishing connection closed"), list(self._in_flight))
-                self._in_flight.clear()
+                self._lost(ConnectionError("the publishing connection closed"), len(self._written))
+                self._written.clear()
+                self._written_bytes = 0
             finally:
                 self._link = None
                 with contextlib.suppress(Exception):
@@ -576,17 +601,10 @@ class RedisBroker(Broker):
                 with contextlib.suppress(Exception):
                     await pool.release(link)
 
-    def _answered(self, count: int) -> None:
-        """Redis answered the ``count`` oldest PUBLISHes in flight."""
-        for _ in range(min(count, len(self._in_flight))):
-            self._outbox_bytes -= self._in_flight.popleft()
-        self._outbox_changed.set()
-
-    def _lost(self, exc: Exception, sizes: list[int]) -> None:
+    def _lost(self, exc: Exception, count: int) -> None:
         # Redis went away: what was in flight is lost, as on a dropped connection.
         logger.warning("relay: publishing to Redis failed: %s", type(exc).__name__)
-        self.counters.count(Drop.NO_PEER, len(sizes))
-        self._outbox_bytes -= sum(sizes)
+        self.counters.count(Drop.NO_PEER, count)
         self._outbox_changed.set()
 
     async def _subscriber(self, pubsub: Any) -> None:
@@ -673,34 +691,39 @@ def _publish_head(channel: str) -> bytes:
 
 
 class _Replies(asyncio.Protocol):
-    """The publishing connection's socket, read here: Redis's answers are counted as they are read."""
+    """The publishing connection's socket, taken over: Redis is asked not to answer, and whatever it says is dropped.
 
-    def __init__(self, reader: Any, answered: Callable[[int], None], stream: Any, lost: asyncio.Future[None]) -> None:
-        self._reader = reader  # the connection's hiredis reader
-        self._answered = answered
+    A Redis that refuses ``CLIENT REPLY OFF`` answers every PUBLISH as before: the answers are read and dropped.
+    """
+
+    def __init__(self, drained: Callable[[], None], stream: Any, lost: asyncio.Future[None]) -> None:
+        self._drained = drained
         self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
         self._lost = lost
 
     @classmethod
     def install(
-        cls, connection: Any, answered: Callable[[int], None]
+        cls, connection: Any, drained: Callable[[], None]
     ) -> tuple[asyncio.WriteTransport, asyncio.Future[None]]:
-        """Take over a connected redis-py connection's socket: its transport, and a future done when it is lost."""
+        """Take over a connected redis-py connection's socket: its transport, and a future done when it is lost.
+
+        ``drained`` is called when the transport's buffer, once over its high mark, is low again.
+        """
         transport = connection._writer.transport
         lost = asyncio.get_running_loop().create_future()
-        replies = cls(connection._parser._reader, answered, transport.get_protocol(), lost)
+        replies = cls(drained, transport.get_protocol(), lost)
         transport.set_protocol(replies)
         if transport.is_closing():
             replies.connection_lost(None)
+        else:
+            transport.write(CLIENT_REPLY_OFF)
         return transport, lost
 
     def data_received(self, data: bytes) -> None:
-        reader, nothing, count = self._reader, _NOT_ENOUGH_DATA, 0
-        reader.feed(data)
-        while reader.gets() is not nothing:
-            count += 1
-        if count:
-            self._answered(count)
+        pass  # nothing is expected: see the class doc
+
+    def resume_writing(self) -> None:
+        self._drained()
 
     def eof_received(self) -> bool:
         return False  # the transport closes itself: connection_lost follows
