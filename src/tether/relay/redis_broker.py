@@ -46,10 +46,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -59,6 +60,7 @@ from tether.relay.admission import HOST, VIEWER, Admission
 from tether.relay.broker import Attachment, Broker, Mailbox, QueueLimits
 from tether.relay.ledger import Ledger
 from tether.relay.routing import CloseCode, Counters, Drop, PeerState, Role, SessionState
+from tether.relay.websocket import FastPath, _handling
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -71,6 +73,7 @@ NODE_TTL = 5.0  # seconds a process's own liveness key outlives it: its ends cou
 POOL_SIZE = 32  # Redis connections per process for transactions and credential keys
 POOL_TIMEOUT = 10.0  # seconds a call waits for a free connection
 OUTBOX_BYTES = 16 * 1024 * 1024  # published bytes waiting for Redis before senders wait
+CLIENT_REPLY_OFF = b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
 RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after Redis went away
 ROUTING_KEY_SLACK = 60.0  # seconds a credential key outlives the routing token it names
 
@@ -119,11 +122,13 @@ class RedisBroker(Broker):
         self.ttl = presence_ttl
         self.ledger: Ledger = RedisLedger(self)
         self._ends: dict[str, RemoteAttachment] = {}  # this process's ends by id
-        self._outbox: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._outbox_bytes = 0  # queued here or sent and not yet answered by Redis
+        self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()  # (command head, message)
+        self._outbox_bytes = 0  # queued here, not yet written to the publishing connection
         self._outbox_changed = asyncio.Event()
-        self._link: Any = None  # the publishing connection, while it is up (the writer's)
-        self._in_flight: collections.deque[int] = collections.deque()  # sizes of PUBLISHes not yet answered
+        self._link: asyncio.WriteTransport | None = None  # the publishing connection, while it is up
+        self._written: collections.deque[int] = collections.deque()  # sizes of PUBLISHes maybe still in its buffer
+        self._written_bytes = 0
+        self._wrote_this_turn = False
         self._send_scheduled = False
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -181,6 +186,8 @@ class RedisBroker(Broker):
         self._started = None
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+        with contextlib.suppress(Exception):
+            await self.redis.connection_pool.disconnect()  # the broker made the pool: Redis.aclose leaves it
 
     # -- the Broker interface ------------------------------------------------------------
 
@@ -313,7 +320,7 @@ class RedisBroker(Broker):
             return True
         node, end = target
         if node != self.node:
-            if self._outbox_bytes > OUTBOX_BYTES:
+            if self._waiting() > OUTBOX_BYTES:
                 return False  # Redis is behind: forward waits
             self._enqueue(node, FRAME + end.encode() + frame)
             return True
@@ -494,39 +501,61 @@ class RedisBroker(Broker):
         return f"{PREFIX}alive:{node}"
 
     def _enqueue(self, node: str, message: bytes) -> None:
-        self._outbox.append((self._channel(node), message))
+        self._outbox.append((_publish_head(self._channel(node)), message))
         self._outbox_bytes += len(message)
         if self._writable():
-            if len(self._outbox) == 1 and not self._in_flight:
-                self._send_outbox()  # Redis is idle: at once, no wait for another turn
+            if len(self._outbox) == 1 and not self._wrote_this_turn:
+                # The first of this turn of the event loop: at once, no wait for another turn.
+                self._send_outbox()
+                self._wrote_this_turn = True
+                asyncio.get_running_loop().call_soon(self._next_turn)
             elif not self._send_scheduled:
-                # Busy: what is forwarded in this turn of the event loop goes in one write.
+                # The others forwarded in this turn of the event loop go in one write.
                 self._send_scheduled = True
                 asyncio.get_running_loop().call_soon(self._send_outbox)
         self._outbox_changed.set()
 
+    def _next_turn(self) -> None:
+        self._wrote_this_turn = False
+
+    def _waiting(self) -> int:
+        """Bytes published here and not yet taken by the system: queued, or in the connection's buffer."""
+        return self._outbox_bytes + (self._link.get_write_buffer_size() if self._link is not None else 0)
+
     def _writable(self) -> bool:
-        """Whether the publishing connection is up (redis-py drops its writer when it closes)."""
-        return self._link is not None and self._link._writer is not None
+        """Whether the publishing connection is up."""
+        return self._link is not None and not self._link.is_closing()
 
     def _send_outbox(self) -> None:
-        """Write every queued PUBLISH to the publishing connection; the writer task reads the answers."""
+        """Write every queued PUBLISH to the publishing connection (which Redis does not answer)."""
         self._send_scheduled = False
         if not self._outbox or not self._writable():
             return
         batch, self._outbox = self._outbox, collections.deque()
-        link = self._link
-        link._writer.writelines(link.pack_commands([(b"PUBLISH", channel, message) for channel, message in batch]))
-        self._in_flight.extend(len(message) for _, message in batch)
+        assert self._link is not None
+        parts: list[bytes] = []
+        for head, message in batch:
+            parts += (head, b"$%d\r\n" % len(message), message, b"\r\n")
+            self._outbox_bytes -= len(message)
+            self._written.append(len(message))
+            self._written_bytes += len(message)
+        self._link.write(b"".join(parts))
+        # Remember only what may still be in the connection's buffer (lost, and counted, if it closes).
+        buffered = self._link.get_write_buffer_size()
+        while self._written and self._written_bytes - self._written[0] >= buffered:
+            self._written_bytes -= self._written.popleft()
+        self._outbox_changed.set()
 
     async def _publish(self, node: str, message: bytes) -> None:
-        while self._outbox_bytes > OUTBOX_BYTES:
+        while self._waiting() > OUTBOX_BYTES:
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
         self._enqueue(node, message)
 
     async def _flush(self) -> None:
-        while self._outbox or self._in_flight:
+        if self._link is not None:
+            self._link.set_write_buffer_limits(0)  # the relay stops: be told when the buffer is empty
+        while self._waiting():
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
 
@@ -536,87 +565,80 @@ class RedisBroker(Broker):
         The connection is taken from the pool once and kept (a pipeline object and a pool
         checkout per message cost more than the PUBLISH itself). While it is up, a frame is
         written to it as it is forwarded when Redis is idle, else with the others of the
-        same turn of the event loop in one write (``_enqueue``); this task reads Redis's
-        answers, and sends what was queued while there was no connection.
-        After an error, what was in flight is lost (as on a dropped connection) and another
-        connection is taken.
+        same turn of the event loop in one write (``_enqueue``). Redis is asked not to answer
+        (``CLIENT REPLY OFF``: no answer to write, read and wake for); what waits is what the
+        system has not taken yet (``_waiting``). This task sends what was queued while there
+        was no connection. When the connection is lost, what it still held is lost (as on a
+        dropped connection) and another connection is taken.
         """
         pool = self.redis.connection_pool
-        try:
-            while True:
-                if self._link is None:
-                    while not self._outbox:
-                        self._outbox_changed.clear()
-                        await self._outbox_changed.wait()
-                    try:
-                        link = await pool.get_connection()  # type: ignore[no-untyped-call]
-                        if not link.is_connected:
-                            await link.connect()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        self._lost(exc, [len(message) for _, message in self._outbox])
-                        self._outbox.clear()
-                        continue
-                    self._link = link
-                if self._outbox and self._writable():
-                    self._send_outbox()
-                    continue
-                if not self._in_flight and self._writable():
-                    self._outbox_changed.clear()
-                    await self._outbox_changed.wait()
-                    continue
-                try:
-                    if self._link._writer is None:  # redis-py dropped the connection
-                        raise ConnectionError("the publishing connection closed")
-                    await self._link.read_response()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    link, self._link = self._link, None
-                    self._lost(exc, list(self._in_flight))
-                    self._in_flight.clear()
-                    with contextlib.suppress(Exception):
-                        await link.disconnect()
-                        await pool.release(link)
-                    continue
-                self._outbox_bytes -= self._in_flight.popleft()
-                self._outbox_changed.set()
-        finally:
-            link, self._link = self._link, None
-            if link is not None:
+        while True:
+            while not self._outbox:
+                self._outbox_changed.clear()
+                await self._outbox_changed.wait()
+            try:
+                link = await pool.get_connection()  # type: ignore[no-untyped-call]
+                if not link.is_connected:
+                    await link.connect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._lost(exc, len(self._outbox))
+                self._outbox.clear()
+                self._outbox_bytes = 0
+                continue
+            try:
+                self._link, lost = _Replies.install(link, self._outbox_changed.set)
+                self._send_outbox()
+                await lost
+                self._lost(ConnectionError("the publishing connection closed"), len(self._written))
+                self._written.clear()
+                self._written_bytes = 0
+            finally:
+                self._link = None
+                with contextlib.suppress(Exception):
+                    await link.disconnect()  # the connection goes back to the pool closed: it has our protocol
                 with contextlib.suppress(Exception):
                     await pool.release(link)
 
-    def _lost(self, exc: Exception, sizes: list[int]) -> None:
+    def _lost(self, exc: Exception, count: int) -> None:
         # Redis went away: what was in flight is lost, as on a dropped connection.
         logger.warning("relay: publishing to Redis failed: %s", type(exc).__name__)
-        self.counters.count(Drop.NO_PEER, len(sizes))
-        self._outbox_bytes -= sum(sizes)
+        self.counters.count(Drop.NO_PEER, count)
         self._outbox_changed.set()
 
     async def _subscriber(self, pubsub: Any) -> None:
-        """Hand what arrives on this process's channel to its ends; ride out Redis going away."""
+        """Hand what arrives on this process's channel to its ends; ride out Redis going away.
+
+        redis-py connects and subscribes; then the subscription's socket is read by a
+        :class:`_Feed`, which hands each message over as it is read (no task wakes, nothing
+        parsed twice). When the connection is lost, a new subscription is made.
+        """
         try:
             while True:
-                try:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    # redis-py reconnects and subscribes again on the next call; what was
-                    # published meanwhile is lost, as on a dropped connection.
-                    self.subscribed = False
-                    logger.warning("relay: the Redis subscription failed: %s", type(exc).__name__)
+                lost = _Feed.install(pubsub, self._dispatch)
+                await lost
+                # What was published while there was no subscription is lost, as on a dropped connection.
+                self.subscribed = False
+                logger.warning("relay: the Redis subscription was lost")
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                while True:
                     await asyncio.sleep(RESUBSCRIBE_DELAY)
-                    continue
-                if not self.subscribed:
-                    # Subscribed again after Redis went away: a restarted Redis has lost this
-                    # process's liveness and presence keys; put them back (unless taken).
-                    self.subscribed = True
-                    self._spawn(self._register_again())
-                if message is not None and message.get("type") == "message":
-                    self._dispatch(message["data"])
+                    pubsub = self.redis.pubsub()
+                    try:
+                        await pubsub.subscribe(self._channel(self.node))
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        logger.warning("relay: subscribing to Redis again failed: %s", type(exc).__name__)
+                        with contextlib.suppress(Exception):
+                            await pubsub.aclose()
+                # Subscribed again: a restarted Redis has lost this process's liveness and
+                # presence keys; put them back (unless taken).
+                self.subscribed = True
+                self._spawn(self._register_again())
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -653,6 +675,126 @@ class RedisBroker(Broker):
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+try:  # what redis-py's hiredis reader returns when a reply is incomplete
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+except ImportError:  # pragma: no cover - redis is a dependency of tether
+    _NOT_ENOUGH_DATA = False
+
+
+@functools.lru_cache(maxsize=1024)
+def _publish_head(channel: str) -> bytes:
+    """The start of a ``PUBLISH channel message`` command in RESP, up to the message's length."""
+    name = channel.encode()
+    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
+
+
+class _Replies(asyncio.Protocol):
+    """The publishing connection's socket, taken over: Redis is asked not to answer, and whatever it says is dropped.
+
+    A Redis that refuses ``CLIENT REPLY OFF`` answers every PUBLISH as before: the answers are read and dropped.
+    """
+
+    def __init__(self, drained: Callable[[], None], stream: Any, lost: asyncio.Future[None]) -> None:
+        self._drained = drained
+        self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
+        self._lost = lost
+
+    @classmethod
+    def install(
+        cls, connection: Any, drained: Callable[[], None]
+    ) -> tuple[asyncio.WriteTransport, asyncio.Future[None]]:
+        """Take over a connected redis-py connection's socket: its transport, and a future done when it is lost.
+
+        ``drained`` is called when the transport's buffer, once over its high mark, is low again.
+        """
+        transport = connection._writer.transport
+        lost = asyncio.get_running_loop().create_future()
+        replies = cls(drained, transport.get_protocol(), lost)
+        transport.set_protocol(replies)
+        if transport.is_closing():
+            replies.connection_lost(None)
+        else:
+            transport.write(CLIENT_REPLY_OFF)
+        return transport, lost
+
+    def data_received(self, data: bytes) -> None:
+        pass  # nothing is expected: see the class doc
+
+    def resume_writing(self) -> None:
+        self._drained()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._stream.connection_lost(exc)
+
+
+class _Feed(asyncio.Protocol):
+    """The subscription's socket, read here: each message published to this process is handed on as it is read.
+
+    redis-py's ``get_message`` wakes a task per read and builds a dictionary per message;
+    the relay needs only the message's bytes. ``install`` takes over the transport of a
+    subscribed redis-py ``PubSub`` (its hiredis reader too, with what it holds) and returns
+    a future that is done when the connection is lost; the original protocol is told of the
+    loss, so redis-py closes the connection as it always does.
+    """
+
+    def __init__(self, reader: Any, handle: Callable[[bytes], None], stream: Any, lost: asyncio.Future[None]) -> None:
+        self._reader = reader  # the connection's hiredis reader
+        self._handle = handle
+        self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
+        self._lost = lost
+
+    @classmethod
+    def install(cls, pubsub: Any, handle: Callable[[bytes], None]) -> asyncio.Future[None]:
+        connection = pubsub.connection
+        transport = connection._writer.transport
+        lost = asyncio.get_running_loop().create_future()
+        feed = cls(connection._parser._reader, handle, transport.get_protocol(), lost)
+        transport.set_protocol(feed)
+        buffered = connection._reader._buffer  # read from the socket, not yet parsed
+        data = bytes(buffered)
+        buffered.clear()
+        feed.data_received(data)  # and what the reader already holds
+        if transport.is_closing():
+            feed.connection_lost(None)
+        else:
+            with contextlib.suppress(Exception):
+                transport.resume_reading()  # the stream may have paused it
+        return lost
+
+    def data_received(self, data: bytes) -> None:
+        reader, nothing = self._reader, _NOT_ENOUGH_DATA
+        reader.feed(data)
+        # Frames for one viewer in this read go to its socket in one write at the end of it, as
+        # frames arriving on one WebSocket do (websocket.FastPath).
+        outer = getattr(_handling, "batch", None)
+        batch: list[FastPath] = []
+        _handling.batch = batch
+        try:
+            while (reply := reader.gets()) is not nothing:
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                    try:
+                        self._handle(reply[2])
+                    except Exception:
+                        logger.exception("relay: a message from Redis could not be delivered")
+        finally:
+            _handling.batch = outer
+            for fast in batch:
+                fast.flush()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._stream.connection_lost(exc)
 
 
 def _ref(value: bytes | None) -> tuple[str, str] | None:
