@@ -60,7 +60,7 @@ from tether.relay.admission import HOST, VIEWER, Admission
 from tether.relay.broker import Attachment, Broker, Mailbox, QueueLimits
 from tether.relay.ledger import Ledger
 from tether.relay.routing import CloseCode, Counters, Drop, PeerState, Role, SessionState
-from tether.relay.websocket import FastPath, _handling
+from tether.relay.websocket import joining_writes
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -690,16 +690,32 @@ def _publish_head(channel: str) -> bytes:
     return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
 
 
-class _Replies(asyncio.Protocol):
+class _TakenOver(asyncio.Protocol):
+    """A redis-py connection's socket read by a protocol of the relay's: ``lost`` is done when the connection
+    is lost, and the protocol it replaced is told, so redis-py closes the connection as it always does."""
+
+    def __init__(self, stream: Any, lost: asyncio.Future[None]) -> None:
+        self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
+        self._lost = lost
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._stream.connection_lost(exc)
+
+
+class _Replies(_TakenOver):
     """The publishing connection's socket, taken over: Redis is asked not to answer, and whatever it says is dropped.
 
     A Redis that refuses ``CLIENT REPLY OFF`` answers every PUBLISH as before: the answers are read and dropped.
     """
 
     def __init__(self, drained: Callable[[], None], stream: Any, lost: asyncio.Future[None]) -> None:
+        super().__init__(stream, lost)
         self._drained = drained
-        self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
-        self._lost = lost
 
     @classmethod
     def install(
@@ -725,16 +741,8 @@ class _Replies(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._drained()
 
-    def eof_received(self) -> bool:
-        return False  # the transport closes itself: connection_lost follows
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._lost.done():
-            self._lost.set_result(None)
-        self._stream.connection_lost(exc)
-
-
-class _Feed(asyncio.Protocol):
+class _Feed(_TakenOver):
     """The subscription's socket, read here: each message published to this process is handed on as it is read.
 
     redis-py's ``get_message`` wakes a task per read and builds a dictionary per message;
@@ -745,10 +753,9 @@ class _Feed(asyncio.Protocol):
     """
 
     def __init__(self, reader: Any, handle: Callable[[bytes], None], stream: Any, lost: asyncio.Future[None]) -> None:
+        super().__init__(stream, lost)
         self._reader = reader  # the connection's hiredis reader
         self._handle = handle
-        self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
-        self._lost = lost
 
     @classmethod
     def install(cls, pubsub: Any, handle: Callable[[bytes], None]) -> asyncio.Future[None]:
@@ -769,32 +776,19 @@ class _Feed(asyncio.Protocol):
         return lost
 
     def data_received(self, data: bytes) -> None:
-        reader, nothing = self._reader, _NOT_ENOUGH_DATA
-        reader.feed(data)
+        self._reader.feed(data)
         # Frames for one viewer in this read go to its socket in one write at the end of it, as
         # frames arriving on one WebSocket do (websocket.FastPath).
-        outer = getattr(_handling, "batch", None)
-        batch: list[FastPath] = []
-        _handling.batch = batch
-        try:
-            while (reply := reader.gets()) is not nothing:
-                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                    try:
-                        self._handle(reply[2])
-                    except Exception:
-                        logger.exception("relay: a message from Redis could not be delivered")
-        finally:
-            _handling.batch = outer
-            for fast in batch:
-                fast.flush()
+        joining_writes(self._deliver)
 
-    def eof_received(self) -> bool:
-        return False  # the transport closes itself: connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._lost.done():
-            self._lost.set_result(None)
-        self._stream.connection_lost(exc)
+    def _deliver(self) -> None:
+        reader, nothing = self._reader, _NOT_ENOUGH_DATA
+        while (reply := reader.gets()) is not nothing:
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                try:
+                    self._handle(reply[2])
+                except Exception:
+                    logger.exception("relay: a message from Redis could not be delivered")
 
 
 def _ref(value: bytes | None) -> tuple[str, str] | None:

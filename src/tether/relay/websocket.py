@@ -190,6 +190,19 @@ _ASGI: dict[tuple[str, str], Any] = {}
 _handling = threading.local()
 
 
+def joining_writes(handle: Callable[[], None]) -> None:
+    """Run ``handle``; the small frames it writes to each connection go out in one write at its end."""
+    outer = getattr(_handling, "batch", None)
+    batch: list[FastPath] = []
+    _handling.batch = batch
+    try:
+        handle()
+    finally:
+        _handling.batch = outer
+        for fast in batch:
+            fast.flush()
+
+
 class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with the relay's :class:`FastPath` (module doc)."""
 
@@ -204,15 +217,7 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
                  "scope", "server", "tasks", "transport", "writable")  # fmt: skip
 
     def handle_events(self) -> None:
-        outer = getattr(_handling, "batch", None)
-        batch: list[FastPath] = []
-        _handling.batch = batch
-        try:
-            super().handle_events()
-        finally:
-            _handling.batch = outer
-            for fast in batch:
-                fast.flush()
+        joining_writes(super().handle_events)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.fast: FastPath | None = None
