@@ -9,6 +9,7 @@ device, in order: each starts from the live session the one before left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -182,9 +183,10 @@ async def test_a_host_stopped_past_the_heartbeat_resumes_after_sigcont(world: Wo
     await again.__aexit__(None, None, None)
 
 
-async def test_an_outage_past_the_window_ends_rc_with_status_3(world: World, tmp_path: Path) -> None:
-    """With remote.outage_window = 1, a relay that stays unreachable ends `tether rc` with status 3 and says
-    why; meanwhile (the relay keeps nothing of the session) another device cannot register its session id."""
+@contextlib.asynccontextmanager
+async def one_second_window(world: World, tmp_path: Path) -> AsyncIterator[tuple[dict[str, str], FaultProxy, str]]:
+    """A config with remote.outage_window = 1, a fault proxy in front of the relay, logged in through it:
+    (env, proxy, the relay's address through the proxy)."""
     config = tmp_path / "config"
     config.mkdir()
     (config / "config.toml").write_text("[remote]\noutage_window = 1\n")
@@ -192,6 +194,13 @@ async def test_an_outage_past_the_window_ends_rc_with_status_3(world: World, tmp
     async with FaultProxy("127.0.0.1", world.relay.port) as proxy:
         host_side = f"http://127.0.0.1:{proxy.port}"
         await asyncio.to_thread(log_in, host_side, env)
+        yield env, proxy, host_side
+
+
+async def test_an_outage_past_the_window_ends_rc_with_status_3(world: World, tmp_path: Path) -> None:
+    """With remote.outage_window = 1, a relay that stays unreachable ends `tether rc` with status 3 and says
+    why; meanwhile (the relay keeps nothing of the session) another device cannot register its session id."""
+    async with one_second_window(world, tmp_path) as (env, proxy, host_side):
         rc = await asyncio.to_thread(start_rc, world.project, env, host_side)
         try:
             assert 43 == len(rc.session_id)  # an owned id (auth/owner.py)
@@ -419,13 +428,7 @@ async def test_past_the_window_the_interactive_session_goes_on_locally_and_remot
     from tests.conftest import SCRIPTED_AGENT
     from tests.e2e.test_trust import Pty
 
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "config.toml").write_text("[remote]\noutage_window = 1\n")
-    env = {**world.env, "TETHER_CONFIG_DIR": str(config)}
-    async with FaultProxy("127.0.0.1", world.relay.port) as proxy:
-        host_side = f"http://127.0.0.1:{proxy.port}"
-        await asyncio.to_thread(log_in, host_side, env)
+    async with one_second_window(world, tmp_path) as (env, proxy, host_side):
         run = Pty(["--remote", "--relay", host_side, "--agent", SCRIPTED_AGENT], world.project, env)
         try:
             await asyncio.to_thread(run.expect, "Remote Control is on.")
