@@ -78,6 +78,17 @@ async def viewer(relay: EmbeddedRelay, session_id: str, token: str) -> ClientCon
     return ws
 
 
+async def both_ends(relay: EmbeddedRelay) -> tuple[ClientConnection, ClientConnection]:
+    """A new session's host and viewer, attached, past their credentials and `peer joined` messages."""
+    session_id = secrets.token_urlsafe(16)
+    ws, given = await host(relay, session_id)
+    view = await viewer(relay, session_id, given["join"])
+    await text(view)  # its credentials
+    await text(view)  # peer joined
+    await text(ws)  # peer joined
+    return ws, view
+
+
 async def test_a_host_without_a_token_is_refused_4401(relay: EmbeddedRelay) -> None:
     """No Authorization header, or a garbage one: 4401, counted; the session never exists."""
     session_id = secrets.token_urlsafe(16)
@@ -127,12 +138,7 @@ async def test_the_join_token_dies_with_the_session(relay: EmbeddedRelay) -> Non
 
 async def test_renewed_in_band_a_session_outlives_its_routing_tokens(relay: EmbeddedRelay, clock: Clock) -> None:
     """Renewing before each expiry keeps both ends connected over several routing lifetimes (clock moved)."""
-    session_id = secrets.token_urlsafe(16)
-    ws, given = await host(relay, session_id)
-    view = await viewer(relay, session_id, given["join"])
-    await text(view)  # its credentials
-    await text(view)  # peer joined
-    await text(ws)  # peer joined
+    ws, view = await both_ends(relay)
     for _ in range(6):  # 6 x 400 s: four whole lifetimes of 600 s
         clock.now += 400
         for end in (ws, view):
@@ -165,12 +171,7 @@ async def test_each_renewal_gives_the_host_a_fresh_join_token_for_the_links_it_s
 
 async def test_a_ping_is_answered_pong_at_once_and_anything_else_is_still_refused(relay: EmbeddedRelay) -> None:
     """The page's heartbeat (browsers cannot send WebSocket pings): each end gets its pong; near misses are not."""
-    session_id = secrets.token_urlsafe(16)
-    ws, given = await host(relay, session_id)
-    view = await viewer(relay, session_id, given["join"])
-    await text(view)  # its credentials
-    await text(view)  # peer joined
-    await text(ws)  # peer joined
+    ws, view = await both_ends(relay)
     for end in (view, ws):
         await end.send(json.dumps({"type": "ping"}))
         assert {"type": "pong"} == await text(end)
