@@ -23,7 +23,10 @@ Rounds alternate between a row's baseline and the relay (``ROUNDS`` each, median
 reported), so a change in the machine's load hits both alike. Round trips are
 host -> relay -> viewer -> relay -> host, one frame in flight; throughput is every host
 sending its frames at once and every viewer reading them, counted when the last arrives.
-Memory is the server's VmRSS after opening the idle sessions minus before, per session.
+One session's 200 B frames keep this client's CPU busy, not the server's (each round
+fills the client's CPU while the server idles part of the time): its row's ratio also
+moves with how the server's reads and writes fall for the client, so the server's own CPU
+time per frame forwarded is a row of its own. Memory is the server's VmRSS after opening the idle sessions minus before, per session.
 Sessions per second open host and viewer ends (credentials checked, peer joined) from
 50 concurrent openers.
 
@@ -59,6 +62,7 @@ from tether.auth.tokens import Purpose, mint
 ROOT = Path(__file__).resolve().parent.parent
 TETHER = [sys.executable, "-m", "tether.cli.main"]
 ROUNDS = 3
+THROUGHPUT_ROUNDS = 7  # a round takes a fraction of a second, and one client process drives both ends: noisy
 OPENERS = 50
 
 
@@ -74,6 +78,12 @@ def pin(cpu: int) -> Callable[[], None]:
             os.sched_setaffinity(0, {cpu})
 
     return apply
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -338,10 +348,11 @@ def redis_server(folder: Path) -> Iterator[str | None]:
 # -- the table ------------------------------------------------------------------------------
 
 
-async def alternate(base: Callable[[], Awaitable[float]], relay: Callable[[], Awaitable[float]]) -> tuple[float, float]:
-    """Medians over ROUNDS alternating rounds of the baseline and the relay."""
+async def alternate(base: Callable[[], Awaitable[float]], relay: Callable[[], Awaitable[float]],
+                    rounds: int = ROUNDS) -> tuple[float, float]:  # fmt: skip
+    """Medians over ``rounds`` alternating rounds of the baseline and the relay."""
     bases, relays = [], []
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         bases.append(await base())
         relays.append(await relay())
     return statistics.median(bases), statistics.median(relays)
@@ -386,13 +397,22 @@ async def run(quick: bool, idle: int, wanted: tuple[str, ...] = ROWS) -> None:
                     for sessions in (1, 100):
                         frames = (20_000 if sessions == 1 else 200) // scale
 
-                        async def tp(server: Server, size: int = size, sessions: int = sessions,
-                                     frames: int = frames) -> float:  # fmt: skip
-                            return await throughput(server, size, sessions, frames)
+                        cpu: dict[str, list[float]] = {"bare": [], "tether": []}
 
-                        b, r = await alternate(lambda: tp(bare), lambda: tp(relay))
+                        async def tp(server: Server, size: int = size, sessions: int = sessions,
+                                     frames: int = frames, cpu: dict[str, list[float]] = cpu) -> float:  # fmt: skip
+                            used = cpu_seconds(server.pid)
+                            rate = await throughput(server, size, sessions, frames)
+                            cpu[server.name].append((cpu_seconds(server.pid) - used) / (sessions * frames) * 1e6)
+                            return rate
+
+                        b, r = await alternate(lambda: tp(bare), lambda: tp(relay), THROUGHPUT_ROUNDS)
                         row(f"{label} frames, {sessions} session{'s' if sessions > 1 else ''}", b, r, "msg/s",
                             ">= 0.9x")  # fmt: skip
+                        if size == 200 and sessions == 1:
+                            # One session is bound by this client's CPU, not the server's: what the server spends.
+                            row("server CPU per frame forwarded, 200 B, 1 session", statistics.median(cpu["bare"]),
+                                statistics.median(cpu["tether"]), "us", "", "{:.1f}")  # fmt: skip
 
                 async def big(server: Server) -> float:
                     return statistics.median(await round_trips(server, 1_000_000, 60 // scale)) * 1e3
@@ -443,7 +463,7 @@ async def run(quick: bool, idle: int, wanted: tuple[str, ...] = ROWS) -> None:
             b, r = await alternate(lambda: sealed_rate(False), lambda: sealed_rate(True))
             row("end to end: 8 KiB messages host to viewer (plain vs sealed)", b, r, "msg/s", "")
     print(f"\nrelay vs baselines, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
-          f"rounds alternate, median of {ROUNDS}{' (quick)' if quick else ''}\n")  # fmt: skip
+          f"rounds alternate, median of {ROUNDS} ({THROUGHPUT_ROUNDS} for throughput){' (quick)' if quick else ''}\n")  # fmt: skip
     print("| figure | baseline | tether relay | ratio | target |")
     print("| --- | --- | --- | --- | --- |")
     for figure, base, relay_value, ratio, target in rows:

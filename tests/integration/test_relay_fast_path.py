@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from tests.conftest import UNIT
 from tests.integration.test_relay import connect, control, new_id
 from tether.relay.app import relay_state
-from tether.relay.broker import Attachment, MemoryBroker, QueueLimits
+from tether.relay.broker import Attachment, Item, Mailbox, MemoryBroker, QueueLimits
 from tether.relay.server import EmbeddedRelay, RelayConfig
+from tether.relay.websocket import RelayWebSocketProtocol
 
 FRAME = 4096
 QUEUE = QueueLimits(max_bytes=8 * FRAME, max_frames=8)
@@ -34,8 +38,26 @@ class CountingBroker(MemoryBroker):
         await super().forward(attachment, frame)
 
 
-async def test_frames_arrive_in_order_while_the_reader_lags_then_catches_up() -> None:
-    """A viewer that reads nothing at first (its socket fills, its queue, the host waits) gets all frames in order."""
+async def test_frames_arrive_in_order_while_the_reader_lags_then_catches_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A viewer that reads nothing at first (its socket fills, its queue, the host waits) gets all frames in order.
+
+    What its queue held goes out through the direct path as soon as its socket takes
+    more, not one ASGI ``send`` (a task switch) per frame.
+    """
+    queued, sent_by_asgi = [0], [0]
+    original_take, original_send = Mailbox.take, RelayWebSocketProtocol.send
+
+    def counting_take(mailbox: Mailbox) -> Item | None:
+        item = original_take(mailbox)
+        queued[0] += isinstance(item, bytes)
+        return item
+
+    async def counting_send(protocol: RelayWebSocketProtocol, message: Any) -> None:
+        sent_by_asgi[0] += message.get("bytes") is not None
+        await original_send(protocol, message)
+
+    monkeypatch.setattr(Mailbox, "take", counting_take)
+    monkeypatch.setattr(RelayWebSocketProtocol, "send", counting_send)
     broker = CountingBroker()
     async with EmbeddedRelay(RelayConfig(port=0, max_frame_bytes=2 * FRAME), broker=broker) as relay:
         session = new_id()
@@ -63,4 +85,6 @@ async def test_frames_arrive_in_order_while_the_reader_lags_then_catches_up() ->
         # Every path was taken: written at once, queued (the budget saw bytes), and waiting for room.
         assert (True, True, True) == (broker.at_once > 0, broker.budget.peak > 0, broker.waited > 0)
         assert FRAMES == broker.at_once + broker.waited == relay_state(relay.app).metrics.frames
+        # One ASGI send each time the socket was full, the rest of the queue written directly.
+        assert 0 < sent_by_asgi[0] < queued[0] / 2
         await host.close()

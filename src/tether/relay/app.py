@@ -43,12 +43,12 @@ from tether.errors import Refused
 from tether.relay import gate, origin, routing
 from tether.relay.accounts import AccountStore
 from tether.relay.admission import Admission, coming_back
-from tether.relay.broker import Attachment, Broker, Mailbox, QueueLimits, create_broker
+from tether.relay.broker import Attachment, Broker, Item, Mailbox, QueueLimits, create_broker
 from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
 from tether.relay.ledger import Ledger
 from tether.relay.metrics import Figures, RelayMetrics, wants_prometheus
 from tether.relay.routing import CloseCode, Counters, Drop, Role, deliberate, error_message, valid_session_id
-from tether.relay.websocket import FAST_PATH, FastPath
+from tether.relay.websocket import FAST_PATH, FastPath, joining_writes
 
 logger = logging.getLogger("tether.relay")
 
@@ -440,7 +440,7 @@ class _Writer:
         mailbox, websocket = self.mailbox, self.websocket
         try:
             while True:
-                item = mailbox.take()
+                item = joining_writes(self._send_now)
                 if item is None:
                     self.task = None  # nothing to send: the next item queued starts a task again
                     return
@@ -455,6 +455,19 @@ class _Writer:
         except BaseException:
             mailbox.drop()
             raise
+
+    def _send_now(self) -> Item | None:
+        """Write queued frames straight out while the connection takes them (``mailbox.direct``).
+
+        Returns the first item that needs an await (a text, the close, a frame while the
+        socket is full), or None once nothing is queued. A reader that fell behind once so
+        catches up at the direct path's cost, not one task switch per frame.
+        """
+        mailbox = self.mailbox
+        while (item := mailbox.take()) is not None:
+            if not (isinstance(item, bytes) and mailbox.direct is not None and mailbox.direct(item)):
+                return item
+        return None
 
     async def finish(self) -> None:
         """The connection ends: a close the relay asked for goes out (within ``WRITER_GRACE``), then stop."""

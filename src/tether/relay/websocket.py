@@ -42,7 +42,7 @@ import inspect
 import struct
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.routing import Match, Route, WebSocketRoute
@@ -185,18 +185,20 @@ class FastPath:
 # The scope's "asgi" dicts, by version: shared by every connection (read-only, per the ASGI spec).
 _ASGI: dict[tuple[str, str], Any] = {}
 
+T = TypeVar("T")
+
 # The connections whose frames wait for the end of the data being handled now (FastPath's
 # doc). Per thread: relays in several threads each have their own event loop.
 _handling = threading.local()
 
 
-def joining_writes(handle: Callable[[], None]) -> None:
+def joining_writes(handle: Callable[[], T]) -> T:
     """Run ``handle``; the small frames it writes to each connection go out in one write at its end."""
     outer = getattr(_handling, "batch", None)
     batch: list[FastPath] = []
     _handling.batch = batch
     try:
-        handle()
+        return handle()
     finally:
         _handling.batch = outer
         for fast in batch:
