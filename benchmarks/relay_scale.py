@@ -23,10 +23,12 @@ Rounds alternate between a row's baseline and the relay (``ROUNDS`` each, median
 reported), so a change in the machine's load hits both alike. Round trips are
 host -> relay -> viewer -> relay -> host, one frame in flight; throughput is every host
 sending its frames at once and every viewer reading them, counted when the last arrives.
-One session's 200 B frames keep this client's CPU busy, not the server's (each round
-fills the client's CPU while the server idles part of the time): its row's ratio also
-moves with how the server's reads and writes fall for the client, so the server's own CPU
-time per frame forwarded is a row of its own. Memory is the server's VmRSS after opening the idle sessions minus before, per session.
+One session's 200 B frames keep this client's CPU busy, not the server's: the client sends
+each frame with a system call of its own, and a server idle part of the time has to be
+woken by many of them, at the client's expense (a busier server is woken less). So that
+row's ratio moves with how the server's reads fall for the client, and the server's own
+CPU time per frame forwarded is a row of its own. Memory is the server's VmRSS after
+opening the idle sessions minus before, per session.
 Sessions per second open host and viewer ends (credentials checked, peer joined) from
 50 concurrent openers.
 
@@ -463,7 +465,8 @@ async def run(quick: bool, idle: int, wanted: tuple[str, ...] = ROWS) -> None:
             b, r = await alternate(lambda: sealed_rate(False), lambda: sealed_rate(True))
             row("end to end: 8 KiB messages host to viewer (plain vs sealed)", b, r, "msg/s", "")
     print(f"\nrelay vs baselines, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
-          f"rounds alternate, median of {ROUNDS} ({THROUGHPUT_ROUNDS} for throughput){' (quick)' if quick else ''}\n")  # fmt: skip
+          f"rounds alternate, median of {ROUNDS} ({THROUGHPUT_ROUNDS} for throughput)"
+          f"{' (quick)' if quick else ''}\n")  # fmt: skip
     print("| figure | baseline | tether relay | ratio | target |")
     print("| --- | --- | --- | --- | --- |")
     for figure, base, relay_value, ratio, target in rows:
