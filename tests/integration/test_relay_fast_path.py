@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import UNIT
-from tests.integration.test_relay import connect, control, new_id
+from tests.integration.test_relay import connect, control, new_id, pair
 from tether.relay.app import relay_state
 from tether.relay.broker import Attachment, Item, Mailbox, MemoryBroker, QueueLimits
 from tether.relay.server import EmbeddedRelay, RelayConfig
-from tether.relay.websocket import RelayWebSocketProtocol
+from tether.relay.websocket import FastPath, RelayWebSocketProtocol
 
 FRAME = 4096
 QUEUE = QueueLimits(max_bytes=8 * FRAME, max_frames=8)
@@ -88,3 +88,30 @@ async def test_frames_arrive_in_order_while_the_reader_lags_then_catches_up(monk
         # One ASGI send each time the socket was full, the rest of the queue written directly.
         assert 0 < sent_by_asgi[0] < queued[0] / 2
         await host.close()
+
+
+async def test_an_attached_idle_connection_keeps_nothing_of_its_handshake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once attached, a connection's scope holds its type and path only, and its credential lapse no timer of its own.
+
+    Memory per idle session (issue 13): headers, addresses, path parameters and a timeout
+    per connection were 2 KB of each session.
+    """
+    installed: list[RelayWebSocketProtocol] = []
+    original_install = FastPath.install
+
+    def recording_install(fast: FastPath, receiver: Any) -> None:
+        original_install(fast, receiver)
+        installed.append(fast._protocol)
+
+    monkeypatch.setattr(FastPath, "install", recording_install)
+    async with EmbeddedRelay(RelayConfig(port=0)) as relay:
+        _, host, viewer = await pair(relay)
+        assert 2 == len(installed)
+        for protocol in installed:
+            assert ({"type", "path"}, None, None) == (set(protocol.scope), protocol.client, protocol.server)
+        assert 2 == len(relay_state(relay.app).deadlines)
+        await host.send(b"still forwarded")
+        assert b"still forwarded" == await viewer.recv()
+        await host.close()
+        await viewer.wait_closed()
+        assert 0 == len(relay_state(relay.app).deadlines)

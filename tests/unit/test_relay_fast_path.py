@@ -10,7 +10,7 @@ from websockets.frames import Frame, Opcode
 from tether.relay.broker import Attachment, Mailbox, MemoryBroker, QueueLimits
 from tether.relay.metrics import RelayMetrics
 from tether.relay.routing import CloseCode, Drop, Role
-from tether.relay.waits import Flag, Inbox
+from tether.relay.waits import Deadlines, Flag, Inbox
 from tether.relay.websocket import frame_header
 
 SID = "session-id-0123456789"
@@ -144,3 +144,35 @@ async def test_the_lean_queue_and_flag_wake_their_waiters() -> None:
     assert [True, True] == await asyncio.gather(*waiters)
     flag.clear()
     assert not flag.is_set()
+
+
+async def test_deadlines_fire_once_never_early_and_a_moved_or_dropped_one_not_at_all() -> None:
+    """A key expires once, at the end of its deadline's second; setting it again moves it; dropping forgets it."""
+    now = [100.95]
+    expired: list[str] = []
+    fired = asyncio.Event()
+
+    def lapse(key: str) -> None:
+        expired.append(key)
+        fired.set()
+
+    deadlines: Deadlines[str] = Deadlines(lapse, lambda: now[0])
+    deadlines.set("moved", 100.97)  # due at 101, 0.05 s from "now"
+    deadlines.set("moved", 5000.0)  # ... moved to much later
+    deadlines.set("dropped", 100.98)
+    deadlines.drop("dropped")
+    deadlines.drop("never set")
+    deadlines.set("due", 100.99)
+    deadlines.set("later", 7000.0)
+    assert 3 == len(deadlines)
+    await asyncio.sleep(0)
+    assert [] == expired  # its second has not ended yet
+    await asyncio.wait_for(fired.wait(), timeout=10)
+    assert (["due"], 2) == (expired, len(deadlines))
+    deadlines.drop("moved")
+    deadlines.drop("later")
+    assert 0 == len(deadlines)
+    fired.clear()
+    deadlines.set("past", 50.0)  # already lapsed: at once
+    await asyncio.wait_for(fired.wait(), timeout=10)
+    assert ["due", "past"] == expired

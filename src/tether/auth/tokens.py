@@ -94,7 +94,7 @@ def mint(
 ) -> tuple[str, Claims]:
     """A token for ``purpose`` signed with the key set's current key, and its claims."""
     claims = Claims(
-        purpose=str(purpose),
+        purpose=purpose.value,  # the member's own string, not a copy per token (relay memory, issue 13)
         subject=subject,
         issued=now,
         expires=now + (LIFETIME[purpose] if lifetime is None else lifetime),

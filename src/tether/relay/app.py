@@ -48,7 +48,8 @@ from tether.relay.config import SESSIONS_PER_ADDRESS, RelayConfig
 from tether.relay.ledger import Ledger
 from tether.relay.metrics import Figures, RelayMetrics, wants_prometheus
 from tether.relay.routing import CloseCode, Counters, Drop, Role, deliberate, error_message, valid_session_id
-from tether.relay.websocket import FAST_PATH, FastPath, joining_writes
+from tether.relay.waits import Deadlines
+from tether.relay.websocket import FAST_PATH, FastPath, header, joining_writes, query_value
 
 logger = logging.getLogger("tether.relay")
 
@@ -88,6 +89,20 @@ class RelayState:
     by_address: Counter[str] = field(default_factory=Counter)  # host ends held per client address
     operator_token: str | None = None  # reads /metrics
     metrics: RelayMetrics = field(default_factory=RelayMetrics)  # frames forwarded, forwarding latency
+    # When each attached end's routing credential lapses unless it renews (docs/protocol.md, "Credentials").
+    deadlines: Deadlines[Attachment] = field(init=False)
+    _lapsing: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.deadlines = Deadlines(self._lapsed, self.clock)
+
+    def _lapsed(self, attachment: Attachment) -> None:
+        """Not renewed in time: the end is closed 4401, and ``_read`` ends when its connection does."""
+        self.refusals["expired"] += 1
+        self.counters.count(Drop.UNAUTHORIZED)
+        task = asyncio.ensure_future(self.broker.evict(attachment, CloseCode.UNAUTHORIZED))
+        self._lapsing.add(task)
+        task.add_done_callback(self._lapsing.discard)
 
     @property
     def ledger(self) -> Ledger:
@@ -174,7 +189,7 @@ async def _endpoint(websocket: WebSocket, role: Role) -> None:
     # counts from before its credential is checked, so a flood of attempts is bounded too.
     address = (websocket.client.host if websocket.client else "") if role is Role.HOST else None
     try:
-        if not origin.allowed(websocket.headers.get("origin"), websocket.headers.get("host"), relay.public_origin):
+        if not origin.allowed(header(websocket, b"origin"), header(websocket, b"host"), relay.public_origin):
             # A page of another site: refused before anything is read, and not accepted
             # first (the page learns nothing but a failed handshake: 403).
             relay.counters.count(Drop.BAD_ORIGIN)
@@ -202,7 +217,7 @@ async def _endpoint(websocket: WebSocket, role: Role) -> None:
         pass  # the client went away mid-send; the broker has been told in _read
     except Exception:
         # A bug, not bad input: keep it to this connection, make it visible, close cleanly.
-        logger.exception("relay endpoint failed (%s %s)", role, websocket.url.path)
+        logger.exception("relay endpoint failed (%s %s)", role, websocket.scope.get("path"))
         relay.counters.count(Drop.INTERNAL)
         with contextlib.suppress(Exception):
             await websocket.close(CloseCode.INTERNAL_ERROR, CloseCode.INTERNAL_ERROR.reason)
@@ -230,7 +245,7 @@ async def _connection(websocket: WebSocket, role: Role, relay: RelayState) -> tu
             return None
     try:
         # A viewer may ask to take over the seat (`?takeover=1`); the host decides whether it sees anything.
-        take_over = role is Role.VIEWER and websocket.query_params.get("takeover") == "1"
+        take_over = role is Role.VIEWER and query_value(websocket, "takeover") == "1"
         # A host coming back with its own credential replaces its old connection, if that still hangs on.
         returning = role is Role.HOST and claims is not None and coming_back(claims)
         attachment = await relay.broker.attach(session, role, take_over, returning)
@@ -267,20 +282,13 @@ async def _read(websocket: WebSocket, role: Role, relay: RelayState, attachment:
     clean = False  # lost (no close frame, an error, cancelled) unless the end closed on purpose
     try:
         fast = _fast_path(websocket, attachment, relay)
+        relay.deadlines.set(attachment, held.expires)  # not renewed by then: RelayState._lapsed
         taken = False
         while True:
             if taken and fast is not None:
                 fast.processed()  # done with the last message: frames may take the direct path again
             taken = True
-            try:
-                async with asyncio.timeout(max(0.0, held.expires - relay.clock())):
-                    message = await (websocket.receive() if fast is None else fast.receive())
-            except TimeoutError:
-                # Not renewed in time: the routing credential lapsed (docs/protocol.md, "Credentials").
-                relay.refusals["expired"] += 1
-                relay.counters.count(Drop.UNAUTHORIZED)
-                await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
-                return
+            message = await (websocket.receive() if fast is None else fast.receive())
             if message["type"] == "websocket.disconnect":
                 # The WebSocket layer closes on its own for a frame over its size limit
                 # (uvicorn's ws_max_size) or a text frame that is not UTF-8: count those here.
@@ -313,6 +321,7 @@ async def _read(websocket: WebSocket, role: Role, relay: RelayState, attachment:
                     await relay.broker.evict(attachment, CloseCode.UNAUTHORIZED)
                     return
                 held = renewed.claims
+                relay.deadlines.set(attachment, held.expires)
                 if not attachment.mailbox.push_control(gate.credentials_message(relay, renewed)):
                     await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
             elif attachment.role is Role.HOST and routing.is_drop_request(message.get("text")):
@@ -324,6 +333,7 @@ async def _read(websocket: WebSocket, role: Role, relay: RelayState, attachment:
                 if not attachment.mailbox.push_control(reply):
                     await relay.broker.evict(attachment, CloseCode.TOO_SLOW)
     finally:
+        relay.deadlines.drop(attachment)
         await relay.broker.detach(attachment, clean)
         if role is Role.HOST and attachment.mailbox.closing is not CloseCode.REPLACED:
             await gate.end(relay, session)  # the session dies with its host (not one that came back anew)

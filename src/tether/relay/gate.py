@@ -32,6 +32,7 @@ from tether.auth.keys import load_public_raw
 from tether.auth.tokens import Claims, Purpose, Refusal
 from tether.errors import CredentialRefused
 from tether.relay.admission import HOST, VIEWER, Credentials
+from tether.relay.websocket import header
 
 if TYPE_CHECKING:
     from tether.relay.app import RelayState
@@ -49,8 +50,7 @@ def _refuse(relay: RelayState, exc: CredentialRefused, where: str) -> None:
 async def presented(websocket: WebSocket, role: str, relay: RelayState) -> str | None:
     """The token an end presents (header for the host, first text message for a viewer)."""
     if role == HOST:
-        header = websocket.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = (header(websocket, b"authorization") or "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
     try:
         async with asyncio.timeout(relay.join_timeout):
@@ -80,7 +80,7 @@ def resumed(websocket: WebSocket, role: str) -> str | None:
     """The routing token a host coming back presents beside a fresh initiation token (``Tether-Resume``)."""
     if role != HOST:
         return None
-    return websocket.headers.get("tether-resume", "").strip() or None
+    return (header(websocket, b"tether-resume") or "").strip() or None
 
 
 async def check(

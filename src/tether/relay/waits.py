@@ -1,15 +1,17 @@
-"""Lean stand-ins for ``asyncio.Queue`` and ``asyncio.Event``, for objects a relay holds per connection.
+"""Lean stand-ins for asyncio's Queue, Event and timeout, for what a relay holds per connection.
 
 asyncio's Queue holds three ``deque`` objects and its Event one from the moment they are
 made, about 600 bytes each, whether anyone ever waits or not. A relay holds a receive
 queue, a "writable" flag and a mailbox event per connection, tens of thousands of them,
 mostly idle: these make their waiters only when someone waits. Each offers only what its
-users call (uvicorn's WebSocket protocol, ``broker.Mailbox``).
+users call (uvicorn's WebSocket protocol, ``broker.Mailbox``). :class:`Deadlines` puts
+the deadlines of all connections on a few timers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -88,3 +90,59 @@ class Flag:
             if self._waiters is not None and waiter in self._waiters:
                 self._waiters.remove(waiter)
         return True
+
+
+K = TypeVar("K")
+
+
+class Deadlines(Generic[K]):
+    """Many deadlines on one timer per second that has any, instead of an ``asyncio.timeout`` each.
+
+    The relay holds one deadline per connection (its routing credential's expiry): an
+    ``asyncio.timeout`` around each wait keeps a timeout object, a timer handle and a
+    context alive for every idle connection (about 350 bytes). Here a deadline is an entry
+    in one set per second of the ``clock`` (wall time, as credentials count it), and only
+    seconds that have deadlines hold a timer. ``expired(key)`` is called at the end of the
+    second a key's deadline falls in: up to one second late, never early.
+    """
+
+    __slots__ = ("_buckets", "_clock", "_expired", "_timers", "_where")
+
+    def __init__(self, expired: Callable[[K], None], clock: Callable[[], float]) -> None:
+        self._expired = expired
+        self._clock = clock
+        self._buckets: dict[int, set[K]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._where: dict[K, int] = {}  # the second each key's deadline falls in
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def set(self, key: K, when: float) -> None:
+        """``key`` expires at ``when`` (clock seconds); a deadline it had before is replaced."""
+        self.drop(key)
+        second = math.ceil(when)
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            bucket = self._buckets[second] = set()
+            delay = max(0.0, second - self._clock())
+            self._timers[second] = asyncio.get_running_loop().call_later(delay, self._fire, second)
+        bucket.add(key)
+        self._where[key] = second
+
+    def drop(self, key: K) -> None:
+        """Forget ``key``'s deadline, if it has one."""
+        second = self._where.pop(key, None)
+        if second is None:
+            return
+        bucket = self._buckets[second]
+        bucket.discard(key)
+        if not bucket:
+            del self._buckets[second]
+            self._timers.pop(second).cancel()
+
+    def _fire(self, second: int) -> None:
+        del self._timers[second]
+        for key in self._buckets.pop(second, ()):
+            del self._where[key]
+            self._expired(key)
