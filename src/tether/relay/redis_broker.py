@@ -10,8 +10,8 @@ Redis holds, all of it expiring, none of it content:
   ``NODE_TTL / 3``. An end whose process's liveness key is gone counts as absent (a host
   and viewer whose relay died come back through another one within ``NODE_TTL``), and
   its presence key expires after ``ttl`` anyway;
-- credentials (``RedisLedger``): each session's generation and each end's newest routing
-  nonce, and single-use nonces as ``SET NX EX`` keys that expire with their token;
+- credentials (``RedisLedger``, redis_ledger.py): each session's generation and each end's
+  newest routing nonce, and single-use nonces as ``SET NX EX`` keys that expire with their token;
 - delivery: one pub/sub channel per process (``tether:n:NODE``). Frames and control
   events for an end on another process are published there, prefixed with the end's id;
   nothing is stored: a message nobody subscribes to is gone.
@@ -20,11 +20,12 @@ Decisions are ``routing.join`` / ``routing.leave`` on the state read from the pr
 keys, exactly as ``MemoryBroker`` makes them; effects for an end on another process are
 published to that process, which carries them out.
 
-Order: every process publishes through one connection, in order and pipelined, and
-Redis delivers a channel's messages in the order one connection published them, so the
-``peer joined`` a viewer's process sends reaches the host before any frame of that
-viewer. redis-py's pool is sized explicitly and blocks when all its connections are busy
-(its default pool opens a connection per concurrent call).
+Order: every process publishes through one connection, in order and pipelined
+(redis_wire.py, which also reads the subscription), and Redis delivers a channel's
+messages in the order one connection published them, so the ``peer joined`` a viewer's
+process sends reaches the host before any frame of that viewer. redis-py's pool is sized
+explicitly and blocks when all its connections are busy (its default pool opens a
+connection per concurrent call).
 
 Flow control across processes is coarser than within one: a publisher cannot see the
 reader's queue on the other process. The receiving process queues what arrives for an
@@ -32,7 +33,7 @@ end in its mailbox; when that is full, in a backlog of at most one more queue's 
 (``QueueLimits.max_bytes``), drained as the mailbox empties; a reader whose mailbox and
 backlog are both full, or stay full for ``slow_timeout``, is cut 4408 like a slow reader
 on one process. Senders on a process wait when its outgoing publish queue holds more
-than ``OUTBOX_BYTES`` (Redis is slower than they are).
+than ``redis_wire.OUTBOX_BYTES`` (Redis is slower than they are).
 
 A host that comes back after its connection was lost (docs/protocol.md, "Reconnection")
 needs nothing kept here: its routing token is the relay's signed word that it held the
@@ -46,21 +47,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from tether.errors import BrokerUnavailable, Refused
 from tether.relay import routing
-from tether.relay.admission import HOST, VIEWER, Admission
 from tether.relay.broker import Attachment, Broker, Mailbox, QueueLimits
 from tether.relay.ledger import Ledger
+from tether.relay.redis_ledger import RedisLedger
+from tether.relay.redis_wire import Feed, Publisher
 from tether.relay.routing import CloseCode, Counters, Drop, PeerState, Role, SessionState
-from tether.relay.websocket import joining_writes
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -72,10 +72,7 @@ PRESENCE_TTL = 15.0  # seconds an end's presence key outlives a process that die
 NODE_TTL = 5.0  # seconds a process's own liveness key outlives it: its ends count as gone after that
 POOL_SIZE = 32  # Redis connections per process for transactions and credential keys
 POOL_TIMEOUT = 10.0  # seconds a call waits for a free connection
-OUTBOX_BYTES = 16 * 1024 * 1024  # published bytes waiting for Redis before senders wait
-CLIENT_REPLY_OFF = b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
 RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after Redis went away
-ROUTING_KEY_SLACK = 60.0  # seconds a credential key outlives the routing token it names
 
 FRAME, JOINED, LEFT, CLOSE, DISMISS = b"F", b"J", b"L", b"C", b"D"
 END_ID_BYTES = 6  # the end's id: 12 hex characters
@@ -94,6 +91,13 @@ class RemoteAttachment(Attachment):
 
 def _presence(session: str, role: Role) -> str:
     return f"{PREFIX}p:{session}:{role}"
+
+
+def _ref(value: bytes | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    node, _, end = value.decode().partition(":")
+    return node, end
 
 
 class RedisBroker(Broker):
@@ -120,16 +124,9 @@ class RedisBroker(Broker):
         self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self.node = secrets.token_hex(8)
         self.ttl = presence_ttl
-        self.ledger: Ledger = RedisLedger(self)
+        self.ledger: Ledger = RedisLedger(self.redis, PREFIX)
         self._ends: dict[str, RemoteAttachment] = {}  # this process's ends by id
-        self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()  # (command head, message)
-        self._outbox_bytes = 0  # queued here, not yet written to the publishing connection
-        self._outbox_changed = asyncio.Event()
-        self._link: asyncio.WriteTransport | None = None  # the publishing connection, while it is up
-        self._written: collections.deque[int] = collections.deque()  # sizes of PUBLISHes maybe still in its buffer
-        self._written_bytes = 0
-        self._wrote_this_turn = False
-        self._send_scheduled = False
+        self._publisher = Publisher(pool, self.counters)  # what goes to other processes, in order
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._started: asyncio.Future[None] | None = None
@@ -154,7 +151,7 @@ class RedisBroker(Broker):
             self.subscribed = True
             self._tasks = [
                 asyncio.create_task(self._subscriber(pubsub), name="tether redis subscriber"),
-                asyncio.create_task(self._writer(), name="tether redis writer"),
+                asyncio.create_task(self._publisher.run(), name="tether redis writer"),
                 asyncio.create_task(self._refresher(), name="tether redis presence"),
             ]
             self._started.set_result(None)
@@ -176,7 +173,7 @@ class RedisBroker(Broker):
                 await self._leave(end, clean=False)  # the relay stopping: its hosts come back elsewhere
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
-                await self._flush()
+                await self._publisher.flush()
         for task in [*self._tasks, *self._background]:
             task.cancel()
         for task in [*self._tasks, *self._background]:
@@ -296,7 +293,7 @@ class RedisBroker(Broker):
             return
         node, end = target
         if node != self.node:
-            await self._publish(node, FRAME + end.encode() + frame)
+            await self._publisher.publish(self._channel(node), FRAME + end.encode() + frame)
             return
         peer = self._ends.get(end)
         if peer is None:
@@ -320,9 +317,9 @@ class RedisBroker(Broker):
             return True
         node, end = target
         if node != self.node:
-            if self._waiting() > OUTBOX_BYTES:
+            if self._publisher.behind():
                 return False  # Redis is behind: forward waits
-            self._enqueue(node, FRAME + end.encode() + frame)
+            self._publisher.enqueue(self._channel(node), FRAME + end.encode() + frame)
             return True
         peer = self._ends.get(end)
         if peer is None:
@@ -419,7 +416,7 @@ class RedisBroker(Broker):
             message = JOINED + end.encode() + f"{about[0]}:{about[1]}".encode()
         else:
             message = LEFT + end.encode() + (effect.reason or "").encode()
-        self._enqueue(node, message)
+        self._publisher.enqueue(self._channel(node), message)
 
     def _apply_local(self, end: RemoteAttachment, effect: routing.Effect, about: tuple[str, str] | None) -> None:
         if isinstance(effect, routing.Close | routing.Dismiss):
@@ -500,123 +497,17 @@ class RedisBroker(Broker):
     def _alive(self, node: str) -> str:
         return f"{PREFIX}alive:{node}"
 
-    def _enqueue(self, node: str, message: bytes) -> None:
-        self._outbox.append((_publish_head(self._channel(node)), message))
-        self._outbox_bytes += len(message)
-        if self._writable():
-            if len(self._outbox) == 1 and not self._wrote_this_turn:
-                # The first of this turn of the event loop: at once, no wait for another turn.
-                self._send_outbox()
-                self._wrote_this_turn = True
-                asyncio.get_running_loop().call_soon(self._next_turn)
-            elif not self._send_scheduled:
-                # The others forwarded in this turn of the event loop go in one write.
-                self._send_scheduled = True
-                asyncio.get_running_loop().call_soon(self._send_outbox)
-        self._outbox_changed.set()
-
-    def _next_turn(self) -> None:
-        self._wrote_this_turn = False
-
-    def _waiting(self) -> int:
-        """Bytes published here and not yet taken by the system: queued, or in the connection's buffer."""
-        return self._outbox_bytes + (self._link.get_write_buffer_size() if self._link is not None else 0)
-
-    def _writable(self) -> bool:
-        """Whether the publishing connection is up."""
-        return self._link is not None and not self._link.is_closing()
-
-    def _send_outbox(self) -> None:
-        """Write every queued PUBLISH to the publishing connection (which Redis does not answer)."""
-        self._send_scheduled = False
-        if not self._outbox or not self._writable():
-            return
-        batch, self._outbox = self._outbox, collections.deque()
-        assert self._link is not None
-        parts: list[bytes] = []
-        for head, message in batch:
-            parts += (head, b"$%d\r\n" % len(message), message, b"\r\n")
-            self._outbox_bytes -= len(message)
-            self._written.append(len(message))
-            self._written_bytes += len(message)
-        self._link.write(b"".join(parts))
-        # Remember only what may still be in the connection's buffer (lost, and counted, if it closes).
-        buffered = self._link.get_write_buffer_size()
-        while self._written and self._written_bytes - self._written[0] >= buffered:
-            self._written_bytes -= self._written.popleft()
-        self._outbox_changed.set()
-
-    async def _publish(self, node: str, message: bytes) -> None:
-        while self._waiting() > OUTBOX_BYTES:
-            self._outbox_changed.clear()
-            await self._outbox_changed.wait()
-        self._enqueue(node, message)
-
-    async def _flush(self) -> None:
-        if self._link is not None:
-            self._link.set_write_buffer_limits(0)  # the relay stops: be told when the buffer is empty
-        while self._waiting():
-            self._outbox_changed.clear()
-            await self._outbox_changed.wait()
-
-    async def _writer(self) -> None:
-        """Publish what is queued, in order, through one connection of its own, pipelined.
-
-        The connection is taken from the pool once and kept (a pipeline object and a pool
-        checkout per message cost more than the PUBLISH itself). While it is up, a frame is
-        written to it as it is forwarded when Redis is idle, else with the others of the
-        same turn of the event loop in one write (``_enqueue``). Redis is asked not to answer
-        (``CLIENT REPLY OFF``: no answer to write, read and wake for); what waits is what the
-        system has not taken yet (``_waiting``). This task sends what was queued while there
-        was no connection. When the connection is lost, what it still held is lost (as on a
-        dropped connection) and another connection is taken.
-        """
-        pool = self.redis.connection_pool
-        while True:
-            while not self._outbox:
-                self._outbox_changed.clear()
-                await self._outbox_changed.wait()
-            try:
-                link = await pool.get_connection()  # type: ignore[no-untyped-call]
-                if not link.is_connected:
-                    await link.connect()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._lost(exc, len(self._outbox))
-                self._outbox.clear()
-                self._outbox_bytes = 0
-                continue
-            try:
-                self._link, lost = _Replies.install(link, self._outbox_changed.set)
-                self._send_outbox()
-                await lost
-                self._lost(ConnectionError("the publishing connection closed"), len(self._written))
-                self._written.clear()
-                self._written_bytes = 0
-            finally:
-                self._link = None
-                with contextlib.suppress(Exception):
-                    await link.disconnect()  # the connection goes back to the pool closed: it has our protocol
-                with contextlib.suppress(Exception):
-                    await pool.release(link)
-
-    def _lost(self, exc: Exception, count: int) -> None:
-        # Redis went away: what was in flight is lost, as on a dropped connection.
-        logger.warning("relay: publishing to Redis failed: %s", type(exc).__name__)
-        self.counters.count(Drop.NO_PEER, count)
-        self._outbox_changed.set()
-
     async def _subscriber(self, pubsub: Any) -> None:
         """Hand what arrives on this process's channel to its ends; ride out Redis going away.
 
         redis-py connects and subscribes; then the subscription's socket is read by a
-        :class:`_Feed`, which hands each message over as it is read (no task wakes, nothing
-        parsed twice). When the connection is lost, a new subscription is made.
+        :class:`~tether.relay.redis_wire.Feed`, which hands each message over as it is read
+        (no task wakes, nothing parsed twice). When the connection is lost, a new
+        subscription is made.
         """
         try:
             while True:
-                lost = _Feed.install(pubsub, self._dispatch)
+                lost = Feed.install(pubsub, self._dispatch)
                 await lost
                 # What was published while there was no subscription is lost, as on a dropped connection.
                 self.subscribed = False
@@ -675,187 +566,3 @@ class RedisBroker(Broker):
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-try:  # what redis-py's hiredis reader returns when a reply is incomplete
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
-except ImportError:  # pragma: no cover - redis is a dependency of tether
-    _NOT_ENOUGH_DATA = False
-
-
-@functools.lru_cache(maxsize=1024)
-def _publish_head(channel: str) -> bytes:
-    """The start of a ``PUBLISH channel message`` command in RESP, up to the message's length."""
-    name = channel.encode()
-    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
-
-
-class _TakenOver(asyncio.Protocol):
-    """A redis-py connection's socket read by a protocol of the relay's: ``lost`` is done when the connection
-    is lost, and the protocol it replaced is told, so redis-py closes the connection as it always does."""
-
-    def __init__(self, stream: Any, lost: asyncio.Future[None]) -> None:
-        self._stream = stream  # the protocol this replaced (asyncio's StreamReaderProtocol)
-        self._lost = lost
-
-    def eof_received(self) -> bool:
-        return False  # the transport closes itself: connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._lost.done():
-            self._lost.set_result(None)
-        self._stream.connection_lost(exc)
-
-
-class _Replies(_TakenOver):
-    """The publishing connection's socket, taken over: Redis is asked not to answer, and whatever it says is dropped.
-
-    A Redis that refuses ``CLIENT REPLY OFF`` answers every PUBLISH as before: the answers are read and dropped.
-    """
-
-    def __init__(self, drained: Callable[[], None], stream: Any, lost: asyncio.Future[None]) -> None:
-        super().__init__(stream, lost)
-        self._drained = drained
-
-    @classmethod
-    def install(
-        cls, connection: Any, drained: Callable[[], None]
-    ) -> tuple[asyncio.WriteTransport, asyncio.Future[None]]:
-        """Take over a connected redis-py connection's socket: its transport, and a future done when it is lost.
-
-        ``drained`` is called when the transport's buffer, once over its high mark, is low again.
-        """
-        transport = connection._writer.transport
-        lost = asyncio.get_running_loop().create_future()
-        replies = cls(drained, transport.get_protocol(), lost)
-        transport.set_protocol(replies)
-        if transport.is_closing():
-            replies.connection_lost(None)
-        else:
-            transport.write(CLIENT_REPLY_OFF)
-        return transport, lost
-
-    def data_received(self, data: bytes) -> None:
-        pass  # nothing is expected: see the class doc
-
-    def resume_writing(self) -> None:
-        self._drained()
-
-
-class _Feed(_TakenOver):
-    """The subscription's socket, read here: each message published to this process is handed on as it is read.
-
-    redis-py's ``get_message`` wakes a task per read and builds a dictionary per message;
-    the relay needs only the message's bytes. ``install`` takes over the transport of a
-    subscribed redis-py ``PubSub`` (its hiredis reader too, with what it holds) and returns
-    a future that is done when the connection is lost; the original protocol is told of the
-    loss, so redis-py closes the connection as it always does.
-    """
-
-    def __init__(self, reader: Any, handle: Callable[[bytes], None], stream: Any, lost: asyncio.Future[None]) -> None:
-        super().__init__(stream, lost)
-        self._reader = reader  # the connection's hiredis reader
-        self._handle = handle
-
-    @classmethod
-    def install(cls, pubsub: Any, handle: Callable[[bytes], None]) -> asyncio.Future[None]:
-        connection = pubsub.connection
-        transport = connection._writer.transport
-        lost = asyncio.get_running_loop().create_future()
-        feed = cls(connection._parser._reader, handle, transport.get_protocol(), lost)
-        transport.set_protocol(feed)
-        buffered = connection._reader._buffer  # read from the socket, not yet parsed
-        data = bytes(buffered)
-        buffered.clear()
-        feed.data_received(data)  # and what the reader already holds
-        if transport.is_closing():
-            feed.connection_lost(None)
-        else:
-            with contextlib.suppress(Exception):
-                transport.resume_reading()  # the stream may have paused it
-        return lost
-
-    def data_received(self, data: bytes) -> None:
-        self._reader.feed(data)
-        # Frames for one viewer in this read go to its socket in one write at the end of it, as
-        # frames arriving on one WebSocket do (websocket.FastPath).
-        joining_writes(self._deliver)
-
-    def _deliver(self) -> None:
-        reader, nothing = self._reader, _NOT_ENOUGH_DATA
-        while (reply := reader.gets()) is not nothing:
-            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                try:
-                    self._handle(reply[2])
-                except Exception:
-                    logger.exception("relay: a message from Redis could not be delivered")
-
-
-def _ref(value: bytes | None) -> tuple[str, str] | None:
-    if not value:
-        return None
-    node, _, end = value.decode().partition(":")
-    return node, end
-
-
-class RedisLedger(Ledger):
-    """The credential tables of ``Admission`` in Redis, shared by every process (see ledger.py)."""
-
-    def __init__(self, broker: RedisBroker) -> None:
-        self.broker = broker
-
-    @property
-    def redis(self) -> aioredis.Redis:
-        return self.broker.redis
-
-    @staticmethod
-    def _keys(session: str) -> list[str]:
-        return [f"{PREFIX}g:{session}", f"{PREFIX}c:{session}:{HOST}", f"{PREFIX}c:{session}:{VIEWER}"]
-
-    async def load(self, admission: Admission, session: str) -> None:
-        generation, host, viewer = await self.redis.mget(self._keys(session))
-        for slot, value in (((session, HOST), host), ((session, VIEWER), viewer)):
-            if value:
-                admission.current[slot] = value.decode()
-            else:
-                admission.current.pop(slot, None)
-        if generation:
-            admission.generations[session] = generation.decode()
-        else:
-            admission.generations.pop(session, None)
-
-    async def save(self, admission: Admission, session: str, roles: tuple[str, ...]) -> None:
-        lifetime = int(max(admission.lifetimes.values()) + ROUTING_KEY_SLACK)
-        generation_key, host_key, viewer_key = self._keys(session)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            generation = admission.generations.get(session)
-            if generation is not None:
-                pipe.set(generation_key, generation, ex=lifetime)
-            for key, role in ((host_key, HOST), (viewer_key, VIEWER)):
-                if role not in roles:
-                    continue
-                current = admission.current.get((session, role))
-                if current is None:
-                    pipe.delete(key)
-                else:
-                    pipe.set(key, current, ex=lifetime)
-            await pipe.execute()
-        self._forget(admission, session)
-
-    async def seen(self, nonce: str) -> bool:
-        return bool(await self.redis.exists(f"{PREFIX}u:{nonce}"))
-
-    async def use(self, nonce: str, expires: float, now: float) -> bool:
-        ttl = max(1, int(expires - now) + 1)
-        return bool(await self.redis.set(f"{PREFIX}u:{nonce}", b"1", nx=True, ex=ttl))
-
-    async def end(self, admission: Admission, session: str) -> None:
-        await self.redis.delete(*self._keys(session))
-        self._forget(admission, session)
-
-    @staticmethod
-    def _forget(admission: Admission, session: str) -> None:
-        # Redis holds the truth; this process keeps no copy that could go stale.
-        admission.generations.pop(session, None)
-        admission.current.pop((session, HOST), None)
-        admission.current.pop((session, VIEWER), None)
