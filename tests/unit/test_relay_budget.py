@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import platform
+import subprocess
+import sys
+
+import pytest
 
 from tether.relay.broker import Budget, Mailbox, MemoryBroker, QueueLimits
 from tether.relay.routing import CloseCode, Drop, Role
@@ -61,3 +66,37 @@ async def test_a_full_budget_cuts_the_reader_that_drains_least() -> None:
     await broker.forward(live_host, b"z" * 120)  # 150 + 120 > 250: wait, then cut the stale reader
     assert (CloseCode.TOO_SLOW, None) == (stale_viewer.mailbox.closing, live_viewer.mailbox.closing)
     assert (1, b"z" * 120) == (broker.counters[Drop.TOO_SLOW], await live_viewer.mailbox.get())
+
+
+async def test_the_budget_reports_the_most_queued_each_time_its_queues_are_empty_again() -> None:
+    """``drained`` gets the high-water mark once ``used`` is back to 0, and never in between."""
+    budget = Budget(1000)
+    reports: list[int] = []
+    budget.drained = reports.append
+    first, second = Mailbox(QueueLimits(), budget), Mailbox(QueueLimits(), budget)
+    first.push(b"x" * 300)
+    second.push(b"y" * 200)
+    await first.get()
+    assert [] == reports  # 200 bytes still queued
+    await second.get()
+    first.push(b"z" * 50)
+    first.drop()
+    assert ([500, 50], 500) == (reports, budget.peak)
+
+
+def test_a_standalone_relay_keeps_frame_sized_blocks_on_the_heap() -> None:
+    """With glibc, a 1 MiB block is no mapping of its own (one per frame doubled a 1 MB round trip)."""
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        pytest.skip("glibc only")
+    code = (
+        "import ctypes\n"
+        "from tether.relay import process\n"
+        "drained = process.return_freed_memory()\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.malloc.restype = ctypes.c_void_p\n"
+        "block = libc.malloc(1024 * 1024)\n"
+        "heap = [line.split()[0].split('-') for line in open('/proc/self/maps') if line.rstrip().endswith('[heap]')]\n"
+        "print(drained is not None, any(int(a, 16) <= block < int(b, 16) for a, b in heap))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "True True" == result.stdout.strip()

@@ -73,6 +73,8 @@ class Budget:
         self.limit = limit
         self.used = 0
         self.peak = 0  # the most ever used at once (for /metrics and the benchmark)
+        self.high = 0  # the most used at once since ``used`` was last 0
+        self.drained: Callable[[int], None] | None = None  # called with ``high`` whenever ``used`` is 0 again
         self.waiting: set[Flag] = set()
 
     def fits(self, size: int) -> bool:
@@ -82,7 +84,9 @@ class Budget:
     def take(self, size: int) -> None:
         """Count ``size`` bytes as queued."""
         self.used += size
-        self.peak = max(self.peak, self.used)
+        if self.used > self.high:
+            self.high = self.used
+            self.peak = max(self.peak, self.used)
 
     def give(self, size: int) -> None:
         """Count ``size`` bytes as gone, and wake whoever waits for room."""
@@ -90,6 +94,10 @@ class Budget:
         if size:
             for event in self.waiting:
                 event.set()
+            if not self.used:
+                high, self.high = self.high, 0
+                if self.drained is not None:
+                    self.drained(high)
 
 
 Item = bytes | str | CloseCode

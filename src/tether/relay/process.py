@@ -5,14 +5,18 @@ at start it:
 
 - raises its soft descriptor limit to the hard one (``raise_descriptor_limit``): the
   usual soft 1024 is what an idle-connection flood exhausts first;
-- has glibc return large freed blocks to the system (``return_freed_memory``): frames up
-  to 1 MiB are allocated and freed by the thousand under load, and with glibc's
-  dynamic mmap threshold they end up on the heap, which it keeps. Measured with
-  ``benchmarks/relay_memory.py``: after a flood of 40 sessions of unread 1 MiB frames
-  the relay (no budget then) stayed at 479 MiB (from 43) without this, and came back to
-  83 MiB with it (``MALLOC_MMAP_THRESHOLD_=131072``, the same setting). What stays is
-  heap fragmentation, about 1-2 MiB per flooding session (figures in the benchmark's
-  doc); ``malloc_trim`` and ``PYTHONMALLOC=malloc`` did not reduce it;
+- fixes glibc's mmap threshold at 4 MiB and gives free heap memory back to the system
+  after a flood (``return_freed_memory``). Frames up to 1 MiB are allocated and freed by
+  the thousand under load: mmapped one by one (a threshold of 128 KiB), each costs page
+  faults on every copy the frame parser makes, and a 1 MB frame's round trip took 4.9 ms
+  against 2-4 ms for the bare forwarder (issue 13; ``make bench``, row "1 MB frame"); on
+  the heap it takes 3.7-4.3 ms, within 1.1x of it. The heap keeps what a flood of queued
+  frames leaves (``benchmarks/relay_memory.py``, 40 sessions of unread 1 MiB frames: 502
+  MiB after it, from 81), so when the relay's queues are empty again after holding at
+  least ``TRIM_AFTER`` bytes at once, ``malloc_trim`` returns the free pages a second
+  later (once the flood's connections are closed too): 132 MiB after the 40 sessions,
+  240 MiB after 150 (with every frame mmapped instead: 162 and 285). What stays is heap
+  fragmentation; tracemalloc finds no object left of the flood;
 - logs uvicorn's lines and its own to stderr through a handler that never raises
   (``log_to_stderr``), as ``LEVEL: message`` or, with ``TETHER_RELAY_LOG_FORMAT=json``,
   one JSON object per line (``JsonLines``) with its connection events at INFO. What is
@@ -26,6 +30,7 @@ descriptors left allow.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -34,6 +39,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 
 from tether.logs import QuietStreamHandler, quiet_logging
 from tether.relay.config import MAX_CONNECTIONS, RelayConfig
@@ -41,7 +47,9 @@ from tether.relay.config import MAX_CONNECTIONS, RelayConfig
 RESERVED_DESCRIPTORS = 64  # for the listening socket, the event loop, logs, files served, the account store
 MIN_CONNECTIONS = 8
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, fixed: blocks above it are mmapped and unmapped on free
+MMAP_THRESHOLD = 4 * 1024 * 1024  # fixed: blocks above it are mmapped and unmapped on free; frames stay below
+TRIM_AFTER = 8 * 1024 * 1024  # bytes queued at once that, once the queues are empty again, are worth trimming
+TRIM_DELAY = 1.0  # seconds from the queues' emptying to the trim
 
 
 def descriptor_limit() -> int | None:
@@ -81,21 +89,37 @@ def connection_cap(config: RelayConfig) -> int:
     return cap
 
 
-def return_freed_memory() -> bool:
-    """Fix glibc's mmap threshold (see the module doc); False where there is no glibc."""
+def return_freed_memory() -> Callable[[int], None] | None:
+    """Fix glibc's mmap threshold; what to call when the relay's queues are empty again (see the module doc).
+
+    The callable takes the most bytes that were queued at once meanwhile, and gives free
+    heap memory back to the system when that was a flood (``TRIM_AFTER``). None where
+    there is no glibc.
+    """
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return None
     try:
         libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
     except (OSError, AttributeError):  # musl and others have no mallopt
-        return False
+        return None
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim.restype = ctypes.c_int
+    if not mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD):
+        return None
+
+    def drained(most_queued: int) -> None:
+        if most_queued >= TRIM_AFTER:
+            # A moment later: the connections of a flood close after their queues are dropped,
+            # and their transports' buffers are freed then.
+            asyncio.get_running_loop().call_later(TRIM_DELAY, malloc_trim, 0)
+
+    return drained
 
 
 TOKEN_SHAPE = re.compile(r"v[1-4]\.(?:public|local)\.[A-Za-z0-9_\-.]+")

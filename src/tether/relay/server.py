@@ -271,7 +271,7 @@ async def serve(config: RelayConfig) -> None:
     Returns after SIGTERM; raises CancelledError when cancelled, after the same clean stop.
     """
     raise_descriptor_limit()
-    return_freed_memory()
+    drained = return_freed_memory()
     log_format = os.environ.get("TETHER_RELAY_LOG_FORMAT")
     if log_format:
         try:
@@ -279,6 +279,7 @@ async def serve(config: RelayConfig) -> None:
         except ValueError as exc:
             raise UserError(str(exc)) from None
     async with EmbeddedRelay(config, logs=True) as relay:
+        relay.broker.budget.drained = drained  # a flood's memory goes back to the system once it has drained
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGTERM, relay.request_stop)
