@@ -4,13 +4,12 @@ The endpoints (``app.py``) use only the :class:`Broker` interface. :class:`Memor
 keeps everything in this process (the embedded default). A Redis broker slots in behind
 the same interface so that many relay processes share sessions:
 
-- presence: one expiring key per session and role (``SET NX EX``, refreshed while the
-  connection lives), read to get the :class:`~tether.relay.routing.SessionState`;
-- delivery: one pub/sub channel per session and role; each attachment's subscriber task
-  pushes what arrives into the attachment's local :class:`Mailbox` with the same
-  wait-then-evict rule as ``MemoryBroker.forward``;
-- decisions: the same ``routing.join`` / ``routing.leave`` table, effects published to
-  the ends' channels.
+- presence: one expiring key per session and role naming the process and connection
+  that hold it, read to get the :class:`~tether.relay.routing.SessionState`;
+- delivery: one pub/sub channel per relay process; what arrives for an end is pushed
+  into its local :class:`Mailbox` (``redis_wire.py`` holds the two sockets to Redis);
+- decisions: the same ``routing.join`` / ``routing.leave`` table, effects for an end on
+  another process published to that process (``redis_broker.py``).
 
 Either way nothing outlives the connections: the only content the relay holds is the
 in-flight frames in bounded mailboxes, and a session is gone when its host leaves.

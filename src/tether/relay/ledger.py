@@ -5,7 +5,7 @@ nonces, each session's generation, each end's newest routing nonce. One relay pr
 keeps them in its own memory, and :class:`Ledger` (this module) is a no-op. Relays that
 share sessions through Redis (``redis_broker.py``) must share these tables too: a viewer
 may present on one process the join token another process minted. Their ledger
-(``RedisLedger``) copies a session's entries in before a decision (``load``), writes them
+(``RedisLedger``, ``redis_ledger.py``) copies a session's entries in before a decision (``load``), writes them
 back after it (``save``), and uses nonces with ``SET NX EX`` so a token works once across
 every process (``use``).
 
