@@ -50,9 +50,9 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from tether.errors import BrokerUnavailable, Refused
 from tether.relay import routing
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 logger = logging.getLogger("tether.relay")
+T = TypeVar("T")
 
 PREFIX = "tether:"
 PRESENCE_TTL = 15.0  # seconds an end's presence key outlives a process that died without leaving
@@ -87,6 +88,22 @@ class RemoteAttachment(Attachment):
     backlog: collections.deque[bytes] = field(default_factory=collections.deque, repr=False)
     backlog_bytes: int = 0
     drainer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class _Joined(NamedTuple):
+    """What ``attach`` decided in its transaction."""
+
+    outcome: routing.Outcome
+    orphan: tuple[str, str] | None  # a live viewer of a host whose relay died: sent away
+    held: dict[Role, tuple[str, str] | None]  # the live end holding each role, as it decided
+
+
+class _Left(NamedTuple):
+    """What ``_leave`` or ``drop`` decided in its transaction: the presence it decided on."""
+
+    outcome: routing.Outcome
+    host: bytes | None
+    viewer: bytes | None
 
 
 def _presence(session: str, role: Role) -> str:
@@ -197,55 +214,50 @@ class RedisBroker(Broker):
         end = secrets.token_hex(END_ID_BYTES)
         me = f"{self.node}:{end}"
         keys = [_presence(session_id, Role.HOST), _presence(session_id, Role.VIEWER)]
-        from redis.exceptions import WatchError
 
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(*keys)
-                    host, viewer = await pipe.mget(keys)
-                    # An end held by a relay process that died is not there (its keys outlive it).
-                    stale = []
-                    if not await self._live(host):
-                        stale.append(keys[0])
-                        host = None
-                    if not await self._live(viewer):
-                        stale.append(keys[1])
-                        viewer = None
-                    # A live viewer whose host's relay died holds a seat in no session: it is
-                    # sent away (1001, it reconnects) so that it can join the host coming back.
-                    orphan = _ref(viewer) if viewer is not None and host is None else None
-                    if orphan is not None:
-                        stale.append(keys[1])
-                        viewer = None
-                    present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
-                    outcome = routing.join(session_id, role, SessionState.of(present), take_over, returning)
-                    # A take-over: the viewer in place (wherever it is) is dismissed, its key overwritten;
-                    # a host coming back dismisses its old connection and, with it, their viewer.
-                    dismissed = {Role.HOST: _ref(host), Role.VIEWER: _ref(viewer)}
-                    if outcome.refusal is not None:
-                        raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    gone = [
-                        keys[1] for effect in outcome.effects
-                        if isinstance(effect, routing.Dismiss) and effect.role is Role.VIEWER and role is Role.HOST
-                    ]  # fmt: skip
-                    if stale or gone:
-                        pipe.delete(*stale, *gone)
-                    pipe.set(_presence(session_id, role), me, px=int(self.ttl * 1000))
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue  # another process changed the session meanwhile: decide again
+        async def decide(pipe: Any, host: bytes | None, viewer: bytes | None) -> _Joined:
+            # An end held by a relay process that died is not there (its keys outlive it).
+            stale = []
+            if not await self._live(host):
+                stale.append(keys[0])
+                host = None
+            if not await self._live(viewer):
+                stale.append(keys[1])
+                viewer = None
+            # A live viewer whose host's relay died holds a seat in no session: it is
+            # sent away (1001, it reconnects) so that it can join the host coming back.
+            orphan = _ref(viewer) if viewer is not None and host is None else None
+            if orphan is not None:
+                stale.append(keys[1])
+                viewer = None
+            present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
+            outcome = routing.join(session_id, role, SessionState.of(present), take_over, returning)
+            if outcome.refusal is not None:
+                raise Refused(outcome.refusal, routing.REFUSALS[outcome.refusal])
+            pipe.multi()
+            gone = [
+                keys[1] for effect in outcome.effects
+                if isinstance(effect, routing.Dismiss) and effect.role is Role.VIEWER and role is Role.HOST
+            ]  # fmt: skip
+            if stale or gone:
+                pipe.delete(*stale, *gone)
+            pipe.set(_presence(session_id, role), me, px=int(self.ttl * 1000))
+            # A take-over: the viewer in place (wherever it is) is dismissed, its key overwritten;
+            # a host coming back dismisses its old connection and, with it, their viewer.
+            return _Joined(outcome, orphan, {Role.HOST: _ref(host), Role.VIEWER: _ref(viewer)})
+
+        joined = await self._transaction(session_id, decide)
+        assert joined is not None  # decide writes or raises
+        outcome, orphan, held = joined
         if orphan is not None:
             self._send_effect(session_id, orphan, routing.Close(Role.VIEWER, CloseCode.GOING_AWAY))
         attachment = RemoteAttachment(session_id, role, Mailbox(self.limits, self.budget), end=end)
         self._ends[end] = attachment
         if role is Role.VIEWER:
-            attachment.peer = _ref(host)
+            attachment.peer = held[Role.HOST]
         for effect in outcome.effects:
             if isinstance(effect, routing.Dismiss):
-                if (target := dismissed[effect.role]) is not None:
+                if (target := held[effect.role]) is not None:
                     self._send_effect(session_id, target, effect)
             else:
                 self._carry_out(attachment, effect)
@@ -256,25 +268,20 @@ class RedisBroker(Broker):
         if self._ends.get(attachment.end) is not attachment:
             return
         session, me = attachment.session_id, f"{self.node}:{attachment.end}".encode()
-        keys = [_presence(session, Role.HOST), _presence(session, Role.VIEWER)]
-        from redis.exceptions import WatchError
 
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(*keys)
-                    host, viewer = await pipe.mget(keys)
-                    present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
-                    outcome = routing.drop(attachment.role, SessionState.of(present))
-                    if host != me or not outcome.effects:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        return  # not this session's host, or no viewer to drop
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.delete(keys[1])
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue
+        async def decide(pipe: Any, host: bytes | None, viewer: bytes | None) -> _Left | None:
+            present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
+            outcome = routing.drop(attachment.role, SessionState.of(present))
+            if host != me or not outcome.effects:
+                return None  # not this session's host, or no viewer to drop
+            pipe.multi()
+            pipe.delete(_presence(session, Role.VIEWER))
+            return _Left(outcome, host, viewer)
+
+        decided = await self._transaction(session, decide)
+        if decided is None:
+            return
+        outcome, viewer = decided.outcome, decided.viewer
         dropped = _ref(viewer)
         for effect in outcome.effects:
             if isinstance(effect, routing.Dismiss):
@@ -347,6 +354,34 @@ class RedisBroker(Broker):
         """Sessions whose host is attached to this process (each process counts its own)."""
         return sum(1 for end in self._ends.values() if end.role is Role.HOST)
 
+    async def _transaction(
+        self, session: str, decide: Callable[[Any, bytes | None, bytes | None], Awaitable[T | None]]
+    ) -> T | None:
+        """``decide`` on the session's presence, in one WATCH / MULTI transaction; again if it changed meanwhile.
+
+        ``decide(pipe, host, viewer)`` gets the two presence values and either calls
+        ``pipe.multi()``, queues its writes and returns what it decided, or returns None to
+        write nothing. Its writes go through only if neither key changed since it read
+        them (another relay process deciding on the same session): else it decides again
+        on the new values. What it raises goes through.
+        """
+        keys = [_presence(session, Role.HOST), _presence(session, Role.VIEWER)]
+        from redis.exceptions import WatchError
+
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(*keys)
+                    host, viewer = await pipe.mget(keys)
+                    decided = await decide(pipe, host, viewer)
+                    if decided is None:
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        return None
+                    await pipe.execute()
+                    return decided
+                except WatchError:
+                    continue  # another process changed the session meanwhile: decide again
+
     async def _live(self, value: bytes | None) -> bool:
         """Whether a presence value names an end of a process that is alive (this one, or one whose key is fresh)."""
         ref = _ref(value)
@@ -362,27 +397,22 @@ class RedisBroker(Broker):
         self._drop_backlog(attachment)
         session, role = attachment.session_id, attachment.role
         me = f"{self.node}:{attachment.end}".encode()
-        keys = [_presence(session, Role.HOST), _presence(session, Role.VIEWER)]
-        from redis.exceptions import WatchError
 
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(*keys)
-                    host, viewer = await pipe.mget(keys)
-                    if (host if role is Role.HOST else viewer) != me:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        return  # the key expired or another end holds it: this end is not in the session
-                    present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
-                    outcome = routing.leave(role, SessionState.of(present), clean)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.delete(_presence(session, role))
-                    if outcome.next is SessionState.ABSENT:
-                        pipe.delete(*keys)  # nothing of the session stays (DESIGN.md rule 8)
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue
+        async def decide(pipe: Any, host: bytes | None, viewer: bytes | None) -> _Left | None:
+            if (host if role is Role.HOST else viewer) != me:
+                return None  # the key expired or another end holds it: this end is not in the session
+            present = {r for r, value in ((Role.HOST, host), (Role.VIEWER, viewer)) if value}
+            outcome = routing.leave(role, SessionState.of(present), clean)
+            pipe.multi()
+            pipe.delete(_presence(session, role))
+            if outcome.next is SessionState.ABSENT:
+                pipe.delete(_presence(session, Role.HOST), _presence(session, Role.VIEWER))  # DESIGN.md rule 8
+            return _Left(outcome, host, viewer)
+
+        left = await self._transaction(session, decide)
+        if left is None:
+            return
+        outcome, host, viewer = left
         peer = _ref(viewer if role is Role.HOST else host)
         for effect in outcome.effects:
             if peer is not None:
