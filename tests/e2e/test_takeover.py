@@ -5,11 +5,14 @@ One session tells the whole story (a `tether rc` costs seconds to start): the se
 told another device controls the session and asks to take over; the terminal asks; the first is
 told it was replaced and takes control back without a question; a take-over refused at the
 terminal gets nothing and is dropped; a viewer whose network went dead frees the seat within
-the relay's heartbeat (5 s pings, 5 s to answer), and a new device joins.
+the relay's heartbeat (5 s pings, 5 s to answer), and a new device joins; when its network comes
+back, the first page, refused busy for 15 s, concludes it was taken over while away and takes
+control back, asked at the terminal.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -101,5 +104,24 @@ async def test_one_controlling_device(project: Path, tether_env: dict[str, str],
                 question(terminal, await joined.wait_for(lambda v: v.pairing_code))
                 answer(run, "y")
                 await joined.wait_for(lambda v: v.admitted, WAIT)
+
+                # Its network comes back while the laptop holds the seat. Refused busy for longer than a dead
+                # connection of its own could hold it (15 s), the page concludes another device took over
+                # while it was away, and offers to take back control: asked at the terminal like any take-over.
+                proxy.blackholed = False
+                away = first.locator("#notice")
+                await expect(away).to_contain_text("took over while this browser was away", timeout=4 * WAIT_MS)
+                await expect(status).to_have_text("ended: replaced")
+                await first.get_by_test_id("take-over").click()
+                code = first.get_by_test_id("pairing-code")
+                await expect(code).to_be_visible(timeout=WAIT_MS)
+                await expect(code).to_have_text(re.compile(r"^\d{6}$"), timeout=WAIT_MS)
+                # Waited for in a thread: this page's traffic goes through the proxy, which runs on this loop.
+                asked = await asyncio.to_thread(question, terminal, str(await code.text_content()))
+                assert f"take over from {laptop.name} " in asked and f"for Chrome on Linux ({first_id})" in asked, asked
+                answer(run, "y")
+                await expect(status).to_have_text("connected", timeout=WAIT_MS)
+                await joined.wait_for(lambda v: v.closed, WAIT)
+                assert 4410 == joined.close_code
     finally:
         stop(run.process)
