@@ -83,22 +83,19 @@ def project(tmp_path: Path, tether_env: dict[str, str]) -> Path:
     return folder
 
 
-@pytest.fixture
-def relay(tether_env: dict[str, str]) -> Iterator[str]:
-    """A standalone `tether relay serve` process on 127.0.0.1; yields its URL."""
-    port = free_port()
+def start_relay(env: dict[str, str], port: int, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    """`tether relay serve` on 127.0.0.1:``port``, once its /healthz answers; RuntimeError (with its stderr) if not."""
     process = subprocess.Popen(
         [*TETHER, "relay", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=tether_env,
+        env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
     )
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10 * UNIT
     while True:
         try:
-            if httpx.get(f"{url}/healthz", timeout=UNIT).status_code == 200:
-                break
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=UNIT).status_code == 200:
+                return process
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline or process.poll() is not None:
@@ -107,6 +104,14 @@ def relay(tether_env: dict[str, str]) -> Iterator[str]:
             stop(process)
             raise RuntimeError(f"relay did not start: {error}")
         time.sleep(0.05)
+
+
+@pytest.fixture
+def relay(tether_env: dict[str, str]) -> Iterator[str]:
+    """A standalone `tether relay serve` process on 127.0.0.1; yields its URL."""
+    port = free_port()
+    process = start_relay(tether_env, port)
+    url = f"http://127.0.0.1:{port}"
     log_in(url, tether_env)
     yield url
     stop(process)

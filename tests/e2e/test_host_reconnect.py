@@ -22,12 +22,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 import websockets
 
-from tests.conftest import TETHER, UNIT, Lines, RcRun, free_port, log_in, require, start_rc, stop
+from tests.conftest import TETHER, UNIT, Lines, RcRun, free_port, log_in, require, start_rc, start_relay, stop
 from tests.support.fault_proxy import FaultProxy
 from tether.auth.keys import KeySet
 from tether.auth.owner import owned_session_id
@@ -53,19 +52,7 @@ class RelayServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [*TETHER, "relay", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10 * UNIT
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=UNIT).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and self.process.poll() is None, "the relay did not start"
-            time.sleep(0.05)
+        self.process = start_relay(self.env, self.port, stderr=subprocess.DEVNULL)
 
     def kill(self) -> None:
         assert self.process is not None

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import UNIT, Lines, chromium, start_rc, stop
-from tests.e2e.test_pairing import answer
+from tests.e2e.test_pairing import pair_phone
 
 
 async def test_the_page_lists_the_other_live_session_and_switches_to_it_without_pairing_again(
@@ -23,14 +23,7 @@ async def test_the_page_lists_the_other_live_session_and_switches_to_it_without_
     assert first.process.stderr is not None
     try:
         async with chromium() as browser:
-            context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-            page = await context.new_page()
-            await page.goto(first.url)
-            code = page.get_by_test_id("pairing-code")
-            await expect(code).to_have_text(re.compile(r"^\d{6}$"), timeout=10_000 * UNIT)
-            Lines(first.process.stderr).until(f"code {await code.text_content()}? [y/N]", 10 * UNIT)
-            answer(first, "y")
-            await expect(page.get_by_test_id("connection-status")).to_have_text("connected", timeout=10_000 * UNIT)
+            page = await pair_phone(browser, first, Lines(first.process.stderr))
             await page.get_by_role("button", name=re.compile("^Sessions")).click(timeout=10_000 * UNIT)
             other = page.locator(f'[data-testid="session-link"][href*="/s/{second.session_id}"]')
             await expect(other).to_contain_text("live")

@@ -15,6 +15,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,12 +23,32 @@ import pytest
 from tests.conftest import TETHER, UNIT, Lines, RcRun, chromium, log_in, start_rc, stop
 from tether.testing import ViewerClient, option_id
 
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
 
 def answer(run: RcRun, line: str) -> None:
     """Type a line at the terminal of `tether rc`."""
     assert run.process.stdin is not None
     run.process.stdin.write(line.encode() + b"\n")
     run.process.stdin.flush()
+
+
+async def pair_phone(browser: Browser, run: RcRun, terminal: Lines) -> Page:
+    """A phone-sized page that opens the link of ``run`` and is paired with y at its terminal: connected."""
+    from playwright.async_api import expect
+
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = await context.new_page()
+    await page.goto(run.url)
+    code = page.get_by_test_id("pairing-code")
+    await expect(code).to_have_text(re.compile(r"^\d{6}$"), timeout=10_000 * UNIT)
+    terminal.until(f"code {await code.text_content()}? [y/N]", 10 * UNIT)
+    assert "#" not in page.url  # the secrets left the address bar at once
+    answer(run, "y")
+    await expect(page.get_by_test_id("connection-status")).to_have_text("connected", timeout=10_000 * UNIT)
+    await expect(code).to_be_hidden()
+    return page
 
 
 def tether(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -258,16 +279,7 @@ async def test_pairing_and_a_signed_approval_in_the_real_page(
     terminal = Lines(run.process.stderr)
     try:
         async with chromium() as browser:
-            context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-            page = await context.new_page()
-            await page.goto(run.url)
-            code = page.get_by_test_id("pairing-code")
-            await expect(code).to_have_text(re.compile(r"^\d{6}$"), timeout=10_000 * UNIT)
-            terminal.until(f"code {await code.text_content()}? [y/N]", 10 * UNIT)
-            assert "#" not in page.url  # the secrets left the address bar at once
-            answer(run, "y")
-            await expect(page.get_by_test_id("connection-status")).to_have_text("connected", timeout=10_000 * UNIT)
-            await expect(code).to_be_hidden()
+            page = await pair_phone(browser, run, terminal)
             await page.get_by_test_id("prompt-input").fill("write notes.txt signed")
             await page.get_by_test_id("prompt-send").click()
             await page.get_by_test_id("approve-once").click(timeout=10_000 * UNIT)
